@@ -1,0 +1,15 @@
+/*
+ * common.h - the public header of common/: the pieces every decree component
+ * stands on (allocation, logging, errors, config, framing, networking,
+ * metrics).  Include this header, never the per-concern headers directly.
+ *
+ * Ownership: unless a declaration says otherwise, the caller owns what it
+ * passes in and what it gets back, and frees it with the matching *_free().
+ */
+#ifndef DECREE_COMMON_H
+#define DECREE_COMMON_H
+
+#include "common/mem.h"
+#include "common/log.h"
+
+#endif
