@@ -11,5 +11,6 @@
 
 #include "common/mem.h"
 #include "common/log.h"
+#include "common/crashpoint.h"
 
 #endif
