@@ -12,5 +12,6 @@
 #include "common/mem.h"
 #include "common/log.h"
 #include "common/crashpoint.h"
+#include "common/net.h"
 
 #endif
