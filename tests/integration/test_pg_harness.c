@@ -1,0 +1,372 @@
+/*
+ * test_pg_harness.c - the PostgreSQL test harness (tests/lib/pg.h): real
+ * servers, prepared transactions through libpq, crash and restart, and
+ * cleanup after destroy and after the owner is SIGKILLed.
+ */
+#include "tests/lib/pg.h"
+
+#include <check.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static PGconn *connect_ok(const char *conninfo)
+{
+	PGconn *c;
+
+	ck_assert_ptr_nonnull(conninfo);
+	c = PQconnectdb(conninfo);
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect %s: %s", conninfo,
+		      PQerrorMessage(c));
+	return c;
+}
+
+static void exec_ok(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+
+	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK,
+		      "%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+}
+
+/* The single value of a one-row, one-column query, as a malloc'd string. */
+static char *query_value(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	char *v;
+
+	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql,
+		      PQerrorMessage(c));
+	ck_assert_int_eq(PQntuples(r), 1);
+	v = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return v;
+}
+
+static void expect_value(PGconn *c, const char *sql, const char *want)
+{
+	char *v = query_value(c, sql);
+
+	ck_assert_str_eq(v, want);
+	free(v);
+}
+
+static bool dir_exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+static bool pid_alive(pid_t pid)
+{
+	char path[64], state = 0;
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	ok = fscanf(f, "%*d (%*[^)]) %c", &state);
+	fclose(f);
+	return ok == 1 && state != 'Z';
+}
+
+START_TEST(prepared_txn_commits_on_two_servers)
+{
+	struct pg_harness *h;
+	PGconn *c[2];
+	int i;
+
+	ck_assert_int_eq(pg_harness_start(2, &h), 0);
+	ck_assert_int_eq(pg_harness_count(h), 2);
+	ck_assert_int_ne(pg_harness_port(h, 0), pg_harness_port(h, 1));
+	for (i = 0; i < 2; i++) {
+		c[i] = connect_ok(pg_harness_conninfo(h, i));
+		expect_value(c[i], "show max_prepared_transactions", "100");
+		expect_value(c[i], "show fsync", "on");
+		exec_ok(c[i], "BEGIN");
+		exec_ok(c[i], "CREATE TABLE acct (id int primary key, bal int)");
+		exec_ok(c[i], i ? "INSERT INTO acct VALUES (1, 50)"
+				: "INSERT INTO acct VALUES (1, -50)");
+		exec_ok(c[i], "PREPARE TRANSACTION 'x'");
+		expect_value(c[i],
+			     "select count(*) from pg_prepared_xacts "
+			     "where gid = 'x'",
+			     "1");
+		/* Prepared, not committed: the table is not there yet. */
+		expect_value(c[i],
+			     "select count(*) from pg_class "
+			     "where relname = 'acct'",
+			     "0");
+	}
+	for (i = 0; i < 2; i++) {
+		exec_ok(c[i], "COMMIT PREPARED 'x'");
+		expect_value(c[i], "select count(*) from pg_prepared_xacts", "0");
+		expect_value(c[i], "select bal from acct where id = 1",
+			     i ? "50" : "-50");
+		PQfinish(c[i]);
+	}
+	pg_harness_destroy(h);
+}
+END_TEST
+
+START_TEST(unix_socket_reaches_same_server)
+{
+	struct pg_harness *h;
+	PGconn *tcp, *local;
+	char *a, *b;
+
+	ck_assert_int_eq(pg_harness_start(1, &h), 0);
+	ck_assert_ptr_nonnull(strstr(pg_harness_conninfo_unix(h, 0),
+				     pg_harness_dir(h, 0)));
+	tcp = connect_ok(pg_harness_conninfo(h, 0));
+	local = connect_ok(pg_harness_conninfo_unix(h, 0));
+	/* Over TCP the client address is loopback; over the socket, none. */
+	expect_value(tcp, "select inet_client_addr()", "127.0.0.1");
+	expect_value(local, "select coalesce(inet_client_addr()::text, 'unix')",
+		     "unix");
+	a = query_value(tcp, "select system_identifier from pg_control_system()");
+	b = query_value(local,
+			"select system_identifier from pg_control_system()");
+	ck_assert_str_eq(a, b);
+	free(a);
+	free(b);
+	PQfinish(tcp);
+	PQfinish(local);
+	pg_harness_destroy(h);
+}
+END_TEST
+
+START_TEST(prepared_txn_survives_kill_and_restart)
+{
+	struct pg_harness *h;
+	PGconn *c;
+	pid_t old;
+	int port;
+
+	ck_assert_int_eq(pg_harness_start(1, &h), 0);
+	port = pg_harness_port(h, 0);
+	old = pg_harness_pid(h, 0);
+	ck_assert_int_gt(old, 0);
+	c = connect_ok(pg_harness_conninfo(h, 0));
+	exec_ok(c, "CREATE TABLE t (v int)");
+	exec_ok(c, "BEGIN");
+	exec_ok(c, "INSERT INTO t VALUES (42)");
+	exec_ok(c, "PREPARE TRANSACTION 'pending'");
+	PQfinish(c);
+
+	ck_assert_int_eq(pg_harness_kill_server(h, 0), 0);
+	ck_assert(!pid_alive(old));
+	ck_assert_int_eq(pg_harness_pid(h, 0), 0);
+	c = PQconnectdb(pg_harness_conninfo(h, 0));
+	ck_assert_int_eq(PQstatus(c), CONNECTION_BAD);
+	PQfinish(c);
+
+	ck_assert_int_eq(pg_harness_start_server(h, 0), 0);
+	ck_assert_int_eq(pg_harness_port(h, 0), port);
+	ck_assert_int_gt(pg_harness_pid(h, 0), 0);
+	ck_assert_int_ne(pg_harness_pid(h, 0), old);
+	c = connect_ok(pg_harness_conninfo(h, 0));
+	expect_value(c, "select gid from pg_prepared_xacts", "pending");
+	expect_value(c, "select count(*) from t", "0");
+	exec_ok(c, "COMMIT PREPARED 'pending'");
+	expect_value(c, "select count(*) from pg_prepared_xacts", "0");
+	expect_value(c, "select v from t", "42");
+	PQfinish(c);
+	pg_harness_destroy(h);
+}
+END_TEST
+
+START_TEST(stop_is_clean_and_restart_keeps_data)
+{
+	struct pg_harness *h;
+	PGconn *c;
+	pid_t old;
+
+	ck_assert_int_eq(pg_harness_start(1, &h), 0);
+	old = pg_harness_pid(h, 0);
+	c = connect_ok(pg_harness_conninfo(h, 0));
+	exec_ok(c, "CREATE TABLE t AS SELECT 7 AS v");
+	PQfinish(c);
+	ck_assert_int_eq(pg_harness_stop_server(h, 0), 0);
+	ck_assert(!pid_alive(old));
+	/* Stopping a stopped server is not an error. */
+	ck_assert_int_eq(pg_harness_stop_server(h, 0), 0);
+	ck_assert_int_eq(pg_harness_start_server(h, 0), 0);
+	ck_assert_int_eq(pg_harness_start_server(h, 0), -EBUSY);
+	c = connect_ok(pg_harness_conninfo_unix(h, 0));
+	expect_value(c, "select v from t", "7");
+	PQfinish(c);
+	pg_harness_destroy(h);
+}
+END_TEST
+
+START_TEST(bad_arguments_are_refused)
+{
+	struct pg_harness *h = (struct pg_harness *)1;
+
+	ck_assert_int_eq(pg_harness_start(0, &h), -EINVAL);
+	ck_assert_ptr_null(h);
+	ck_assert_int_eq(pg_harness_start(17, &h), -EINVAL);
+	ck_assert_int_eq(pg_harness_start(1, NULL), -EINVAL);
+	ck_assert_int_eq(pg_harness_start(1, &h), 0);
+	ck_assert_int_eq(pg_harness_port(h, 1), -EINVAL);
+	ck_assert_int_eq(pg_harness_port(h, -1), -EINVAL);
+	ck_assert_ptr_null(pg_harness_conninfo(h, 1));
+	ck_assert_ptr_null(pg_harness_conninfo_unix(h, -1));
+	ck_assert_int_eq(pg_harness_stop_server(h, 1), -EINVAL);
+	ck_assert_int_eq(pg_harness_kill_server(h, 5), -EINVAL);
+	ck_assert_int_eq(pg_harness_start_server(h, -1), -EINVAL);
+	/* The refused calls changed nothing. */
+	ck_assert(pid_alive(pg_harness_pid(h, 0)));
+	pg_harness_destroy(h);
+	pg_harness_destroy(NULL);
+}
+END_TEST
+
+START_TEST(destroy_removes_dirs_and_stops_servers)
+{
+	struct pg_harness *h;
+	char *dir[3];
+	pid_t pid[3];
+	int i;
+
+	ck_assert_int_eq(pg_harness_start(3, &h), 0);
+	for (i = 0; i < 3; i++) {
+		dir[i] = strdup(pg_harness_dir(h, i));
+		pid[i] = pg_harness_pid(h, i);
+		ck_assert(dir_exists(dir[i]));
+		ck_assert_ptr_nonnull(strstr(dir[i], "/decree-pg-"));
+		ck_assert(pid_alive(pid[i]));
+	}
+	ck_assert_int_eq(pg_harness_kill_server(h, 1), 0);
+	pg_harness_destroy(h);
+	for (i = 0; i < 3; i++) {
+		ck_assert_msg(!dir_exists(dir[i]), "%s is still there", dir[i]);
+		ck_assert_msg(!pid_alive(pid[i]), "postmaster %d still runs",
+			      (int)pid[i]);
+		free(dir[i]);
+	}
+}
+END_TEST
+
+/*
+ * The owner is a forked child whose stdout and stderr are one pipe.  The
+ * engine inherits the child's stderr, the servers do not (their output goes
+ * to their logs), so end of file on the pipe means the child and the engine
+ * are both gone: that is the condition to wait for after the SIGKILL.
+ */
+START_TEST(sigkill_of_owner_cleans_up)
+{
+	char buf[8192], *line, *save;
+	size_t len = 0;
+	struct pollfd pfd;
+	char *dir[2] = {NULL, NULL};
+	pid_t pid[2] = {0, 0}, child;
+	int fds[2], i, n = 0, rc;
+	ssize_t r;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		struct pg_harness *h;
+
+		dup2(fds[1], 1);
+		dup2(fds[1], 2);
+		close(fds[0]);
+		close(fds[1]);
+		if (pg_harness_start(2, &h) != 0)
+			_exit(1);
+		for (i = 0; i < 2; i++)
+			printf("srv %d %s\n", (int)pg_harness_pid(h, i),
+			       pg_harness_dir(h, i));
+		printf("up\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	close(fds[1]);
+	pfd.fd = fds[0];
+	pfd.events = POLLIN;
+	/* Read until "up", then kill; then read to end of file. */
+	for (;;) {
+		rc = poll(&pfd, 1, 60000);
+		ck_assert_msg(rc == 1, "no output from the owner within 60 s");
+		r = read(fds[0], buf + len, sizeof(buf) - 1 - len);
+		ck_assert_int_gt(r, 0);
+		len += (size_t)r;
+		buf[len] = '\0';
+		if (strstr(buf, "up\n"))
+			break;
+	}
+	for (line = strtok_r(buf, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		int p;
+		char d[4096];
+
+		if (n < 2 && sscanf(line, "srv %d %4095s", &p, d) == 2) {
+			pid[n] = p;
+			dir[n] = strdup(d);
+			n++;
+		}
+	}
+	ck_assert_int_eq(n, 2);
+	for (i = 0; i < 2; i++) {
+		ck_assert(dir_exists(dir[i]));
+		ck_assert(pid_alive(pid[i]));
+	}
+	ck_assert_int_eq(kill(child, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(child, NULL, 0), child);
+	for (;;) {
+		rc = poll(&pfd, 1, 30000);
+		ck_assert_msg(rc == 1, "engine still alive 30 s after the kill");
+		r = read(fds[0], buf, sizeof(buf));
+		if (r == 0)
+			break;
+		ck_assert_int_gt(r, 0);
+	}
+	close(fds[0]);
+	for (i = 0; i < 2; i++) {
+		ck_assert_msg(!dir_exists(dir[i]), "%s is still there", dir[i]);
+		ck_assert_msg(!pid_alive(pid[i]), "postmaster %d still runs",
+			      (int)pid[i]);
+		free(dir[i]);
+	}
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("pg_harness");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, prepared_txn_commits_on_two_servers);
+	tcase_add_test(tc, unix_socket_reaches_same_server);
+	tcase_add_test(tc, prepared_txn_survives_kill_and_restart);
+	tcase_add_test(tc, stop_is_clean_and_restart_keeps_data);
+	tcase_add_test(tc, bad_arguments_are_refused);
+	tcase_add_test(tc, destroy_removes_dirs_and_stops_servers);
+	tcase_add_test(tc, sigkill_of_owner_cleans_up);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
