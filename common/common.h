@@ -13,5 +13,6 @@
 #include "common/log.h"
 #include "common/crashpoint.h"
 #include "common/net.h"
+#include "common/frame.h"
 
 #endif
