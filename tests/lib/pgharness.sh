@@ -60,7 +60,7 @@ pgh__log() {
 pgh__alive() {
 	local s
 	[ -r "/proc/$1/stat" ] || return 1
-	read -r s <"/proc/$1/stat" 2>/dev/null || return 1
+	read -r s 2>/dev/null <"/proc/$1/stat" || return 1
 	s=${s##*) }
 	[ "${s%% *}" != Z ]
 }
@@ -68,12 +68,12 @@ pgh__alive() {
 # Pids of the live processes whose working directory is $1 or below it.
 pgh__procs_in() {
 	local f pid
-	for f in $(find /proc -mindepth 2 -maxdepth 2 -name cwd \
-		\( -lname "$1" -o -lname "$1/*" \) 2>/dev/null); do
+	while IFS= read -r f; do
 		pid=${f#/proc/}
 		pid=${pid%/cwd}
 		[ "$pid" != "$$" ] && pgh__alive "$pid" && echo "$pid"
-	done
+	done < <(find /proc -mindepth 2 -maxdepth 2 -name cwd \
+		\( -lname "$1" -o -lname "$1/*" \) 2>/dev/null)
 }
 
 # Waits until none of the pids is alive; 1 if some still are after $1
@@ -118,9 +118,9 @@ pgh__bindir() {
 		fi
 	fi
 	b=
-	for cand in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V); do
+	while IFS= read -r cand; do
 		[ -x "$cand/initdb" ] && [ -x "$cand/postgres" ] && b=$cand
-	done
+	done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V)
 	echo "$b"
 }
 
@@ -252,8 +252,11 @@ pgh__launch() {
 		if [ "$SECONDS" -ge "$end" ]; then
 			pgh__log "server $i (port $port) did not accept connections" \
 				"within ${DECREE_PG_START_TIMEOUT:-60} s"
-			kill -KILL "$pid" 2>/dev/null
-			wait "$pid" 2>/dev/null
+			{
+				kill -KILL "$pid"
+				pgh__wait_gone 10 "$pid"
+				wait "$pid"
+			} 2>/dev/null
 			pgh__kill_dir "$d/data"
 			return 1
 		fi
@@ -262,22 +265,30 @@ pgh__launch() {
 }
 
 # Stops server $1 with signal $2 (INT: fast, QUIT: immediate, KILL: crash).
+# The kill and the waits run with stderr silenced: bash would report the
+# killed job ("Killed ...") on it.
 pgh__halt() {
-	local i=$1 sig=$2 d=${PGH_DIRS[$1]} pid=${PGH_PIDS[$1]:-0} pids
+	local i=$1 sig=$2 d=${PGH_DIRS[$1]} pid=${PGH_PIDS[$1]:-0} pids slow=
 	if [ "$pid" -gt 0 ]; then
-		if [ "$sig" = KILL ]; then
-			pids="$pid $(pgh__procs_in "$d/data")"
-			# shellcheck disable=SC2086
-			kill -KILL $pids 2>/dev/null
-		else
-			kill "-$sig" "$pid" 2>/dev/null
+		{
+			if [ "$sig" = KILL ]; then
+				pids="$pid $(pgh__procs_in "$d/data")"
+				# shellcheck disable=SC2086
+				kill -KILL $pids
+			else
+				kill "-$sig" "$pid"
+			fi
+			if ! pgh__wait_gone 30 "$pid"; then
+				slow=1
+				kill -KILL "$pid"
+				pgh__wait_gone 10 "$pid"
+			fi
+			wait "$pid"
+		} 2>/dev/null
+		if [ -n "$slow" ]; then
+			pgh__log "server $i (pid $pid) ignored SIG$sig for 30 s;" \
+				"sent SIGKILL"
 		fi
-		if ! pgh__wait_gone 30 "$pid"; then
-			pgh__log "server $i (pid $pid) ignored SIG$sig for 30 s; SIGKILL"
-			kill -KILL "$pid" 2>/dev/null
-			pgh__wait_gone 10 "$pid"
-		fi
-		wait "$pid" 2>/dev/null
 	fi
 	PGH_PIDS[i]=0
 	pgh__kill_dir "$d/data"
@@ -297,10 +308,11 @@ pgh__cleanup() {
 	if [ -n "$pids" ]; then
 		# shellcheck disable=SC2086
 		if ! pgh__wait_gone 10 $pids; then
-			# shellcheck disable=SC2086
-			kill -KILL $pids 2>/dev/null
-			# shellcheck disable=SC2086
-			pgh__wait_gone 10 $pids
+			{
+				kill -KILL $pids
+				pgh__wait_gone 10 $pids
+				wait
+			} 2>/dev/null
 		fi
 	fi
 	for i in "${!PGH_DIRS[@]}"; do
@@ -327,7 +339,7 @@ pgh__serve() {
 	# Protocol on fds 3 (answers) and 4 (commands); stdout goes to stderr
 	# so a stray line from a child cannot corrupt the protocol.
 	exec 3>&1 4<&0 1>&2 0</dev/null
-	for d in /proc/$$/fd/*; do
+	for d in "/proc/$$/fd/"*; do
 		d=${d##*/}
 		if [[ "$d" =~ ^[0-9]+$ ]] && [ "$d" -gt 4 ] && [ "$d" -lt 255 ]; then
 			eval "exec $d>&-" 2>/dev/null
@@ -476,6 +488,7 @@ pgh_start() {
 	PGH_PIDS=()
 	PGH_N=0
 	coproc PGH { exec setsid bash "$PGH_ENGINE" serve "$n"; }
+	# shellcheck disable=SC2153 # PGH_PID is set by coproc.
 	PGH_ENGINE_PID=$PGH_PID
 	trap pgh_destroy EXIT
 	trap 'exit 130' INT
