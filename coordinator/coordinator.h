@@ -1,0 +1,615 @@
+/*
+ * coordinator.h - the public header of coordinator/: global transaction ids
+ * (gids), the decision log interface and its record format, the transaction
+ * table, the pure 2PC engine and the pure recovery planner.
+ *
+ * The engine is a state machine (DESIGN.md section 3): the caller feeds it
+ * events (a client's begin, a resource's answer, a log write's completion, a
+ * timer) together with the current time, and it appends effects (run
+ * statements, prepare, commit prepared, write a log record, set a timer,
+ * reply to a client, count a metric) to a list the caller then executes.  It
+ * does no I/O, reads no clock and draws no random numbers.  docs/protocol.md
+ * has the state machine, the record formats and the forced-write table.
+ *
+ * Ownership, unless a declaration says otherwise: strings passed in are
+ * copied; what a function returns through a pointer is the caller's to free
+ * with the matching *_free(); pointers into engine or table memory
+ * (struct coordinator_txn) stay valid until the next call that may change the
+ * table (an engine step, a begin, a prune).
+ *
+ * Errors are negative: -errno or one of COORDINATOR_E* below; the engine also
+ * keeps a message naming the culprit (coordinator_engine_errmsg()).
+ */
+#ifndef DECREE_COORDINATOR_H
+#define DECREE_COORDINATOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------ errors */
+
+#define COORDINATOR_ERRORS(X)                                                  \
+	X(GID_LONG, "gid too long (at most 199 bytes)")                       \
+	X(GID_CLUSTER, "gid: bad cluster name (1-64 of A-Z a-z 0-9 -)")       \
+	X(GID_EPOCH, "gid: bad epoch (a decimal number from 1, no leading 0)") \
+	X(GID_SEQ, "gid: bad sequence (a decimal number from 1, no leading 0)") \
+	X(GID_BRANCH, "gid: bad branch part (want <k>of<n>, 1 <= k <= n <= 64)") \
+	X(GID_FORMAT, "gid: want <cluster>_<epoch>_<seq>_<k>of<n>")           \
+	X(REC_MAGIC, "log record: bad magic")                                 \
+	X(REC_VERSION, "log record: unsupported version")                     \
+	X(REC_TYPE, "log record: unknown type")                               \
+	X(REC_TRUNCATED, "log record: truncated or trailing bytes")           \
+	X(REC_FIELD, "log record: bad field")                                 \
+	X(NO_BRANCHES, "a transaction needs at least one branch")             \
+	X(TOO_MANY_BRANCHES, "too many branches (at most 64)")                \
+	X(BAD_RESOURCE, "bad resource name (1-63 bytes, no control chars)")   \
+	X(BAD_PROTOCOL, "unknown protocol")                                   \
+	X(BAD_KEY, "bad idempotency key (1-128 bytes)")                       \
+	X(NOT_READY, "no epoch yet: the coordinator is starting")             \
+	X(LOG_FAILED, "the decision log failed: restart to recover")          \
+	X(NOT_FOUND, "no such transaction")                                   \
+	X(STALE, "event does not match the transaction's state (ignored)")    \
+	X(BAD_EVENT, "malformed event")                                       \
+	X(STATEMENT, "statement failed")                                      \
+	X(VOTE_NO, "branch voted no at prepare")                              \
+	X(PREPARE_LOST, "the answer to PREPARE was lost")                     \
+	X(TIMEOUT, "transaction timed out before the decision")               \
+	X(COMMIT_FAILED, "one-phase commit failed")                           \
+	X(COMMIT_UNKNOWN, "the answer to the one-phase COMMIT was lost")      \
+	X(DUPLICATE, "duplicate")
+
+enum {
+	COORDINATOR_EBASE = -3000,
+#define COORDINATOR_ENUM(name, text) COORDINATOR_E##name,
+	COORDINATOR_ERRORS(COORDINATOR_ENUM)
+#undef COORDINATOR_ENUM
+	COORDINATOR_ELAST
+};
+
+/* Text for a COORDINATOR_E* code or a -errno value; never NULL. */
+const char *coordinator_strerror(int code);
+
+/* -------------------------------------------------------------------- gids */
+
+/*
+ * A branch gid is <cluster>_<epoch>_<seq>_<k>of<n>, e.g. bank_3_1042_1of2:
+ * cluster 1-64 bytes of [A-Za-z0-9-] (no '_', so the prefix "<cluster>_"
+ * names one cluster only), epoch and seq decimal from 1 with no leading
+ * zero, 1 <= k <= n <= COORDINATOR_BRANCHES_MAX.  A transaction's id is the
+ * gid without the branch part: <cluster>_<epoch>_<seq>.  Either fits in
+ * COORDINATOR_GID_SIZE bytes with its NUL (PostgreSQL's GIDSIZE is 200).
+ */
+#define COORDINATOR_GID_SIZE 200
+#define COORDINATOR_CLUSTER_MAX 64
+#define COORDINATOR_BRANCHES_MAX 64
+#define COORDINATOR_RESOURCE_MAX 63
+#define COORDINATOR_KEY_MAX 128
+#define COORDINATOR_MSG_SIZE 256
+
+struct coordinator_gid {
+	char cluster[COORDINATOR_CLUSTER_MAX + 1];
+	uint64_t epoch;
+	uint64_t seq;
+	unsigned branch;   /* 1-based; 0 in a transaction id */
+	unsigned branches; /* 0 in a transaction id */
+};
+
+/* True if name is a valid cluster name. */
+bool coordinator_cluster_is_valid(const char *name);
+/* Writes the gid (branch part only if g->branches > 0) into buf; -ENOSPC if
+ * it does not fit, COORDINATOR_EGID_* if a field is out of range. */
+int coordinator_gid_format(const struct coordinator_gid *g, char *buf,
+			   size_t len);
+/* Strict parse of a branch gid.  A COORDINATOR_EGID_* code says what is
+ * wrong; *out is untouched on error. */
+int coordinator_gid_parse(const char *s, struct coordinator_gid *out);
+/* Strict parse of a transaction id (no branch part). */
+int coordinator_txnid_parse(const char *s, struct coordinator_gid *out);
+/* Writes "<cluster>_" (the prefix of every gid of the cluster). */
+int coordinator_gid_prefix(const char *cluster, char *buf, size_t len);
+/* True if the parsed gid belongs to cluster. */
+bool coordinator_gid_is_ours(const struct coordinator_gid *g,
+			     const char *cluster);
+/* True if the parsed gid comes from an epoch before epoch. */
+bool coordinator_gid_is_older_epoch(const struct coordinator_gid *g,
+				    uint64_t epoch);
+
+/* ---------------------------------------------------------- log records */
+
+enum coordinator_protocol {
+	COORDINATOR_PROTO_DEFAULT = 0, /* the engine's configured default */
+	COORDINATOR_PROTO_2PC_PA,      /* presumed abort */
+	COORDINATOR_PROTO_2PC_PN,      /* presumed nothing */
+};
+/* "2pc-pa", "2pc-pn" (and "default"); parse returns COORDINATOR_EBAD_PROTOCOL. */
+const char *coordinator_protocol_name(enum coordinator_protocol p);
+int coordinator_protocol_parse(const char *s, enum coordinator_protocol *out);
+
+enum coordinator_rec_type {
+	COORDINATOR_REC_EPOCH = 1,  /* a new epoch begins */
+	COORDINATOR_REC_BEGIN = 2,  /* PN: transaction with these branches */
+	COORDINATOR_REC_COMMIT = 3, /* decision commit; the prepared branches */
+	COORDINATOR_REC_ABORT = 4,  /* decision abort (PN only) */
+	COORDINATOR_REC_END = 5,    /* phase 2 finished everywhere */
+};
+
+struct coordinator_rec_branch {
+	char resource[COORDINATOR_RESOURCE_MAX + 1];
+	char gid[COORDINATOR_GID_SIZE];
+};
+
+/* One decision-log record.  Owned by whoever made it; free with
+ * coordinator_record_free() when it came from the heap. */
+struct coordinator_record {
+	enum coordinator_rec_type type;
+	uint64_t epoch;                  /* EPOCH only */
+	char txn[COORDINATOR_GID_SIZE];  /* others: the transaction id */
+	enum coordinator_protocol protocol;
+	size_t nbranches;
+	struct coordinator_rec_branch *branches;
+};
+
+const char *coordinator_rec_type_name(enum coordinator_rec_type t);
+/* Heap copy of rec (NULL on allocation failure). */
+struct coordinator_record *coordinator_record_dup(const struct coordinator_record *rec);
+void coordinator_record_free(struct coordinator_record *rec);
+/* Encoded size of rec, or a negative code if rec is invalid. */
+long coordinator_record_size(const struct coordinator_record *rec);
+/* Encodes rec into buf (len >= coordinator_record_size()); returns the
+ * number of bytes written or a negative code. */
+long coordinator_record_encode(const struct coordinator_record *rec,
+			       void *buf, size_t len);
+/* Decodes buf into a new record (*out, the caller frees it); strict: bad
+ * magic, version, type, field or length gives a COORDINATOR_EREC_* code. */
+int coordinator_record_decode(const void *buf, size_t len,
+			      struct coordinator_record **out);
+
+/* ----------------------------------------------------------- decision log */
+
+/* Called once per accepted append, on the caller's loop, never from inside
+ * append(): status 0 when the record is durable (forced) or written
+ * (unforced), negative otherwise. */
+typedef void (*coordinator_log_cb)(void *arg, int status);
+/* Called for each record in log order during replay; a negative return
+ * stops the replay and is returned by it. */
+typedef int (*coordinator_log_replay_cb)(void *arg, const void *buf,
+					 size_t len);
+
+/*
+ * The decision log: local WAL, in memory (tests) or, later, Raft.  Engines do
+ * not know which.  append() copies buf; if it returns a negative code the
+ * callback never fires.  A forced record is durable when its callback says
+ * 0, and so is every record appended before it.  close() frees everything;
+ * pending callbacks fire with -ECANCELED before it returns.
+ */
+struct coordinator_log_ops {
+	int (*append)(void *data, const void *buf, size_t len, bool forced,
+		      coordinator_log_cb cb, void *arg);
+	int (*replay)(void *data, coordinator_log_replay_cb fn, void *arg);
+	void (*close)(void *data);
+};
+
+struct coordinator_log {
+	const struct coordinator_log_ops *ops;
+	void *data;
+};
+
+/* Encodes rec and appends it. */
+int coordinator_log_append(struct coordinator_log *log,
+			   const struct coordinator_record *rec, bool forced,
+			   coordinator_log_cb cb, void *arg);
+/* Replays the log, decoding each record for fn (which does not own it).  A
+ * record that fails to decode stops the replay with its code. */
+int coordinator_log_replay(struct coordinator_log *log,
+			   int (*fn)(void *arg, const struct coordinator_record *rec),
+			   void *arg);
+void coordinator_log_close(struct coordinator_log *log);
+
+/*
+ * In-memory decision log for tests and the simulator.  Appends are held
+ * until coordinator_memlog_flush() completes them (so completions never run
+ * inside append).  A forced record, once flushed, makes itself and all
+ * before it durable; coordinator_memlog_crash() drops what is not durable
+ * and cancels pending callbacks without calling them, like power loss.
+ */
+int coordinator_memlog_open(struct coordinator_log *out);
+/* Completes up to max pending appends in order (max 0: all); returns how
+ * many completed. */
+size_t coordinator_memlog_flush(struct coordinator_log *log, size_t max);
+/* The next n appends fail at completion with status err (e.g. -EIO). */
+void coordinator_memlog_fail_next(struct coordinator_log *log, int n, int err);
+void coordinator_memlog_crash(struct coordinator_log *log);
+size_t coordinator_memlog_pending(const struct coordinator_log *log);
+struct coordinator_memlog_stats {
+	uint64_t appends, forced, completed, failed;
+	size_t records, durable; /* records held; how many are durable */
+};
+void coordinator_memlog_stats_get(const struct coordinator_log *log,
+				  struct coordinator_memlog_stats *out);
+
+/* ------------------------------------------------------ the txn table */
+
+enum coordinator_txn_state {
+	COORDINATOR_TXN_ACTIVE,     /* running statements */
+	COORDINATOR_TXN_PREPARING,  /* phase 1 */
+	COORDINATOR_TXN_COMMITTING, /* commit decided (or 1PC commit sent) */
+	COORDINATOR_TXN_ABORTING,   /* abort decided, undoing */
+	COORDINATOR_TXN_IN_DOUBT,   /* phase 2 retrying, or decision unknown */
+	COORDINATOR_TXN_DONE,
+};
+#define COORDINATOR_TXN_NSTATES 6
+const char *coordinator_txn_state_name(enum coordinator_txn_state s);
+/* "active", "preparing", ... "in_doubt", "done". */
+int coordinator_txn_state_parse(const char *s, enum coordinator_txn_state *out);
+
+enum coordinator_outcome {
+	COORDINATOR_OUTCOME_PENDING,
+	COORDINATOR_OUTCOME_COMMITTED,
+	COORDINATOR_OUTCOME_ABORTED,
+	COORDINATOR_OUTCOME_UNKNOWN, /* an answer or a log write was lost */
+};
+const char *coordinator_outcome_name(enum coordinator_outcome o);
+
+enum coordinator_hint {
+	COORDINATOR_HINT_UNKNOWN = 0,
+	COORDINATOR_HINT_READ_ONLY,
+	COORDINATOR_HINT_WRITES,
+};
+
+enum coordinator_branch_state {
+	COORDINATOR_BR_RUNNING,     /* statements sent */
+	COORDINATOR_BR_RAN,         /* statements ok, local txn open */
+	COORDINATOR_BR_FAILED,      /* a statement failed */
+	COORDINATOR_BR_PREPARING,   /* PREPARE sent */
+	COORDINATOR_BR_PREPARED,    /* voted yes */
+	COORDINATOR_BR_READ_ONLY,   /* voted read-only: committed locally, left */
+	COORDINATOR_BR_VOTED_NO,    /* voted no: rolled back by the resource */
+	COORDINATOR_BR_LOST,        /* PREPARE answer lost: maybe prepared */
+	COORDINATOR_BR_COMMITTING,  /* COMMIT [PREPARED] sent */
+	COORDINATOR_BR_COMMITTED,
+	COORDINATOR_BR_ROLLING_BACK, /* ROLLBACK PREPARED sent */
+	COORDINATOR_BR_ROLLED_BACK,  /* undone (or local ROLLBACK sent) */
+	COORDINATOR_BR_RETRY_WAIT,   /* phase 2 failed, waiting to retry */
+	COORDINATOR_BR_UNKNOWN,      /* 1PC COMMIT answer lost */
+};
+const char *coordinator_branch_state_name(enum coordinator_branch_state s);
+
+struct coordinator_branch {
+	char resource[COORDINATOR_RESOURCE_MAX + 1];
+	char gid[COORDINATOR_GID_SIZE];
+	void *stmts;                  /* opaque, see engine config */
+	enum coordinator_hint read_only;
+	enum coordinator_branch_state state;
+	unsigned attempts;            /* phase-2 attempts that failed */
+	uint64_t timer_id;            /* retry timer armed, or 0 */
+	char sqlstate[6];             /* of the last error, "" if none */
+	char message[COORDINATOR_MSG_SIZE];
+};
+
+/* A global transaction.  Read-only outside coordinator/. */
+struct coordinator_txn {
+	char id[COORDINATOR_GID_SIZE]; /* <cluster>_<epoch>_<seq> */
+	uint64_t epoch, seq;
+	char key[COORDINATOR_KEY_MAX + 1]; /* idempotency key, "" if none */
+	enum coordinator_protocol protocol;
+	enum coordinator_txn_state state;
+	enum coordinator_outcome outcome;
+	bool recovered;       /* adopted from the log or a resource's list */
+	bool replied;         /* the outcome went to the waiting clients */
+	bool begin_logged;    /* PN begin record appended */
+	bool decision_logged; /* a decision record appended */
+	bool one_phase;       /* single branch: COMMIT without PREPARE */
+	/* What was decided (PENDING: nothing yet).  outcome is what clients
+	 * may be told: a commit decision is not an outcome until durable. */
+	enum coordinator_outcome decision;
+	enum coordinator_rec_type awaiting; /* record log_token is for */
+	uint64_t log_token;   /* awaited log completion, 0 if none */
+	uint64_t prepare_at;  /* when PREPAREs went out */
+	uint64_t timer_id;    /* phase-1 timer, 0 if none */
+	uint64_t timeout_ms;
+	uint64_t begun_at, decided_at, done_at;
+	int error;            /* COORDINATOR_E* of the abort reason, 0 if none */
+	int err_branch;       /* branch index the error names, -1 if none */
+	char errmsg[2 * COORDINATOR_MSG_SIZE];
+	size_t nbranches;
+	struct coordinator_branch *branches;
+	size_t nwaiters;      /* clients waiting for the outcome */
+	uint64_t *waiters;
+	/* table links */
+	struct coordinator_txn *id_next, *key_next, *prev, *next;
+};
+
+struct coordinator_table;
+
+int coordinator_table_new(const char *cluster, struct coordinator_table **out);
+/* Frees every txn (calling free_stmts on each branch's stmts if not NULL). */
+void coordinator_table_free(struct coordinator_table *t,
+			    void (*free_stmts)(void *stmts));
+const char *coordinator_table_cluster(const struct coordinator_table *t);
+
+/*
+ * Epochs and sequences.  coordinator_table_epoch_set() starts a new epoch
+ * (it must be greater than the last); no gid is handed out until
+ * coordinator_table_epoch_durable() says its record is on stable storage.
+ */
+int coordinator_table_epoch_set(struct coordinator_table *t, uint64_t epoch);
+void coordinator_table_epoch_durable(struct coordinator_table *t);
+uint64_t coordinator_table_epoch(const struct coordinator_table *t);
+bool coordinator_table_is_ready(const struct coordinator_table *t);
+/* Allocates the next sequence of the current epoch and writes the txn id;
+ * COORDINATOR_ENOT_READY before the epoch is durable. */
+int coordinator_table_next_id(struct coordinator_table *t, char *id,
+			      size_t len, uint64_t *seq);
+
+/* Creates an empty txn with this id (and key, may be NULL) in the table;
+ * -EEXIST if the id or key is taken. */
+int coordinator_table_add(struct coordinator_table *t, const char *id,
+			  const char *key, size_t nbranches,
+			  struct coordinator_txn **out);
+/* Finds by txn id or by branch gid (the branch part is ignored). */
+struct coordinator_txn *coordinator_table_find(const struct coordinator_table *t,
+					       const char *gid);
+struct coordinator_txn *coordinator_table_find_key(const struct coordinator_table *t,
+						   const char *key);
+/* Calls fn for each txn in state (or every txn if all), oldest first;
+ * fn returning non-zero stops the walk.  Returns how many were visited. */
+size_t coordinator_table_list(const struct coordinator_table *t,
+			      enum coordinator_txn_state state, bool all,
+			      int (*fn)(void *arg, const struct coordinator_txn *x),
+			      void *arg);
+size_t coordinator_table_count(const struct coordinator_table *t,
+			       enum coordinator_txn_state state);
+size_t coordinator_table_size(const struct coordinator_table *t);
+/* Removes and frees done txns whose done_at + keep_ms <= now; returns how
+ * many went. */
+size_t coordinator_table_prune(struct coordinator_table *t, uint64_t now,
+			       uint64_t keep_ms, void (*free_stmts)(void *));
+/* Grows a txn's branch array (recovery adds branches one by one). */
+int coordinator_txn_branch_add(struct coordinator_txn *x, const char *resource,
+			       const char *gid, struct coordinator_branch **out);
+/* Adds a client waiting for the outcome. */
+int coordinator_txn_waiter_add(struct coordinator_txn *x, uint64_t client);
+
+/* -------------------------------------------------------------- engine */
+
+enum coordinator_vote {
+	COORDINATOR_VOTE_YES,
+	COORDINATOR_VOTE_NO,
+	COORDINATOR_VOTE_READ_ONLY,
+	COORDINATOR_VOTE_LOST, /* no answer: may be prepared */
+};
+
+enum coordinator_fx_type {
+	COORDINATOR_FX_RUN,            /* begin a local txn, run stmts */
+	COORDINATOR_FX_PREPARE,        /* PREPARE TRANSACTION gid (or RO) */
+	COORDINATOR_FX_COMMIT_ONE_PHASE, /* COMMIT the open local txn */
+	COORDINATOR_FX_ROLLBACK_LOCAL, /* ROLLBACK the open local txn; no answer */
+	COORDINATOR_FX_COMMIT_PREPARED,
+	COORDINATOR_FX_ROLLBACK_PREPARED,
+	COORDINATOR_FX_LOG,            /* append rec (forced or not) */
+	COORDINATOR_FX_SET_TIMER,      /* fire (txn, branch, timer_id) at `at` */
+	COORDINATOR_FX_CANCEL_TIMER,
+	COORDINATOR_FX_REPLY,          /* tell client the outcome */
+	COORDINATOR_FX_METRIC,
+};
+const char *coordinator_fx_name(enum coordinator_fx_type t);
+
+enum coordinator_metric {
+	COORDINATOR_M_TXN_BEGUN,
+	COORDINATOR_M_TXN_COMMITTED,  /* value: ms from begin to decision */
+	COORDINATOR_M_TXN_ABORTED,
+	COORDINATOR_M_TXN_UNKNOWN,
+	COORDINATOR_M_PREPARE_MS,     /* phase 1: last statement ok -> votes */
+	COORDINATOR_M_PHASE2_MS,      /* decision -> done */
+	COORDINATOR_M_LOG_WRITE,      /* value 1 if forced */
+	COORDINATOR_M_PHASE2_RETRY,
+	COORDINATOR_M_IN_DOUBT_ENTER,
+	COORDINATOR_M_IN_DOUBT_LEAVE,
+};
+const char *coordinator_metric_name(enum coordinator_metric m);
+
+struct coordinator_branch_status {
+	char resource[COORDINATOR_RESOURCE_MAX + 1];
+	char gid[COORDINATOR_GID_SIZE];
+	enum coordinator_branch_state state;
+	char sqlstate[6];
+	char message[COORDINATOR_MSG_SIZE];
+};
+
+/* What a client is told, or a status snapshot. */
+struct coordinator_reply {
+	uint64_t client;
+	char txn[COORDINATOR_GID_SIZE];
+	enum coordinator_protocol protocol;
+	enum coordinator_txn_state state;
+	enum coordinator_outcome outcome;
+	int error;            /* COORDINATOR_E* or 0 */
+	int err_branch;       /* -1 if none */
+	char sqlstate[6];     /* of err_branch, "" if none */
+	char errmsg[2 * COORDINATOR_MSG_SIZE]; /* "branch 2 (bank_b): ..." */
+	uint64_t begun_at, decided_at, done_at;
+	size_t nbranches;
+	struct coordinator_branch_status *branches;
+};
+/* Snapshot of x for client (status lookups).  NULL on allocation failure. */
+struct coordinator_reply *coordinator_reply_new(const struct coordinator_txn *x,
+						uint64_t client);
+void coordinator_reply_free(struct coordinator_reply *r);
+
+struct coordinator_effect {
+	enum coordinator_fx_type type;
+	char txn[COORDINATOR_GID_SIZE]; /* txn id ("" for the epoch record) */
+	int branch;                     /* index, -1 for the whole txn */
+	char gid[COORDINATOR_GID_SIZE]; /* branch gid (branch effects) */
+	char resource[COORDINATOR_RESOURCE_MAX + 1];
+	void *stmts;                    /* RUN: the branch's statements */
+	enum coordinator_hint read_only; /* RUN, PREPARE */
+	struct coordinator_record *rec; /* LOG; owned by the list */
+	bool forced;                    /* LOG */
+	uint64_t token;                 /* LOG: echo in COORDINATOR_EV_LOG */
+	uint64_t timer_id;              /* timers: echo in COORDINATOR_EV_TIMER */
+	uint64_t at;                    /* SET_TIMER: absolute ms */
+	struct coordinator_reply *reply; /* REPLY; owned by the list */
+	enum coordinator_metric metric; /* METRIC */
+	uint64_t value;
+};
+
+/* The effects of one or more engine calls, in order. */
+struct coordinator_fx {
+	struct coordinator_effect *v;
+	size_t n, cap;
+};
+void coordinator_fx_init(struct coordinator_fx *fx);
+/* Frees the records and replies the effects own and empties the list. */
+void coordinator_fx_clear(struct coordinator_fx *fx);
+/* Number of effects of type t (and forced, for LOG, if only_forced). */
+size_t coordinator_fx_count(const struct coordinator_fx *fx,
+			    enum coordinator_fx_type t, bool only_forced);
+
+enum coordinator_ev_type {
+	COORDINATOR_EV_RAN,        /* statements of a branch done (ok/err) */
+	COORDINATOR_EV_VOTED,      /* PREPARE answer */
+	COORDINATOR_EV_COMMITTED_ONE_PHASE,
+	COORDINATOR_EV_COMMITTED_PREPARED,
+	COORDINATOR_EV_ROLLED_BACK_PREPARED,
+	COORDINATOR_EV_LOG,        /* log append completed */
+	COORDINATOR_EV_TIMER,
+};
+
+/* Result status of a resource operation. */
+enum coordinator_status {
+	COORDINATOR_ST_OK,
+	COORDINATOR_ST_ERROR,     /* failed; sqlstate/message say why */
+	COORDINATOR_ST_NOT_FOUND, /* phase 2: 42704, no such prepared txn */
+	COORDINATOR_ST_LOST,      /* the answer was lost: may have happened */
+};
+
+struct coordinator_event {
+	enum coordinator_ev_type type;
+	char txn[COORDINATOR_GID_SIZE]; /* from the effect */
+	int branch;
+	enum coordinator_status status; /* RAN, *_DONE */
+	enum coordinator_vote vote;     /* VOTED */
+	char sqlstate[6];
+	char message[COORDINATOR_MSG_SIZE];
+	uint64_t token;                 /* LOG */
+	int log_status;                 /* LOG: 0 or negative */
+	uint64_t timer_id;              /* TIMER */
+};
+
+struct coordinator_engine_config {
+	const char *cluster;                 /* required */
+	enum coordinator_protocol protocol;  /* default: 2PC_PA */
+	uint64_t timeout_ms;                 /* phase-1 timeout; 0: 30000 */
+	/* phase-2 retry delays: attempt k waits backoff_ms[min(k, n) - 1];
+	 * NULL/0: 100, 200, 400, ..., 5000 */
+	const uint64_t *backoff_ms;
+	size_t nbackoff;
+	/* frees a branch's stmts when its txn leaves the table; may be NULL */
+	void (*free_stmts)(void *stmts);
+};
+
+struct coordinator_branch_req {
+	const char *resource;
+	void *stmts;                    /* opaque; the engine takes it */
+	enum coordinator_hint read_only;
+};
+
+struct coordinator_begin {
+	uint64_t client;                /* who waits; 0: nobody */
+	enum coordinator_protocol protocol;
+	uint64_t timeout_ms;            /* 0: the config's */
+	const char *key;                /* idempotency key, NULL or "" none */
+	size_t nbranches;
+	const struct coordinator_branch_req *branches;
+};
+
+struct coordinator_engine;
+
+int coordinator_engine_new(const struct coordinator_engine_config *cfg,
+			   struct coordinator_engine **out);
+void coordinator_engine_free(struct coordinator_engine *e);
+struct coordinator_table *coordinator_engine_table(struct coordinator_engine *e);
+/* The message of the last failed call ("" if none). */
+const char *coordinator_engine_errmsg(const struct coordinator_engine *e);
+/* True once the decision log failed: the process must restart. */
+bool coordinator_engine_is_failed(const struct coordinator_engine *e);
+
+/*
+ * Starts a transaction.  Returns 0 and the txn id in id (the engine owns
+ * every branch's stmts from now on), or COORDINATOR_BEGIN_EXISTING if key
+ * names a transaction already (client now waits for it too, or is answered
+ * at once if it is done; the caller keeps its stmts), or a negative code
+ * with nothing changed (bad input, not ready, log failed).
+ */
+#define COORDINATOR_BEGIN_EXISTING 1
+int coordinator_engine_begin(struct coordinator_engine *e,
+			     const struct coordinator_begin *req, uint64_t now,
+			     struct coordinator_fx *fx, char *id, size_t idlen);
+
+/* Feeds one event.  0, or COORDINATOR_ESTALE for an event that no longer
+ * matches (a late or duplicated answer, a cancelled timer: nothing
+ * changes), or another negative code for a malformed event. */
+int coordinator_engine_step(struct coordinator_engine *e,
+			    const struct coordinator_event *ev, uint64_t now,
+			    struct coordinator_fx *fx);
+
+/* ------------------------------------------------------------ recovery */
+
+/*
+ * What the replayed decision log says.  Fill with coordinator_recovery_add()
+ * for each record in log order (or coordinator_recovery_replay()).
+ */
+struct coordinator_recovery;
+
+int coordinator_recovery_new(const char *cluster,
+			     struct coordinator_recovery **out);
+void coordinator_recovery_free(struct coordinator_recovery *r);
+int coordinator_recovery_add(struct coordinator_recovery *r,
+			     const struct coordinator_record *rec);
+int coordinator_recovery_replay(struct coordinator_recovery *r,
+				struct coordinator_log *log);
+/* The last epoch in the log (0 if none) and the one to force next. */
+uint64_t coordinator_recovery_last_epoch(const struct coordinator_recovery *r);
+uint64_t coordinator_recovery_next_epoch(const struct coordinator_recovery *r);
+/* Transactions to finish: commit decisions without an end record (re-drive
+ * COMMIT PREPARED), then PN begin/abort without end (roll back). */
+size_t coordinator_recovery_count(const struct coordinator_recovery *r);
+const struct coordinator_record *coordinator_recovery_get(const struct coordinator_recovery *r,
+							  size_t i);
+/* True if the log holds a commit decision for this txn id. */
+bool coordinator_recovery_is_committed(const struct coordinator_recovery *r,
+				       const char *txn);
+
+enum coordinator_action {
+	COORDINATOR_ACT_NONE,     /* not ours, current epoch, or unparsable */
+	COORDINATOR_ACT_COMMIT,   /* older epoch, commit decision */
+	COORDINATOR_ACT_ROLLBACK, /* older epoch, no commit decision */
+};
+/* What to do with a prepared gid found on a resource. */
+enum coordinator_action coordinator_recovery_classify(const struct coordinator_recovery *r,
+						      const char *gid);
+
+/*
+ * Hands the recovery to the engine: forces the next epoch (no begin is
+ * accepted until that record is durable) and re-drives every unfinished
+ * decision.  r is not kept.
+ */
+int coordinator_engine_recover(struct coordinator_engine *e,
+			       const struct coordinator_recovery *r,
+			       uint64_t now, struct coordinator_fx *fx);
+/*
+ * Resolves one resource's prepared gids (with our prefix): older epochs by
+ * the recovery's decisions (r, may be NULL after the first pass: then by
+ * the table), and current-epoch gids only when their txn is in the table
+ * and aborted.  Issues COMMIT/ROLLBACK PREPARED for those not already being
+ * handled.  Returns how many operations it issued.
+ */
+long coordinator_engine_reconcile(struct coordinator_engine *e,
+				  const struct coordinator_recovery *r,
+				  const char *resource,
+				  const char *const *gids, size_t ngids,
+				  uint64_t now, struct coordinator_fx *fx);
+
+#endif

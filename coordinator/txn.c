@@ -1,0 +1,405 @@
+/*
+ * txn.c - the transaction table: gid -> txn, idempotency key -> txn, listing
+ * by state, and epoch + sequence allocation.
+ *
+ * Design notes:
+ *  - Two chained hash tables (by id, by key) over the same txns, plus one
+ *    doubly linked list in creation order for listing and pruning.  Buckets
+ *    double when the load passes 1.
+ *  - Lookup by gid accepts a branch gid too: the branch part is cut off, so
+ *    a gid a resource reports finds its transaction.
+ *
+ * Invariants:
+ *  1. No id and no non-empty key appears twice.
+ *  2. next_id() hands out nothing until the current epoch's record is
+ *     durable (DESIGN.md section 9: "a new epoch is forced to the log before
+ *     the first new gid is handed out"), and sequences of one epoch are
+ *     1, 2, 3, ... without reuse.
+ *  3. A new epoch is always greater than every epoch set before.
+ */
+#include "coordinator/coordinator.h"
+#include "coordinator/txn.h"
+#include "common/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+struct coordinator_table {
+	char cluster[COORDINATOR_CLUSTER_MAX + 1];
+	uint64_t epoch;
+	bool durable;
+	uint64_t seq; /* last handed out in epoch */
+	struct coordinator_txn **by_id, **by_key;
+	size_t nbuckets, size;
+	struct coordinator_txn *head, *tail;
+};
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+int coordinator_table_new(const char *cluster, struct coordinator_table **out)
+{
+	struct coordinator_table *t;
+
+	if (!coordinator_cluster_is_valid(cluster))
+		return COORDINATOR_EGID_CLUSTER;
+	t = mem_calloc(1, sizeof(*t));
+	if (t == NULL)
+		return -ENOMEM;
+	t->nbuckets = 64;
+	t->by_id = mem_calloc(t->nbuckets, sizeof(*t->by_id));
+	if (t->by_id == NULL)
+		goto err_free_t;
+	t->by_key = mem_calloc(t->nbuckets, sizeof(*t->by_key));
+	if (t->by_key == NULL)
+		goto err_free_id;
+	snprintf(t->cluster, sizeof(t->cluster), "%s", cluster);
+	*out = t;
+	return 0;
+
+err_free_id:
+	mem_free(t->by_id);
+err_free_t:
+	mem_free(t);
+	return -ENOMEM;
+}
+
+static void txn_free(struct coordinator_txn *x, void (*free_stmts)(void *))
+{
+	for (size_t i = 0; i < x->nbranches; i++) {
+		if (free_stmts != NULL && x->branches[i].stmts != NULL)
+			free_stmts(x->branches[i].stmts);
+	}
+	mem_free(x->branches);
+	mem_free(x->waiters);
+	mem_free(x);
+}
+
+void coordinator_table_free(struct coordinator_table *t,
+			    void (*free_stmts)(void *stmts))
+{
+	struct coordinator_txn *x, *next;
+
+	if (t == NULL)
+		return;
+	for (x = t->head; x != NULL; x = next) {
+		next = x->next;
+		txn_free(x, free_stmts);
+	}
+	mem_free(t->by_id);
+	mem_free(t->by_key);
+	mem_free(t);
+}
+
+const char *coordinator_table_cluster(const struct coordinator_table *t)
+{
+	return t->cluster;
+}
+
+int coordinator_table_epoch_set(struct coordinator_table *t, uint64_t epoch)
+{
+	if (epoch == 0 || epoch <= t->epoch)
+		return COORDINATOR_EGID_EPOCH;
+	t->epoch = epoch;
+	t->durable = false;
+	t->seq = 0;
+	return 0;
+}
+
+void coordinator_table_epoch_durable(struct coordinator_table *t)
+{
+	if (t->epoch > 0)
+		t->durable = true;
+}
+
+uint64_t coordinator_table_epoch(const struct coordinator_table *t)
+{
+	return t->epoch;
+}
+
+bool coordinator_table_is_ready(const struct coordinator_table *t)
+{
+	return t->durable;
+}
+
+int coordinator_table_next_id(struct coordinator_table *t, char *id,
+			      size_t len, uint64_t *seq)
+{
+	struct coordinator_gid g;
+	int rc;
+
+	if (!t->durable)
+		return COORDINATOR_ENOT_READY;
+	memset(&g, 0, sizeof(g));
+	snprintf(g.cluster, sizeof(g.cluster), "%s", t->cluster);
+	g.epoch = t->epoch;
+	g.seq = t->seq + 1;
+	rc = coordinator_gid_format(&g, id, len);
+	if (rc < 0)
+		return rc;
+	t->seq++;
+	if (seq != NULL)
+		*seq = t->seq;
+	return 0;
+}
+
+/* Copies the txn id part of gid into id (len COORDINATOR_GID_SIZE). */
+static void id_of(const char *gid, char *id)
+{
+	struct coordinator_gid g;
+	const char *last;
+	size_t n;
+
+	snprintf(id, COORDINATOR_GID_SIZE, "%s", gid);
+	if (coordinator_gid_parse(gid, &g) == 0) {
+		last = strrchr(gid, '_');
+		n = (size_t)(last - gid);
+		id[n] = '\0';
+	}
+}
+
+static int rehash(struct coordinator_table *t)
+{
+	size_t n = t->nbuckets * 2;
+	struct coordinator_txn **ids, **keys, *x;
+
+	ids = mem_calloc(n, sizeof(*ids));
+	if (ids == NULL)
+		return -ENOMEM;
+	keys = mem_calloc(n, sizeof(*keys));
+	if (keys == NULL) {
+		mem_free(ids);
+		return -ENOMEM;
+	}
+	for (x = t->head; x != NULL; x = x->next) {
+		size_t b = hash(x->id) & (n - 1);
+
+		x->id_next = ids[b];
+		ids[b] = x;
+		if (x->key[0] != '\0') {
+			b = hash(x->key) & (n - 1);
+			x->key_next = keys[b];
+			keys[b] = x;
+		}
+	}
+	mem_free(t->by_id);
+	mem_free(t->by_key);
+	t->by_id = ids;
+	t->by_key = keys;
+	t->nbuckets = n;
+	return 0;
+}
+
+int coordinator_table_add(struct coordinator_table *t, const char *id,
+			  const char *key, size_t nbranches,
+			  struct coordinator_txn **out)
+{
+	struct coordinator_gid g;
+	struct coordinator_txn *x;
+	size_t b;
+	int rc;
+
+	rc = coordinator_txnid_parse(id, &g);
+	if (rc < 0)
+		return rc;
+	if (key != NULL && key[0] == '\0')
+		key = NULL;
+	if (key != NULL && strlen(key) > COORDINATOR_KEY_MAX)
+		return COORDINATOR_EBAD_KEY;
+	if (nbranches > COORDINATOR_BRANCHES_MAX)
+		return COORDINATOR_ETOO_MANY_BRANCHES;
+	if (coordinator_table_find(t, id) != NULL ||
+	    (key != NULL && coordinator_table_find_key(t, key) != NULL))
+		return -EEXIST;
+	if (t->size + 1 > t->nbuckets)
+		(void)rehash(t); /* a full table still works, only slower */
+	x = mem_calloc(1, sizeof(*x));
+	if (x == NULL)
+		return -ENOMEM;
+	if (nbranches > 0) {
+		x->branches = mem_calloc(nbranches, sizeof(*x->branches));
+		if (x->branches == NULL) {
+			mem_free(x);
+			return -ENOMEM;
+		}
+	}
+	x->nbranches = nbranches;
+	snprintf(x->id, sizeof(x->id), "%s", id);
+	x->epoch = g.epoch;
+	x->seq = g.seq;
+	if (key != NULL)
+		snprintf(x->key, sizeof(x->key), "%s", key);
+	x->err_branch = -1;
+	b = hash(x->id) & (t->nbuckets - 1);
+	x->id_next = t->by_id[b];
+	t->by_id[b] = x;
+	if (key != NULL) {
+		b = hash(x->key) & (t->nbuckets - 1);
+		x->key_next = t->by_key[b];
+		t->by_key[b] = x;
+	}
+	x->prev = t->tail;
+	if (t->tail != NULL)
+		t->tail->next = x;
+	else
+		t->head = x;
+	t->tail = x;
+	t->size++;
+	*out = x;
+	return 0;
+}
+
+struct coordinator_txn *coordinator_table_find(const struct coordinator_table *t,
+					       const char *gid)
+{
+	char id[COORDINATOR_GID_SIZE];
+	struct coordinator_txn *x;
+
+	if (gid == NULL || strnlen(gid, COORDINATOR_GID_SIZE) >= COORDINATOR_GID_SIZE)
+		return NULL;
+	id_of(gid, id);
+	for (x = t->by_id[hash(id) & (t->nbuckets - 1)]; x; x = x->id_next) {
+		if (strcmp(x->id, id) == 0)
+			return x;
+	}
+	return NULL;
+}
+
+struct coordinator_txn *coordinator_table_find_key(const struct coordinator_table *t,
+						   const char *key)
+{
+	struct coordinator_txn *x;
+
+	if (key == NULL || key[0] == '\0')
+		return NULL;
+	for (x = t->by_key[hash(key) & (t->nbuckets - 1)]; x; x = x->key_next) {
+		if (strcmp(x->key, key) == 0)
+			return x;
+	}
+	return NULL;
+}
+
+size_t coordinator_table_list(const struct coordinator_table *t,
+			      enum coordinator_txn_state state, bool all,
+			      int (*fn)(void *arg, const struct coordinator_txn *x),
+			      void *arg)
+{
+	size_t n = 0;
+
+	for (struct coordinator_txn *x = t->head; x != NULL; x = x->next) {
+		if (!all && x->state != state)
+			continue;
+		n++;
+		if (fn != NULL && fn(arg, x) != 0)
+			break;
+	}
+	return n;
+}
+
+size_t coordinator_table_count(const struct coordinator_table *t,
+			       enum coordinator_txn_state state)
+{
+	return coordinator_table_list(t, state, false, NULL, NULL);
+}
+
+size_t coordinator_table_size(const struct coordinator_table *t)
+{
+	return t->size;
+}
+
+static void unlink_chain(struct coordinator_txn **head,
+			 struct coordinator_txn *x, bool by_key)
+{
+	struct coordinator_txn **pp = head;
+
+	while (*pp != NULL && *pp != x)
+		pp = by_key ? &(*pp)->key_next : &(*pp)->id_next;
+	if (*pp == x)
+		*pp = by_key ? x->key_next : x->id_next;
+}
+
+static void table_remove(struct coordinator_table *t, struct coordinator_txn *x)
+{
+	unlink_chain(&t->by_id[hash(x->id) & (t->nbuckets - 1)], x, false);
+	if (x->key[0] != '\0')
+		unlink_chain(&t->by_key[hash(x->key) & (t->nbuckets - 1)], x,
+			     true);
+	if (x->prev != NULL)
+		x->prev->next = x->next;
+	else
+		t->head = x->next;
+	if (x->next != NULL)
+		x->next->prev = x->prev;
+	else
+		t->tail = x->prev;
+	t->size--;
+}
+
+void coordinator__table_drop(struct coordinator_table *t,
+			     struct coordinator_txn *x,
+			     void (*free_stmts)(void *))
+{
+	table_remove(t, x);
+	txn_free(x, free_stmts);
+}
+
+size_t coordinator_table_prune(struct coordinator_table *t, uint64_t now,
+			       uint64_t keep_ms, void (*free_stmts)(void *))
+{
+	struct coordinator_txn *x, *next;
+	size_t n = 0;
+
+	for (x = t->head; x != NULL; x = next) {
+		next = x->next;
+		if (x->state != COORDINATOR_TXN_DONE || x->done_at + keep_ms > now)
+			continue;
+		table_remove(t, x);
+		txn_free(x, free_stmts);
+		n++;
+	}
+	return n;
+}
+
+int coordinator_txn_branch_add(struct coordinator_txn *x, const char *resource,
+			       const char *gid, struct coordinator_branch **out)
+{
+	struct coordinator_branch *v;
+
+	if (x->nbranches >= COORDINATOR_BRANCHES_MAX)
+		return COORDINATOR_ETOO_MANY_BRANCHES;
+	v = mem_realloc(x->branches, (x->nbranches + 1) * sizeof(*v));
+	if (v == NULL)
+		return -ENOMEM;
+	x->branches = v;
+	v = &x->branches[x->nbranches];
+	memset(v, 0, sizeof(*v));
+	snprintf(v->resource, sizeof(v->resource), "%s", resource);
+	snprintf(v->gid, sizeof(v->gid), "%s", gid);
+	x->nbranches++;
+	if (out != NULL)
+		*out = v;
+	return 0;
+}
+
+int coordinator_txn_waiter_add(struct coordinator_txn *x, uint64_t client)
+{
+	uint64_t *v;
+
+	if (client == 0)
+		return 0;
+	v = mem_realloc(x->waiters, (x->nwaiters + 1) * sizeof(*v));
+	if (v == NULL)
+		return -ENOMEM;
+	x->waiters = v;
+	x->waiters[x->nwaiters++] = client;
+	return 0;
+}
