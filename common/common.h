@@ -13,6 +13,8 @@
 #include "common/log.h"
 #include "common/crashpoint.h"
 #include "common/net.h"
+#include "common/http.h"
 #include "common/frame.h"
+#include "common/metrics.h"
 
 #endif
