@@ -210,8 +210,8 @@ void coordinator_log_close(struct coordinator_log *log);
  * In-memory decision log for tests and the simulator.  Appends are held
  * until coordinator_memlog_flush() completes them (so completions never run
  * inside append).  A forced record, once flushed, makes itself and all
- * before it durable; coordinator_memlog_crash() drops what is not durable
- * and cancels pending callbacks without calling them, like power loss.
+ * before it durable; coordinator_memlog_crash() drops what is not durable,
+ * like power loss, after completing pending appends with -ECANCELED.
  */
 int coordinator_memlog_open(struct coordinator_log *out);
 /* Completes up to max pending appends in order (max 0: all); returns how

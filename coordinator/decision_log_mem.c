@@ -8,8 +8,9 @@
  *    append() (the libuv rule the engines' runtimes rely on).
  *  - Durability: when a forced record's completion succeeds, it and every
  *    record before it become durable.  crash() keeps only durable records,
- *    drops pending completions without calling them, and leaves the log
- *    usable, as a restarted process would find it.
+ *    completes pending appends with -ECANCELED (so callers can free what
+ *    they passed), and leaves the log usable, as a restarted process would
+ *    find it.
  *  - fail_next(n, err): the next n completions report err and their records
  *    are dropped (a failed write did not happen, as far as replay goes).
  */
@@ -188,6 +189,15 @@ void coordinator_memlog_crash(struct coordinator_log *log)
 {
 	struct memlog *m = log->data;
 
+	while (m->npend > 0) {
+		struct pending p = m->pend[0];
+
+		memmove(&m->pend[0], &m->pend[1],
+			(m->npend - 1) * sizeof(*m->pend));
+		m->npend--;
+		if (p.cb != NULL)
+			p.cb(p.arg, -ECANCELED);
+	}
 	for (size_t i = m->durable; i < m->nrecs; i++)
 		mem_free(m->recs[i].buf);
 	m->nrecs = m->durable;
