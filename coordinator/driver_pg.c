@@ -536,11 +536,12 @@ static void connect_failed(struct conn *c, int code, const char *detail)
 {
 	struct coordinator_pg *pg = c->pg;
 
+	/* detail may point into c->pq: copy it before closing. */
+	clean_copy(pg->last_detail, sizeof(pg->last_detail), detail);
 	close_conn(c);
 	pg->stats.connect_failures++;
 	pg->up = false;
 	pg->last_code = code;
-	clean_copy(pg->last_detail, sizeof(pg->last_detail), detail);
 	snprintf(pg->last_error, sizeof(pg->last_error),
 		 "cannot connect to %s: %s", pg->name, pg->last_detail);
 	log_warn(COMP, "connect_failed", "resource=%s error=%s backoff_ms=%" PRIu64,
@@ -1065,8 +1066,13 @@ static void io_step(struct conn *c, int events)
  * closed it (shutdown, crash) or sent a notice. */
 static void idle_step(struct conn *c)
 {
-	if (PQconsumeInput(c->pq) != 1 || PQstatus(c->pq) != CONNECTION_OK)
+	if (PQconsumeInput(c->pq) != 1 || PQstatus(c->pq) != CONNECTION_OK) {
 		conn_lost(c, COORDINATOR_PG_ECONNLOST, PQerrorMessage(c->pq));
+		return;
+	}
+	if (watch(c, UV_READABLE) < 0)
+		conn_lost(c, COORDINATOR_PG_ECONNLOST,
+			  "cannot poll the connection's socket");
 }
 
 static void setup_start(struct conn *c)
@@ -1126,8 +1132,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
 	if (c == NULL || c->fail_code != 0)
 		return;
 	if (status < 0) {
-		conn_lost(c, COORDINATOR_PG_ECONNLOST, uv_strerror(status));
-		return;
+		/* libuv turns POLLERR (a refused connect, a reset) into
+		 * UV_EBADF and stops the handle: let libpq read the socket
+		 * and tell what really happened. */
+		c->poll_events = 0;
+		events = UV_READABLE | UV_WRITABLE;
 	}
 	switch (c->state) {
 	case C_CONNECTING:

@@ -1,0 +1,1073 @@
+/*
+ * test_driver_pg.c - the coordinator's postgres driver against real
+ * PostgreSQL servers: statements with parameters, errors with SQLSTATE,
+ * read-only detection, prepare / commit prepared / rollback prepared, the
+ * 42704 mapping, listing by prefix, the pool bound and queue, a server
+ * killed and restarted, statement timeouts on both sides, and a server
+ * without prepared transactions being refused.
+ *
+ * Two servers are started once in main(): server 0 is shared by the tests
+ * that leave it as they found it; server 1 is killed, restarted and
+ * reconfigured by the tests that need that.  Every test drives a libuv
+ * loop until a condition holds (with a deadline), then closes the driver
+ * and checks that the loop closes empty.
+ */
+#include "coordinator/driver_pg.h"
+
+#include "common/common.h"
+#include "tests/lib/pg.h"
+
+#include <check.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+static struct pg_harness *harness;
+
+/* ---- a loop and a driver ----------------------------------------------- */
+
+struct ctx {
+	uv_loop_t loop;
+	uv_timer_t watchdog;
+	struct coordinator_pg *pg;
+	bool closed;
+};
+
+/* What a callback got, copied out of the driver's result. */
+struct got {
+	bool done;
+	enum coordinator_pg_outcome outcome;
+	int code;
+	char msg[700];
+	char sqlstate[6];
+	char detail[256];
+	char hint[256];
+	bool has_detail, has_hint;
+	bool in_doubt;
+	long long rows;
+	int ncols, nrows;
+	bool truncated;
+	char cols[4][32];
+	char vals[64][4][64]; /* first 64 rows, 4 columns */
+	bool isnull[64][4];
+	struct coordinator_pg_branch *branch;
+	uint64_t at; /* loop time of the callback */
+	uv_loop_t *loop;
+};
+
+static void on_result(const struct coordinator_pg_result *r, void *data)
+{
+	struct got *g = data;
+
+	ck_assert_msg(!g->done, "callback fired twice");
+	g->done = true;
+	g->outcome = r->outcome;
+	g->code = r->code;
+	ck_assert_ptr_nonnull(r->message);
+	ck_assert_ptr_nonnull(r->sqlstate);
+	snprintf(g->msg, sizeof(g->msg), "%s", r->message);
+	snprintf(g->sqlstate, sizeof(g->sqlstate), "%s", r->sqlstate);
+	g->has_detail = r->detail != NULL;
+	g->has_hint = r->hint != NULL;
+	snprintf(g->detail, sizeof(g->detail), "%s", r->detail ? r->detail : "");
+	snprintf(g->hint, sizeof(g->hint), "%s", r->hint ? r->hint : "");
+	g->in_doubt = r->in_doubt;
+	g->rows = r->rows_affected;
+	g->ncols = r->ncols;
+	g->nrows = r->nrows;
+	g->truncated = r->truncated;
+	for (int c = 0; c < r->ncols && c < 4; c++)
+		snprintf(g->cols[c], sizeof(g->cols[c]), "%s", r->colnames[c]);
+	for (int i = 0; i < r->nrows && i < 64; i++) {
+		for (int c = 0; c < r->ncols && c < 4; c++) {
+			const char *v = coordinator_pg_result_value(r, i, c);
+
+			g->isnull[i][c] = v == NULL;
+			snprintf(g->vals[i][c], sizeof(g->vals[i][c]), "%s",
+				 v ? v : "");
+		}
+	}
+	g->branch = r->branch;
+	if (g->loop != NULL)
+		g->at = uv_now(g->loop);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* Runs the loop until *flag is true or ms pass; false on the deadline. */
+static bool run_until(struct ctx *t, const bool *flag, uint64_t ms)
+{
+	uint64_t deadline;
+
+	uv_update_time(&t->loop);
+	deadline = uv_now(&t->loop) + ms;
+	/* Wakes the loop now and then so the deadline is seen. */
+	uv_timer_start(&t->watchdog, on_watchdog, 50, 50);
+	while (!*flag && uv_now(&t->loop) < deadline)
+		uv_run(&t->loop, UV_RUN_ONCE);
+	uv_timer_stop(&t->watchdog);
+	return *flag;
+}
+
+static void wait_got(struct ctx *t, struct got *g)
+{
+	ck_assert_msg(run_until(t, &g->done, 20000), "no callback in 20 s");
+}
+
+static void config_defaults(struct coordinator_pg_config *cfg,
+			    const char *name, const char *conninfo)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->name = name;
+	cfg->conninfo = conninfo;
+	cfg->pool_size = 2;
+	cfg->statement_timeout_ms = 10000;
+	cfg->backoff_min_ms = 50;
+	cfg->backoff_max_ms = 400;
+}
+
+static void ctx_open(struct ctx *t, const struct coordinator_pg_config *cfg)
+{
+	char err[256];
+
+	memset(t, 0, sizeof(*t));
+	ck_assert_int_eq(uv_loop_init(&t->loop), 0);
+	ck_assert_int_eq(uv_timer_init(&t->loop, &t->watchdog), 0);
+	ck_assert_int_eq(coordinator_pg_open(&t->loop, cfg, &t->pg, err,
+					     sizeof(err)),
+			 0);
+}
+
+static void open_server(struct ctx *t, int server, const char *name)
+{
+	struct coordinator_pg_config cfg;
+
+	config_defaults(&cfg, name, pg_harness_conninfo(harness, server));
+	ctx_open(t, &cfg);
+}
+
+static void on_closed(void *data)
+{
+	*(bool *)data = true;
+}
+
+/* Closes the driver and the loop; the loop must end with nothing left. */
+static void ctx_close(struct ctx *t)
+{
+	coordinator_pg_close(t->pg, on_closed, &t->closed);
+	uv_close((uv_handle_t *)&t->watchdog, NULL);
+	uv_run(&t->loop, UV_RUN_DEFAULT);
+	ck_assert(t->closed);
+	ck_assert_int_eq(uv_loop_close(&t->loop), 0);
+}
+
+/* ---- synchronous-looking helpers --------------------------------------- */
+
+static struct coordinator_pg_branch *begin_ok(struct ctx *t)
+{
+	struct coordinator_pg_branch *b = NULL;
+	struct got g = {.loop = &t->loop};
+
+	ck_assert_int_eq(coordinator_pg_begin(t->pg, on_result, &g, &b), 0);
+	ck_assert_ptr_nonnull(b);
+	wait_got(t, &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "begin: %s", g.msg);
+	ck_assert_ptr_eq(g.branch, b);
+	return b;
+}
+
+static void exec_got(struct ctx *t, struct coordinator_pg_branch *b,
+		     const char *sql, int n, const char *const *params,
+		     struct got *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->loop = &t->loop;
+	ck_assert_int_eq(
+		coordinator_pg_branch_exec(b, sql, n, params, on_result, g), 0);
+	wait_got(t, g);
+}
+
+static void exec_ok(struct ctx *t, struct coordinator_pg_branch *b,
+		    const char *sql, int n, const char *const *params,
+		    struct got *g)
+{
+	exec_got(t, b, sql, n, params, g);
+	ck_assert_msg(g->outcome == COORDINATOR_PG_OK && g->code == 0,
+		      "%s: %s", sql, g->msg);
+}
+
+typedef int (*end_fn)(struct coordinator_pg_branch *, coordinator_pg_cb,
+		      void *);
+
+static void end_branch(struct ctx *t, struct coordinator_pg_branch *b,
+		       end_fn fn, struct got *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->loop = &t->loop;
+	ck_assert_int_eq(fn(b, on_result, g), 0);
+	wait_got(t, g);
+}
+
+static void prepare_got(struct ctx *t, struct coordinator_pg_branch *b,
+			const char *gid, struct got *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->loop = &t->loop;
+	ck_assert_int_eq(coordinator_pg_branch_prepare(b, gid, on_result, g),
+			 0);
+	wait_got(t, g);
+}
+
+typedef int (*gid_fn)(struct coordinator_pg *, const char *, coordinator_pg_cb,
+		      void *);
+
+static void gid_op(struct ctx *t, gid_fn fn, const char *gid, struct got *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->loop = &t->loop;
+	ck_assert_int_eq(fn(t->pg, gid, on_result, g), 0);
+	wait_got(t, g);
+}
+
+/* Runs one statement in its own committed branch. */
+static void run_committed(struct ctx *t, const char *sql, int n,
+			  const char *const *params)
+{
+	struct coordinator_pg_branch *b = begin_ok(t);
+	struct got g;
+
+	exec_ok(t, b, sql, n, params, &g);
+	end_branch(t, b, coordinator_pg_branch_commit, &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "commit: %s", g.msg);
+}
+
+/* The value of a one-row, one-column query, run in a fresh branch. */
+static void query_one(struct ctx *t, const char *sql, char *out, size_t n)
+{
+	struct coordinator_pg_branch *b = begin_ok(t);
+	struct got g;
+
+	exec_ok(t, b, sql, 0, NULL, &g);
+	ck_assert_int_eq(g.nrows, 1);
+	snprintf(out, n, "%s", g.vals[0][0]);
+	end_branch(t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+}
+
+static bool listed(const struct got *g, const char *gid)
+{
+	for (int i = 0; i < g->nrows && i < 64; i++)
+		if (strcmp(g->vals[i][0], gid) == 0)
+			return true;
+	return false;
+}
+
+static void list_got(struct ctx *t, const char *prefix, struct got *g)
+{
+	gid_op(t, coordinator_pg_list_prepared, prefix, g);
+	ck_assert_msg(g->outcome == COORDINATOR_PG_OK, "list: %s", g->msg);
+}
+
+/* Begins a branch, inserts v into table, prepares it under gid. */
+static void prepare_insert(struct ctx *t, const char *table, const char *v,
+			   const char *gid)
+{
+	struct coordinator_pg_branch *b = begin_ok(t);
+	char sql[128];
+	const char *p[1] = {v};
+	struct got g;
+
+	snprintf(sql, sizeof(sql), "INSERT INTO %s VALUES ($1)", table);
+	exec_ok(t, b, sql, 1, p, &g);
+	ck_assert_int_eq(g.rows, 1);
+	prepare_got(t, b, gid, &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK && g.code == 0,
+		      "prepare %s: %s", gid, g.msg);
+}
+
+/* Blocking libpq for what a branch cannot do (ALTER SYSTEM). */
+static void admin_exec(int server, const char *sql)
+{
+	PGconn *c = PQconnectdb(pg_harness_conninfo(harness, server));
+	PGresult *r;
+
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+	r = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql,
+		      PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+START_TEST(statement_with_params_returns_rows)
+{
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	const char *ins[2] = {"1", "it's; DROP TABLE x --"};
+	const char *ins_null[2] = {"2", NULL};
+	struct got g;
+
+	open_server(&t, 0, "bank_a");
+	run_committed(&t,
+		      "CREATE TABLE IF NOT EXISTS params_t (id int PRIMARY "
+		      "KEY, note text)",
+		      0, NULL);
+	b = begin_ok(&t);
+	exec_ok(&t, b, "INSERT INTO params_t VALUES ($1, $2)", 2, ins, &g);
+	ck_assert_int_eq(g.rows, 1);
+	exec_ok(&t, b, "INSERT INTO params_t VALUES ($1, $2)", 2, ins_null, &g);
+	exec_ok(&t, b, "UPDATE params_t SET note = note || '!' WHERE id > 0",
+		0, NULL, &g);
+	ck_assert_int_eq(g.rows, 2);
+	exec_ok(&t, b, "SELECT id, note FROM params_t ORDER BY id", 0, NULL,
+		&g);
+	ck_assert_int_eq(g.ncols, 2);
+	ck_assert_str_eq(g.cols[0], "id");
+	ck_assert_str_eq(g.cols[1], "note");
+	ck_assert_int_eq(g.nrows, 2);
+	ck_assert_int_eq(g.rows, 2);
+	ck_assert(!g.truncated);
+	ck_assert_str_eq(g.vals[0][0], "1");
+	ck_assert_str_eq(g.vals[0][1], "it's; DROP TABLE x --!");
+	ck_assert_str_eq(g.vals[1][0], "2");
+	ck_assert(g.isnull[1][1]);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(returned_rows_stop_at_the_limit)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.row_limit = 10;
+	ctx_open(&t, &cfg);
+	b = begin_ok(&t);
+	exec_ok(&t, b, "SELECT g FROM generate_series(1, 50) g", 0, NULL, &g);
+	ck_assert_int_eq(g.nrows, 10);
+	ck_assert(g.truncated);
+	ck_assert_int_eq(g.rows, 50);
+	ck_assert_str_eq(g.vals[9][0], "10");
+	exec_ok(&t, b, "SELECT 1 AS one WHERE false", 0, NULL, &g);
+	ck_assert_int_eq(g.nrows, 0);
+	ck_assert_int_eq(g.ncols, 1);
+	ck_assert_str_eq(g.cols[0], "one");
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(statement_error_carries_sqlstate_detail_hint)
+{
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	const char *one[1] = {"1"};
+	struct got g;
+
+	open_server(&t, 0, "bank_a");
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS err_t (id int PRIMARY KEY)",
+		      0, NULL);
+	run_committed(&t,
+		      "INSERT INTO err_t VALUES ($1) ON CONFLICT DO NOTHING", 1,
+		      one);
+
+	b = begin_ok(&t);
+	exec_got(&t, b, "SELECT * FROM no_such_table", 0, NULL, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_ESQL);
+	ck_assert_str_eq(g.sqlstate, "42P01");
+	ck_assert_msg(strstr(g.msg, "cannot run statement on bank_a:") == g.msg,
+		      "%s", g.msg);
+	ck_assert_msg(strstr(g.msg, "no_such_table") != NULL, "%s", g.msg);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+
+	b = begin_ok(&t);
+	exec_got(&t, b, "INSERT INTO err_t VALUES ($1)", 1, one, &g);
+	ck_assert_str_eq(g.sqlstate, "23505");
+	ck_assert(g.has_detail);
+	ck_assert_msg(strstr(g.detail, "(id)=(1)") != NULL, "%s", g.detail);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+
+	b = begin_ok(&t);
+	exec_got(&t, b, "SELECT no_such_function($1)", 1, one, &g);
+	ck_assert_str_eq(g.sqlstate, "42883");
+	ck_assert(g.has_hint);
+	/* The failed transaction votes no at prepare; the branch is gone. */
+	prepare_got(&t, b, "errtest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_str_eq(g.sqlstate, "25P02");
+	ck_assert_msg(strstr(g.msg, "cannot prepare branch on bank_a") == g.msg,
+		      "%s", g.msg);
+	ck_assert(!g.in_doubt);
+	list_got(&t, "errtest_", &g);
+	ck_assert_int_eq(g.nrows, 0);
+
+	/* One-phase commit of a failed transaction reports the rollback. */
+	b = begin_ok(&t);
+	exec_got(&t, b, "SELECT 1/0", 0, NULL, &g);
+	ck_assert_str_eq(g.sqlstate, "22012");
+	end_branch(&t, b, coordinator_pg_branch_commit, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_EROLLED_BACK);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(read_only_branch_commits_locally)
+{
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+
+	open_server(&t, 0, "bank_a");
+	b = begin_ok(&t);
+	exec_ok(&t, b, "SELECT count(*) FROM pg_class", 0, NULL, &g);
+	prepare_got(&t, b, "rotest_1", &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_READ_ONLY, "%s", g.msg);
+	ck_assert_int_eq(g.code, 0);
+	list_got(&t, "rotest_", &g);
+	ck_assert_int_eq(g.nrows, 0);
+
+	/* A branch that wrote is not read-only. */
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS ro_t (v text)", 0, NULL);
+	prepare_insert(&t, "ro_t", "x", "rotest_2");
+	list_got(&t, "rotest_", &g);
+	ck_assert_int_eq(g.nrows, 1);
+	ck_assert_str_eq(g.vals[0][0], "rotest_2");
+	gid_op(&t, coordinator_pg_rollback_prepared, "rotest_2", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(prepare_then_commit_prepared)
+{
+	struct ctx t;
+	struct got g;
+	char v[64];
+
+	open_server(&t, 0, "bank_a");
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS cp_t (v text)", 0, NULL);
+	prepare_insert(&t, "cp_t", "committed", "cptest_7_1_1of2");
+	/* Prepared work is invisible until the commit. */
+	query_one(&t, "SELECT count(*) FROM cp_t WHERE v = 'committed'", v,
+		  sizeof(v));
+	ck_assert_str_eq(v, "0");
+	list_got(&t, "cptest_", &g);
+	ck_assert_int_eq(g.nrows, 1);
+	gid_op(&t, coordinator_pg_commit_prepared, "cptest_7_1_1of2", &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
+	query_one(&t, "SELECT count(*) FROM cp_t WHERE v = 'committed'", v,
+		  sizeof(v));
+	ck_assert_str_eq(v, "1");
+	list_got(&t, "cptest_", &g);
+	ck_assert_int_eq(g.nrows, 0);
+	/* Phase 2 again: already done, 42704 maps to not found. */
+	gid_op(&t, coordinator_pg_commit_prepared, "cptest_7_1_1of2", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_NOT_FOUND);
+	ck_assert_int_eq(g.code, 0);
+	ck_assert_str_eq(g.sqlstate, "42704");
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(prepare_then_rollback_prepared)
+{
+	struct ctx t;
+	struct got g;
+	char v[64];
+
+	open_server(&t, 0, "bank_a");
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS rp_t (v text)", 0, NULL);
+	prepare_insert(&t, "rp_t", "undone", "rptest_1");
+	gid_op(&t, coordinator_pg_rollback_prepared, "rptest_1", &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
+	query_one(&t, "SELECT count(*) FROM rp_t", v, sizeof(v));
+	ck_assert_str_eq(v, "0");
+	gid_op(&t, coordinator_pg_rollback_prepared, "rptest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_NOT_FOUND);
+	ck_assert_str_eq(g.sqlstate, "42704");
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(unknown_gid_is_not_found)
+{
+	struct ctx t;
+	struct got g;
+
+	open_server(&t, 0, "bank_a");
+	gid_op(&t, coordinator_pg_commit_prepared, "never_prepared_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_NOT_FOUND);
+	ck_assert_str_eq(g.sqlstate, "42704");
+	gid_op(&t, coordinator_pg_rollback_prepared, "never_prepared_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_NOT_FOUND);
+	ck_assert_str_eq(g.sqlstate, "42704");
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(gid_is_an_escaped_literal)
+{
+	struct ctx t;
+	struct got g;
+	const char *gid = "q'x'); DROP TABLE gq_t; --\\_1";
+	char v[64];
+
+	open_server(&t, 0, "bank_a");
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS gq_t (v text)", 0, NULL);
+	prepare_insert(&t, "gq_t", "a", gid);
+	list_got(&t, "q'x'", &g);
+	ck_assert_int_eq(g.nrows, 1);
+	ck_assert_str_eq(g.vals[0][0], gid);
+	gid_op(&t, coordinator_pg_commit_prepared, gid, &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
+	query_one(&t, "SELECT count(*) FROM gq_t", v, sizeof(v));
+	ck_assert_str_eq(v, "1");
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(bad_gids_are_refused_and_change_nothing)
+{
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	char longgid[COORDINATOR_PG_GID_MAX + 2];
+	struct got g = {0};
+
+	memset(longgid, 'a', sizeof(longgid) - 1);
+	longgid[sizeof(longgid) - 1] = '\0';
+	open_server(&t, 0, "bank_a");
+	ck_assert_int_eq(coordinator_pg_commit_prepared(t.pg, "", on_result, &g),
+			 COORDINATOR_PG_EBAD_GID);
+	ck_assert_int_eq(coordinator_pg_rollback_prepared(t.pg, longgid,
+							  on_result, &g),
+			 COORDINATOR_PG_EBAD_GID);
+	ck_assert_int_eq(coordinator_pg_commit_prepared(t.pg, NULL, on_result,
+							&g),
+			 COORDINATOR_PG_EBAD_GID);
+	b = begin_ok(&t);
+	ck_assert_int_eq(coordinator_pg_branch_prepare(b, longgid, on_result,
+						       &g),
+			 COORDINATOR_PG_EBAD_GID);
+	ck_assert_int_eq(coordinator_pg_branch_exec(b, NULL, 0, NULL,
+						    on_result, &g),
+			 -EINVAL);
+	/* The branch is still usable: nothing changed. */
+	exec_ok(&t, b, "SELECT 1", 0, NULL, &g);
+	/* One operation at a time per branch. */
+	memset(&g, 0, sizeof(g));
+	ck_assert_int_eq(coordinator_pg_branch_exec(b, "SELECT pg_sleep(0.05)",
+						    0, NULL, on_result, &g),
+			 0);
+	ck_assert_int_eq(coordinator_pg_branch_exec(b, "SELECT 2", 0, NULL,
+						    on_result, &g),
+			 -EBUSY);
+	wait_got(&t, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	ck_assert_int_eq(g.nrows, 1);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(list_matches_the_prefix_literally)
+{
+	struct ctx t;
+	struct got g;
+	static const char *const gids[] = {"lp_a_1", "lpXa_1", "lp%a_1",
+					   "lpQQa_1", "lp!a_1", "lother_1"};
+	size_t i;
+
+	open_server(&t, 0, "bank_a");
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS lp_t (v text)", 0, NULL);
+	for (i = 0; i < sizeof(gids) / sizeof(gids[0]); i++)
+		prepare_insert(&t, "lp_t", gids[i], gids[i]);
+
+	list_got(&t, "lp_", &g); /* '_' must not match 'X' */
+	ck_assert_int_eq(g.nrows, 1);
+	ck_assert(listed(&g, "lp_a_1"));
+	list_got(&t, "lp%", &g); /* '%' must not match "QQ" */
+	ck_assert_int_eq(g.nrows, 1);
+	ck_assert(listed(&g, "lp%a_1"));
+	list_got(&t, "lp!", &g); /* the escape character itself */
+	ck_assert_int_eq(g.nrows, 1);
+	ck_assert(listed(&g, "lp!a_1"));
+	list_got(&t, "lp", &g);
+	ck_assert_int_eq(g.nrows, 5);
+	ck_assert(!listed(&g, "lother_1"));
+	list_got(&t, "l", &g);
+	ck_assert_int_eq(g.nrows, 6);
+	ck_assert_str_eq(g.cols[0], "gid");
+
+	for (i = 0; i < sizeof(gids) / sizeof(gids[0]); i++) {
+		gid_op(&t, coordinator_pg_rollback_prepared, gids[i], &g);
+		ck_assert(g.outcome == COORDINATOR_PG_OK);
+	}
+	list_got(&t, "l", &g);
+	ck_assert_int_eq(g.nrows, 0);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(pool_is_bounded_and_queues)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_stats st;
+	struct ctx t;
+	struct coordinator_pg_branch *b1, *b2, *b3 = NULL, *b4 = NULL;
+	struct got g3 = {0}, g4 = {0}, g;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 2;
+	cfg.queue_limit = 1;
+	ctx_open(&t, &cfg);
+	b1 = begin_ok(&t);
+	b2 = begin_ok(&t);
+	g3.loop = &t.loop;
+	ck_assert_int_eq(coordinator_pg_begin(t.pg, on_result, &g3, &b3), 0);
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_eq(st.queued, 1);
+	ck_assert_int_eq(st.open, 2);
+	ck_assert_int_eq(st.pinned, 2);
+	/* The queue is full: a clear synchronous error, no callback. */
+	ck_assert_int_eq(coordinator_pg_begin(t.pg, on_result, &g4, &b4),
+			 COORDINATOR_PG_EQUEUE_FULL);
+	ck_assert_ptr_null(b4);
+	ck_assert_str_eq(coordinator_pg_strerror(COORDINATOR_PG_EQUEUE_FULL),
+			 "too many requests waiting for a connection");
+	/* Still queued after the loop turns: no third connection. */
+	exec_ok(&t, b1, "SELECT 1", 0, NULL, &g);
+	ck_assert(!g3.done);
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_le(st.open + st.connecting, 2);
+	/* Releasing one connection lets the queued branch begin. */
+	end_branch(&t, b1, coordinator_pg_branch_rollback, &g);
+	wait_got(&t, &g3);
+	ck_assert(g3.outcome == COORDINATOR_PG_OK);
+	ck_assert_ptr_eq(g3.branch, b3);
+	exec_ok(&t, b3, "SELECT 3", 0, NULL, &g);
+	ck_assert_str_eq(g.vals[0][0], "3");
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_eq(st.queued, 0);
+	ck_assert_int_eq(st.pinned, 2);
+	end_branch(&t, b2, coordinator_pg_branch_rollback, &g);
+	end_branch(&t, b3, coordinator_pg_branch_rollback, &g);
+	ck_assert(!g4.done);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(queued_request_times_out)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b1, *b2 = NULL;
+	struct got g2 = {0}, g;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	cfg.queue_timeout_ms = 200;
+	ctx_open(&t, &cfg);
+	b1 = begin_ok(&t);
+	g2.loop = &t.loop;
+	ck_assert_int_eq(coordinator_pg_begin(t.pg, on_result, &g2, &b2), 0);
+	wait_got(&t, &g2);
+	ck_assert(g2.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g2.code, COORDINATOR_PG_ETIMEOUT);
+	ck_assert_msg(strstr(g2.msg, "bank_a") != NULL, "%s", g2.msg);
+	end_branch(&t, b1, coordinator_pg_branch_rollback, &g);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(server_timeout_cancels_sleep)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	uint64_t t0;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.statement_timeout_ms = 300;
+	cfg.timeout_grace_ms = 5000;
+	ctx_open(&t, &cfg);
+	b = begin_ok(&t);
+	t0 = uv_now(&t.loop);
+	exec_got(&t, b, "SELECT pg_sleep(20)", 0, NULL, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_str_eq(g.sqlstate, "57014");
+	ck_assert_msg(g.at - t0 < 5000, "took %llu ms",
+		      (unsigned long long)(g.at - t0));
+	/* The server cancelled; the connection stays (the branch is in a
+	 * failed transaction and rolls back). */
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(client_timer_cancels_and_drops_silent_server)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_stats st;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	char v[64] = "";
+	uint64_t t0;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.statement_timeout_ms = 300;
+	cfg.timeout_grace_ms = 300;
+	ctx_open(&t, &cfg);
+	b = begin_ok(&t);
+	/* The user's statement switches the server-side timeout off: only the
+	 * client timer is left to stop the sleep. */
+	exec_ok(&t, b, "SET LOCAL statement_timeout = 0", 0, NULL, &g);
+	t0 = uv_now(&t.loop);
+	exec_got(&t, b, "SELECT pg_sleep(30) AS client_timer_victim", 0, NULL,
+		 &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_ETIMEOUT);
+	ck_assert_msg(g.at - t0 >= 500 && g.at - t0 < 5000, "took %llu ms",
+		      (unsigned long long)(g.at - t0));
+	ck_assert_msg(strstr(g.msg, "cannot run statement on bank_a") == g.msg,
+		      "%s", g.msg);
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_eq(st.timeouts, 1);
+	/* The branch lost its connection: prepare votes no, not in doubt. */
+	prepare_got(&t, b, "timeouttest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_ETIMEOUT);
+	ck_assert(!g.in_doubt);
+	/* The cancel reaches the server: the sleeping backend goes away. */
+	for (int i = 0; i < 200; i++) {
+		query_one(&t,
+			  "SELECT count(*) FROM pg_stat_activity WHERE query "
+			  "LIKE '%client_timer_victim%' AND pid <> "
+			  "pg_backend_pid()",
+			  v, sizeof(v));
+		if (strcmp(v, "0") == 0)
+			break;
+	}
+	ck_assert_str_eq(v, "0");
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(unreachable_server_error_names_resource_hides_password)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct got g = {0}, g2 = {0};
+	char *logbuf = NULL;
+	size_t loglen = 0;
+	FILE *logf = open_memstream(&logbuf, &loglen);
+	struct coordinator_pg_branch *b = NULL;
+
+	ck_assert_ptr_nonnull(logf);
+	log_set_output(logf);
+	config_defaults(&cfg, "bank_x",
+			"host=127.0.0.1 port=1 dbname=postgres user=postgres "
+			"password=hunter2secret");
+	ctx_open(&t, &cfg);
+	g.loop = &t.loop;
+	ck_assert_int_eq(coordinator_pg_check(t.pg, on_result, &g), 0);
+	wait_got(&t, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_ECONNECT);
+	ck_assert_msg(strstr(g.msg, "bank_x") != NULL, "%s", g.msg);
+	ck_assert_msg(strstr(g.msg, "refused") != NULL, "%s", g.msg);
+	ck_assert(strstr(g.msg, "hunter2") == NULL);
+	ck_assert(!coordinator_pg_is_up(t.pg));
+	ck_assert(strstr(coordinator_pg_last_error(t.pg), "bank_x") != NULL);
+	ck_assert(strstr(coordinator_pg_last_error(t.pg), "hunter2") == NULL);
+	/* While down, a branch fails fast with the same error. */
+	g2.loop = &t.loop;
+	ck_assert_int_eq(coordinator_pg_begin(t.pg, on_result, &g2, &b), 0);
+	wait_got(&t, &g2);
+	ck_assert(g2.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_msg(strstr(g2.msg, "cannot begin branch on bank_x") == g2.msg,
+		      "%s", g2.msg);
+	ctx_close(&t);
+	log_set_output(NULL);
+	fclose(logf);
+	ck_assert_msg(strstr(logbuf, "connect_failed") != NULL, "%s", logbuf);
+	ck_assert_msg(strstr(logbuf, "hunter2") == NULL, "%s", logbuf);
+	free(logbuf);
+}
+END_TEST
+
+START_TEST(bad_config_is_refused)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg *pg = NULL;
+	uv_loop_t loop;
+	char err[256];
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	config_defaults(&cfg, "bank_a", "host=127.0.0.1 password=hunter2 bogus");
+	ck_assert_int_eq(coordinator_pg_open(&loop, &cfg, &pg, err,
+					     sizeof(err)),
+			 -EINVAL);
+	ck_assert_ptr_null(pg);
+	ck_assert_msg(strstr(err, "bank_a") != NULL, "%s", err);
+	ck_assert(strstr(err, "hunter2") == NULL);
+	config_defaults(&cfg, "", "host=127.0.0.1");
+	ck_assert_int_eq(coordinator_pg_open(&loop, &cfg, &pg, err,
+					     sizeof(err)),
+			 -EINVAL);
+	config_defaults(&cfg, "bank_a", "host=127.0.0.1");
+	cfg.pool_size = -1;
+	ck_assert_int_eq(coordinator_pg_open(&loop, &cfg, &pg, err,
+					     sizeof(err)),
+			 -EINVAL);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(out_of_memory_at_open_leaves_nothing)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg *pg = NULL;
+	uv_loop_t loop;
+	char err[256];
+	int rc = -ENOMEM;
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	for (long n = 1; rc == -ENOMEM && n < 20; n++) {
+		mem_fail_after(n);
+		rc = coordinator_pg_open(&loop, &cfg, &pg, err, sizeof(err));
+		mem_fail_reset();
+		if (rc == -ENOMEM) {
+			ck_assert_ptr_null(pg);
+			ck_assert_msg(strstr(err, "out of memory") != NULL,
+				      "%s", err);
+		}
+	}
+	ck_assert_int_eq(rc, 0);
+	coordinator_pg_close(pg, NULL, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(close_fails_pending_requests)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b1, *b2 = NULL;
+	struct got g2 = {0}, g3 = {0};
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	b1 = begin_ok(&t);
+	ck_assert_int_eq(coordinator_pg_begin(t.pg, on_result, &g2, &b2), 0);
+	ck_assert_int_eq(coordinator_pg_branch_exec(b1, "SELECT pg_sleep(5)",
+						    0, NULL, on_result, &g3),
+			 0);
+	coordinator_pg_close(t.pg, on_closed, &t.closed);
+	ck_assert(g2.done && g3.done);
+	ck_assert_int_eq(g2.code, COORDINATOR_PG_ECLOSED);
+	ck_assert_int_eq(g3.code, COORDINATOR_PG_ECLOSED);
+	ck_assert_msg(strstr(g2.msg, "bank_a") != NULL, "%s", g2.msg);
+	uv_close((uv_handle_t *)&t.watchdog, NULL);
+	uv_run(&t.loop, UV_RUN_DEFAULT);
+	ck_assert(t.closed);
+	ck_assert_int_eq(uv_loop_close(&t.loop), 0);
+}
+END_TEST
+
+static bool is_up_with_conn(struct ctx *t)
+{
+	struct coordinator_pg_stats st;
+
+	coordinator_pg_stats_get(t->pg, &st);
+	return coordinator_pg_is_up(t->pg) && st.open >= 1;
+}
+
+/* Runs the loop until the pool has reconnected (or ms pass). */
+static bool wait_reconnected(struct ctx *t, uint64_t ms)
+{
+	uint64_t deadline;
+
+	uv_update_time(&t->loop);
+	deadline = uv_now(&t->loop) + ms;
+	uv_timer_start(&t->watchdog, on_watchdog, 50, 50);
+	while (!is_up_with_conn(t) && uv_now(&t->loop) < deadline)
+		uv_run(&t->loop, UV_RUN_ONCE);
+	uv_timer_stop(&t->watchdog);
+	return is_up_with_conn(t);
+}
+
+START_TEST(killed_server_gives_clean_error_and_pool_reconnects)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_stats st;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	char conninfo[512];
+
+	snprintf(conninfo, sizeof(conninfo), "%s password=hunter2secret",
+		 pg_harness_conninfo(harness, 1));
+	config_defaults(&cfg, "bank_b", conninfo);
+	ctx_open(&t, &cfg);
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS kill_t (v text)", 0,
+		      NULL);
+	b = begin_ok(&t);
+	exec_ok(&t, b, "INSERT INTO kill_t VALUES ('lost')", 0, NULL, &g);
+
+	ck_assert_int_eq(pg_harness_kill_server(harness, 1), 0);
+	exec_got(&t, b, "INSERT INTO kill_t VALUES ('more')", 0, NULL, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_ECONNLOST);
+	ck_assert_msg(strstr(g.msg, "cannot run statement on bank_b:") == g.msg,
+		      "%s", g.msg);
+	ck_assert(strstr(g.msg, "hunter2") == NULL);
+	prepare_got(&t, b, "killtest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_msg(strstr(g.msg, "cannot prepare branch on bank_b:") == g.msg,
+		      "%s", g.msg);
+	/* While it is down, new work fails with a connect error. */
+	gid_op(&t, coordinator_pg_commit_prepared, "killtest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_msg(g.code == COORDINATOR_PG_ECONNECT ||
+			      g.code == COORDINATOR_PG_ECONNLOST,
+		      "%d %s", g.code, g.msg);
+	ck_assert(strstr(g.msg, "hunter2") == NULL);
+
+	ck_assert_int_eq(pg_harness_start_server(harness, 1), 0);
+	ck_assert_msg(wait_reconnected(&t, 15000), "no reconnect: %s",
+		      coordinator_pg_last_error(t.pg));
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_uint_ge(st.connect_failures, 1);
+	ck_assert_uint_ge(st.lost, 1);
+	memset(&g, 0, sizeof(g));
+	ck_assert_int_eq(coordinator_pg_check(t.pg, on_result, &g), 0);
+	wait_got(&t, &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
+	/* The lost branch's work is gone. */
+	{
+		char v[64];
+
+		query_one(&t, "SELECT count(*) FROM kill_t", v, sizeof(v));
+		ck_assert_str_eq(v, "0");
+	}
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(server_without_prepared_transactions_is_refused)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct got g = {0};
+
+	admin_exec(1, "ALTER SYSTEM SET max_prepared_transactions = 0");
+	ck_assert_int_eq(pg_harness_stop_server(harness, 1), 0);
+	ck_assert_int_eq(pg_harness_start_server(harness, 1), 0);
+
+	config_defaults(&cfg, "bank_b", pg_harness_conninfo(harness, 1));
+	ctx_open(&t, &cfg);
+	g.loop = &t.loop;
+	ck_assert_int_eq(coordinator_pg_check(t.pg, on_result, &g), 0);
+	wait_got(&t, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_EREFUSED);
+	ck_assert_msg(strstr(g.msg, "bank_b") != NULL, "%s", g.msg);
+	ck_assert_msg(strstr(g.msg, "max_prepared_transactions") != NULL, "%s",
+		      g.msg);
+	ck_assert(!coordinator_pg_is_up(t.pg));
+	ck_assert_msg(strstr(coordinator_pg_last_error(t.pg),
+			     "max_prepared_transactions") != NULL,
+		      "%s", coordinator_pg_last_error(t.pg));
+
+	/* Fixed and restarted, the resource comes back by itself. */
+	admin_exec(1, "ALTER SYSTEM RESET max_prepared_transactions");
+	ck_assert_int_eq(pg_harness_stop_server(harness, 1), 0);
+	ck_assert_int_eq(pg_harness_start_server(harness, 1), 0);
+	ck_assert_msg(wait_reconnected(&t, 15000), "still refused: %s",
+		      coordinator_pg_last_error(t.pg));
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(strerror_covers_every_code)
+{
+	for (int c = COORDINATOR_PG_EBASE + 1; c < COORDINATOR_PG_ELAST; c++) {
+		const char *s = coordinator_pg_strerror(c);
+
+		ck_assert_ptr_nonnull(s);
+		ck_assert_str_ne(s, "unknown error");
+	}
+	ck_assert_str_eq(coordinator_pg_strerror(0), "success");
+	ck_assert_str_eq(coordinator_pg_strerror(-ENOMEM), strerror(ENOMEM));
+	ck_assert_str_eq(coordinator_pg_strerror(1), "unknown error");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("driver_pg");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed, rc;
+
+	log_set_level(LOG_WARN);
+	rc = pg_harness_start(2, &harness);
+	if (rc < 0) {
+		fprintf(stderr, "cannot start PostgreSQL servers: %s\n",
+			strerror(-rc));
+		return 1;
+	}
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, strerror_covers_every_code);
+	tcase_add_test(tc, bad_config_is_refused);
+	tcase_add_test(tc, out_of_memory_at_open_leaves_nothing);
+	tcase_add_test(tc, statement_with_params_returns_rows);
+	tcase_add_test(tc, returned_rows_stop_at_the_limit);
+	tcase_add_test(tc, statement_error_carries_sqlstate_detail_hint);
+	tcase_add_test(tc, read_only_branch_commits_locally);
+	tcase_add_test(tc, prepare_then_commit_prepared);
+	tcase_add_test(tc, prepare_then_rollback_prepared);
+	tcase_add_test(tc, unknown_gid_is_not_found);
+	tcase_add_test(tc, gid_is_an_escaped_literal);
+	tcase_add_test(tc, bad_gids_are_refused_and_change_nothing);
+	tcase_add_test(tc, list_matches_the_prefix_literally);
+	tcase_add_test(tc, pool_is_bounded_and_queues);
+	tcase_add_test(tc, queued_request_times_out);
+	tcase_add_test(tc, server_timeout_cancels_sleep);
+	tcase_add_test(tc, client_timer_cancels_and_drops_silent_server);
+	tcase_add_test(tc, unreachable_server_error_names_resource_hides_password);
+	tcase_add_test(tc, close_fails_pending_requests);
+	tcase_add_test(tc, killed_server_gives_clean_error_and_pool_reconnects);
+	tcase_add_test(tc, server_without_prepared_transactions_is_refused);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	pg_harness_destroy(harness);
+	return failed ? 1 : 0;
+}
