@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/crashpoint.h"
 #include "common/net.h"
+#include "common/http.h"
 #include "common/frame.h"
 #include "common/metrics.h"
 
