@@ -262,6 +262,87 @@ START_TEST(destroy_removes_dirs_and_stops_servers)
 }
 END_TEST
 
+/* Writes an executable script. */
+static void write_script(const char *dir, const char *name, const char *body)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(body, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(path, 0755), 0);
+}
+
+/*
+ * A server that cannot start: initdb "works" (it only makes the data
+ * directory and records its path), postgres exits at once.  The start
+ * fails, *out stays NULL, and every directory the engine made is gone.
+ */
+START_TEST(failed_start_leaves_nothing_behind)
+{
+	char fake[] = "/tmp/decree-pgfake-XXXXXX", rec[4200], line[4200];
+	char script[8600];
+	struct pg_harness *h = (struct pg_harness *)1;
+	FILE *f;
+	int dirs = 0;
+
+	ck_assert_ptr_nonnull(mkdtemp(fake));
+	/* The fakes may run as the unprivileged server user. */
+	ck_assert_int_eq(chmod(fake, 0777), 0);
+	snprintf(rec, sizeof(rec), "%s/dirs", fake);
+	snprintf(script, sizeof(script),
+		 "#!/bin/sh\nmkdir -p \"$2\" && touch \"$2/postgresql.conf\" "
+		 "&& echo \"$2\" >>%s\n",
+		 rec);
+	write_script(fake, "initdb", script);
+	write_script(fake, "postgres",
+		     "#!/bin/sh\necho 'FATAL: fake server' >&2\nexit 1\n");
+	write_script(fake, "pg_isready", "#!/bin/sh\nexit 2\n");
+	f = fopen(rec, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(chmod(rec, 0666), 0);
+	ck_assert_int_eq(setenv("DECREE_PG_BINDIR", fake, 1), 0);
+
+	ck_assert_int_eq(pg_harness_start(2, &h), -EIO);
+	ck_assert_ptr_null(h);
+
+	f = fopen(rec, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		/* line is <server dir>/data; the server dir must be gone. */
+		ck_assert_ptr_nonnull(strstr(line, "/decree-pg-"));
+		*strrchr(line, '/') = '\0';
+		ck_assert_msg(!dir_exists(line), "%s left behind", line);
+		dirs++;
+	}
+	fclose(f);
+	ck_assert_int_eq(dirs, 1); /* initdb runs once; the rest are copies */
+	snprintf(script, sizeof(script), "rm -rf '%s'", fake);
+	ck_assert_int_eq(system(script), 0);
+	unsetenv("DECREE_PG_BINDIR");
+}
+END_TEST
+
+/* As root the servers run as $DECREE_PG_USER when it is set; a user that
+ * does not exist is a clear error, not a crash or a root server. */
+START_TEST(unknown_server_user_is_an_error)
+{
+	struct pg_harness *h = (struct pg_harness *)1;
+
+	if (geteuid() != 0)
+		return;
+	ck_assert_int_eq(setenv("DECREE_PG_USER", "decree-no-such-user", 1), 0);
+	ck_assert_int_eq(pg_harness_start(1, &h), -EIO);
+	ck_assert_ptr_null(h);
+	unsetenv("DECREE_PG_USER");
+}
+END_TEST
+
 /*
  * The owner is a forked child whose stdout and stderr are one pipe.  The
  * engine inherits the child's stderr, the servers do not (their output goes
@@ -363,6 +444,8 @@ int main(void)
 	tcase_add_test(tc, bad_arguments_are_refused);
 	tcase_add_test(tc, destroy_removes_dirs_and_stops_servers);
 	tcase_add_test(tc, sigkill_of_owner_cleans_up);
+	tcase_add_test(tc, failed_start_leaves_nothing_behind);
+	tcase_add_test(tc, unknown_server_user_is_an_error);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

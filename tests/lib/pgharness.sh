@@ -147,7 +147,7 @@ pgh__pick_user() {
 		fi
 	fi
 	if ! uid=$(id -u "$u" 2>/dev/null); then
-		PGH_ERR="cannot find or create user $u to run PostgreSQL as (not root)"
+		PGH_ERR="cannot find or create user $u (as root, PostgreSQL runs as an unprivileged user)"
 		return 1
 	fi
 	if [ "$uid" = 0 ]; then
@@ -326,7 +326,6 @@ pgh__cleanup() {
 pgh__fail_start() {
 	pgh__cleanup
 	pgh__reply "error $*"
-	pgh__log "$*"
 	exit 1
 }
 
