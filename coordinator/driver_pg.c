@@ -903,16 +903,31 @@ static void evaluate(struct req *r)
 	}
 }
 
-/* Gives c back to the pool: idle if the server is outside any transaction,
- * else closed (the server then rolls back whatever was left). */
+/* Gives c back to the pool: idle if the server is outside any transaction;
+ * inside one (a failed prepare leaves it so), an internal ROLLBACK runs
+ * first; anything else closes it (the server then rolls back). */
 static void release(struct conn *c)
 {
+	PGTransactionStatusType ts;
+
 	c->req = NULL;
 	c->branch = NULL;
 	uv_timer_stop(&c->timer);
-	if (c->pg->closing || PQstatus(c->pq) != CONNECTION_OK ||
-	    PQtransactionStatus(c->pq) != PQTRANS_IDLE ||
-	    watch(c, UV_READABLE) < 0) {
+	if (c->pg->closing || PQstatus(c->pq) != CONNECTION_OK) {
+		close_conn(c);
+		return;
+	}
+	ts = PQtransactionStatus(c->pq);
+	if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+		struct req *r = req_new(c->pg, OP_ROLLBACK, NULL, NULL);
+
+		if (r == NULL)
+			close_conn(c);
+		else
+			send_req(c, r);
+		return;
+	}
+	if (ts != PQTRANS_IDLE || watch(c, UV_READABLE) < 0) {
 		close_conn(c);
 		return;
 	}

@@ -12,7 +12,7 @@
  * loop until a condition holds (with a deadline), then closes the driver
  * and checks that the loop closes empty.
  */
-#include "coordinator/driver_pg.h"
+#include "coordinator/coordinator.h"
 
 #include "common/common.h"
 #include "tests/lib/pg.h"
