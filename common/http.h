@@ -114,7 +114,8 @@ bool http_request_is_cancelled(const struct http_request *req);
 /*
  * Adds a header to the response-to-be (e.g. Location).  -EINVAL if the name
  * is not a token or the value holds CR, LF or NUL (nothing is added).
- * Content-Type, Content-Length and Connection are the server's.
+ * Content-Type, Content-Length, Connection and Transfer-Encoding are the
+ * server's.
  */
 int http_respond_header(struct http_request *req, const char *name,
 			const char *value);

@@ -17,6 +17,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ---- the server under test ---------------------------------------------- */
 
@@ -51,8 +53,9 @@ struct world {
 	bool connected;
 	bool eof;
 	http_parser rp;
-	struct resp resp[MAX_RESP];
+	struct resp resp[MAX_RESP + 1]; /* the last one is scratch */
 	int nresp;
+	int n404;
 	char field[64];
 	/* thread mode */
 	pthread_t thread;
@@ -167,12 +170,16 @@ static bool has_responses(struct world *w)
 
 /* ---- the raw client ----------------------------------------------------- */
 
+static struct resp *cur_resp(struct world *w)
+{
+	return &w->resp[w->nresp < MAX_RESP ? w->nresp : MAX_RESP];
+}
+
 static int rp_begin(http_parser *p)
 {
 	struct world *w = p->data;
 
-	ck_assert_int_lt(w->nresp, MAX_RESP);
-	memset(&w->resp[w->nresp], 0, sizeof(w->resp[0]));
+	memset(cur_resp(w), 0, sizeof(w->resp[0]));
 	return 0;
 }
 
@@ -187,7 +194,7 @@ static int rp_field(http_parser *p, const char *at, size_t len)
 static int rp_value(http_parser *p, const char *at, size_t len)
 {
 	struct world *w = p->data;
-	struct resp *r = &w->resp[w->nresp];
+	struct resp *r = cur_resp(w);
 
 	if (strcasecmp(w->field, "Connection") == 0)
 		snprintf(r->connection, sizeof(r->connection), "%.*s",
@@ -201,7 +208,7 @@ static int rp_value(http_parser *p, const char *at, size_t len)
 static int rp_body(http_parser *p, const char *at, size_t len)
 {
 	struct world *w = p->data;
-	struct resp *r = &w->resp[w->nresp];
+	struct resp *r = cur_resp(w);
 
 	ck_assert_uint_lt(r->body_len + len, sizeof(r->body));
 	memcpy(r->body + r->body_len, at, len);
@@ -213,7 +220,9 @@ static int rp_complete(http_parser *p)
 {
 	struct world *w = p->data;
 
-	w->resp[w->nresp].status = (int)p->status_code;
+	cur_resp(w)->status = (int)p->status_code;
+	if (p->status_code == 404)
+		w->n404++;
 	w->nresp++;
 	return 0;
 }
@@ -590,6 +599,93 @@ START_TEST(stopping_with_a_request_pending_cancels_it)
 }
 END_TEST
 
+static bool held_cancelled(struct world *w)
+{
+	return w->held != NULL && http_request_is_cancelled(w->held) &&
+	       no_connections(w);
+}
+
+/* A reset (not a FIN) while the handler works cancels the request at once. */
+START_TEST(client_reset_cancels_pending_request)
+{
+	static const char req[] = "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n";
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct sockaddr_storage ss;
+	struct world w;
+	char addr[64];
+	int fd;
+
+	start(&w, NULL);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", w.port);
+	ck_assert_int_eq(net_addr_parse(addr, &ss), 0);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&ss,
+				 sizeof(struct sockaddr_in)),
+			 0);
+	ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0),
+			 (ssize_t)sizeof(req) - 1);
+	ck_assert(run_until(&w, was_handled));
+	ck_assert(!http_request_is_cancelled(w.held));
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)),
+			 0);
+	close(fd);
+	ck_assert(run_until(&w, held_cancelled));
+	finish(&w); /* the late answer is -ECANCELED and frees it */
+}
+END_TEST
+
+static int want_404;
+static bool has_404s(struct world *w)
+{
+	return w->n404 >= want_404 || w->eof;
+}
+
+static void on_release(uv_timer_t *t)
+{
+	struct world *w = t->data;
+
+	ck_assert_int_eq(http_respond(w->held, 200, NULL, NULL, 0), 0);
+	w->held = NULL;
+	uv_close((uv_handle_t *)t, NULL);
+}
+
+/*
+ * While the handler holds a request, a flood of pipelined requests fills the
+ * server's buffer; it stops reading, then serves them all, in order.
+ */
+START_TEST(pipelined_flood_is_buffered_and_served)
+{
+	static const char one[] = "GET /nothing HTTP/1.1\r\n\r\n";
+	enum { N = 20000 };
+	struct world w;
+	uv_timer_t release;
+	char *flood = malloc(N * (sizeof(one) - 1) + 1);
+
+	for (int i = 0; i < N; i++)
+		memcpy(flood + i * (sizeof(one) - 1), one, sizeof(one) - 1);
+	flood[N * (sizeof(one) - 1)] = '\0';
+	start(&w, NULL);
+	raw_open(&w);
+	net_conn_set_write_limit(w.cli, 2u << 20);
+	raw_send(&w, "GET /hold HTTP/1.1\r\n\r\n");
+	raw_send(&w, flood);
+	free(flood);
+	ck_assert(run_until(&w, was_handled));
+	ck_assert_int_eq(w.handled, 1);
+	uv_timer_init(&w.loop, &release);
+	release.data = &w;
+	uv_timer_start(&release, on_release, 50, 0);
+	want_404 = N;
+	ck_assert(run_until(&w, has_404s));
+	ck_assert_int_eq(w.resp[0].status, 200);
+	ck_assert_int_eq(w.n404, N);
+	ck_assert_int_eq(w.handled, N + 1);
+	ck_assert(!w.eof);
+	finish(&w);
+}
+END_TEST
+
 START_TEST(idle_connection_is_closed)
 {
 	struct http_server_opts o = {.idle_timeout_ms = 40};
@@ -868,6 +964,8 @@ int main(void)
 	tcase_add_test(tc, async_response_after_a_timer);
 	tcase_add_test(tc, client_leaving_before_async_answer_is_safe);
 	tcase_add_test(tc, stopping_with_a_request_pending_cancels_it);
+	tcase_add_test(tc, client_reset_cancels_pending_request);
+	tcase_add_test(tc, pipelined_flood_is_buffered_and_served);
 	tcase_add_test(tc, idle_connection_is_closed);
 	tcase_add_test(tc, http10_and_connection_close_end_the_connection);
 	tcase_add_test(tc, expect_continue_gets_100_first);
