@@ -213,6 +213,32 @@ START_TEST(stop_is_clean_and_restart_keeps_data)
 }
 END_TEST
 
+/* A harness started before a fork works from the child (as with Check's
+ * forked tests under a fixture), and the parent sees what the child did. */
+START_TEST(harness_works_from_forked_child)
+{
+	struct pg_harness *h;
+	PGconn *c;
+	pid_t child, old;
+	int status;
+
+	ck_assert_int_eq(pg_harness_start(1, &h), 0);
+	old = pg_harness_pid(h, 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0)
+		_exit(pg_harness_kill_server(h, 0) == 0 ? 0 : 1);
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(!pid_alive(old));
+	ck_assert_int_eq(pg_harness_start_server(h, 0), 0);
+	c = connect_ok(pg_harness_conninfo(h, 0));
+	expect_value(c, "select 1", "1");
+	PQfinish(c);
+	pg_harness_destroy(h);
+}
+END_TEST
+
 START_TEST(bad_arguments_are_refused)
 {
 	struct pg_harness *h = (struct pg_harness *)1;
@@ -441,6 +467,7 @@ int main(void)
 	tcase_add_test(tc, unix_socket_reaches_same_server);
 	tcase_add_test(tc, prepared_txn_survives_kill_and_restart);
 	tcase_add_test(tc, stop_is_clean_and_restart_keeps_data);
+	tcase_add_test(tc, harness_works_from_forked_child);
 	tcase_add_test(tc, bad_arguments_are_refused);
 	tcase_add_test(tc, destroy_removes_dirs_and_stops_servers);
 	tcase_add_test(tc, sigkill_of_owner_cleans_up);

@@ -20,7 +20,9 @@
  *     diagnostics land in the test log.
  *  4. Answers are read one byte at a time with a deadline.  Nothing is
  *     buffered between requests, so a harness started before Check forks a
- *     test can be used from the forked child.
+ *     test can be used from the forked child.  Each request carries a tag
+ *     (pid and sequence number) that its answer repeats: an answer left
+ *     unread by a child that crashed is skipped, not taken for the next.
  *  5. Allocation uses plain malloc, not common/mem.h, on purpose: a test
  *     that makes the N-th allocation fail aims at the code under test, not
  *     at its harness.
@@ -402,19 +404,47 @@ pid_t pg_harness_pid(const struct pg_harness *h, int i)
 	return valid(h, i) ? h->srv[i].pid : -EINVAL;
 }
 
+/*
+ * Sends "@TAG <cmd>" and reads answers until the one that carries TAG,
+ * skipping an answer left over from a request whose process died before it
+ * read it (a forked test that crashed).  Returns 0 with the answer (tag
+ * removed) in line, or a negative errno.
+ */
+static int request(struct pg_harness *h, const char *cmd, char *line,
+		   size_t size)
+{
+	static unsigned long seq;
+	char tag[64], req[256];
+	size_t taglen;
+	int rc;
+
+	snprintf(tag, sizeof(tag), "@%ld.%lu", (long)getpid(), ++seq);
+	taglen = strlen(tag);
+	snprintf(req, sizeof(req), "%s %s\n", tag, cmd);
+	rc = send_line(h->fd, req);
+	while (rc == 0) {
+		rc = read_line(h->fd, line, size, CMD_TIMEOUT_MS);
+		if (rc == 0 && strncmp(line, tag, taglen) == 0 &&
+		    line[taglen] == ' ') {
+			memmove(line, line + taglen + 1,
+				strlen(line + taglen + 1) + 1);
+			return 0;
+		}
+	}
+	return rc;
+}
+
 /* Sends "<cmd> <i>" and reads the answer; on "ok PID" stores the pid. */
 static int ask(struct pg_harness *h, const char *cmd, int i, pid_t *pid)
 {
-	char line[LINE_MAX_LEN];
+	char line[LINE_MAX_LEN], req[64];
 	long p;
 	int rc;
 
 	if (!valid(h, i))
 		return -EINVAL;
-	snprintf(line, sizeof(line), "%s %d\n", cmd, i);
-	rc = send_line(h->fd, line);
-	if (rc == 0)
-		rc = read_line(h->fd, line, sizeof(line), CMD_TIMEOUT_MS);
+	snprintf(req, sizeof(req), "%s %d", cmd, i);
+	rc = request(h, req, line, sizeof(line));
 	if (rc < 0) {
 		fprintf(stderr, "pg_harness: %s server %d: engine: %s\n", cmd,
 			i, strerror(-rc));
@@ -469,8 +499,7 @@ void pg_harness_destroy(struct pg_harness *h)
 		return;
 	/* The answer to quit comes after the cleanup: when we return, the
 	 * servers are gone and so are their directories. */
-	if (send_line(h->fd, "quit\n") == 0)
-		read_line(h->fd, line, sizeof(line), CMD_TIMEOUT_MS);
+	request(h, "quit", line, sizeof(line));
 	close(h->fd);
 	if (getpid() == h->owner)
 		reap(h->engine);

@@ -35,7 +35,11 @@
 #     to die.  A stop waits for the postmaster and its backends to be gone
 #     (bounded too, then SIGKILL).  The engine is the postmaster's parent, so
 #     a dead postmaster never lingers as a zombie.
-#  6. A crash (kill) SIGKILLs the postmaster and its backends together, so a
+#  6. Each directory holds a file "owner" with the engine's pid and start
+#     time.  An engine that was itself SIGKILLed cannot clean up; the next
+#     engine that starts sweeps away the directories (and servers) of
+#     engines that are gone.
+#  7. A crash (kill) SIGKILLs the postmaster and its backends together, so a
 #     restart never finds old backends still attached to shared memory.
 #     Processes of a server are found by their working directory, which
 #     PostgreSQL sets to the data directory.
@@ -46,11 +50,15 @@
 #   commands:  "stop I" (fast shutdown), "kill I" (SIGKILL), "start I",
 #              "pid I", "quit" (clean up, then answer).
 #   answers:   "ok" or "ok PID" (start, pid), or "error MESSAGE".
+#   A command may start with a tag "@WORD"; its answer then starts with the
+#   same tag, so a client can skip an answer meant for an earlier request
+#   (one whose process died before reading it).
 
 # ---------------------------------------------------------------- engine
 
+# Answers on the protocol fd, after the request's tag if it had one.
 pgh__reply() {
-	printf '%s\n' "$*" >&3 2>/dev/null || true
+	printf '%s\n' "${PGH_TAG:+$PGH_TAG }$*" >&3 2>/dev/null || true
 }
 
 pgh__log() {
@@ -181,12 +189,42 @@ pgh__pick_port() {
 	echo $((15000 + (RANDOM * 32768 + RANDOM) % 15000))
 }
 
+# The start time (in clock ticks since boot) of process $1, empty if it is
+# gone: with the pid it names a process unambiguously.
+pgh__starttime() {
+	local s
+	read -r s 2>/dev/null <"/proc/$1/stat" || return 0
+	s=${s##*) }
+	# shellcheck disable=SC2086
+	set -- $s
+	echo "${20}"
+}
+
+# Removes what an engine that was itself SIGKILLed left behind in
+# $PGH_PARENT: directories whose owner file names a process that is gone,
+# and the servers still running in them.
+pgh__sweep() {
+	local f d pid st
+	for f in "$PGH_PARENT"/decree-pg-*/owner; do
+		[ -f "$f" ] || continue
+		read -r pid st 2>/dev/null <"$f" || continue
+		[ -n "$pid" ] && [ "$(pgh__starttime "$pid")" = "$st" ] && continue
+		d=${f%/owner}
+		pgh__log "removing $d, left by a harness that is gone"
+		pgh__kill_dir "$d"
+		rm -rf -- "$d" 2>/dev/null
+	done
+}
+
 pgh__new_dir() {
 	local d
 	d=$(mktemp -d "$PGH_PARENT/decree-pg-XXXXXX") || return 1
-	chmod 700 "$d" || return 1
-	if [ -n "$PGH_OWNER" ]; then
-		chown "$PGH_OWNER" "$d" || return 1
+	# Written whole, then renamed: a sweeper never reads half an owner.
+	if ! { echo "$$ $(pgh__starttime $$)" >"$d/owner.new" &&
+		mv "$d/owner.new" "$d/owner" && chmod 700 "$d" &&
+		{ [ -z "$PGH_OWNER" ] || chown "$PGH_OWNER" "$d"; }; }; then
+		rm -rf -- "$d"
+		return 1
 	fi
 	echo "$d"
 }
@@ -359,6 +397,7 @@ pgh__serve() {
 			"through pg_config --bindir or /usr/lib/postgresql/*/bin"
 	pgh__pick_user || pgh__fail_start "$PGH_ERR"
 	PGH_PARENT=$(pgh__parent)
+	pgh__sweep
 	for ((i = 0; i < n; i++)); do
 		d=$(pgh__new_dir) ||
 			pgh__fail_start "cannot make a directory in $PGH_PARENT"
@@ -393,6 +432,11 @@ pgh__serve() {
 	done
 	pgh__reply ready
 	while IFS=' ' read -r cmd arg <&4; do
+		PGH_TAG=
+		if [[ $cmd == @* ]]; then
+			PGH_TAG=$cmd
+			read -r cmd arg <<<"$arg"
+		fi
 		case $cmd in
 		quit)
 			pgh__cleanup
