@@ -246,6 +246,482 @@ START_TEST(lost_prepare_answer_issues_rollback_prepared)
 }
 END_TEST
 
+
+START_TEST(single_branch_commits_one_phase_without_log)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_2PC_PN, &fx);
+	struct coordinator_effect *f;
+	char id[COORDINATOR_GID_SIZE];
+
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 1, &fx);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_PREPARE), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_ONE_PHASE), 1);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_COMMITTED_ONE_PHASE, id, 0,
+				 COORDINATOR_ST_OK, 20, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	coordinator_fx_clear(&fx);
+
+	/* a failed COMMIT aborts; a lost answer is an unknown outcome */
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 1, &fx);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_COMMITTED_ONE_PHASE, id, 0,
+				 COORDINATOR_ST_ERROR, 20, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_ABORTED);
+	ck_assert_int_eq(f->reply->error, COORDINATOR_ECOMMIT_FAILED);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 1, &fx);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_COMMITTED_ONE_PHASE, id, 0,
+				 COORDINATOR_ST_LOST, 20, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_UNKNOWN);
+	ck_assert_int_eq(f->reply->error, COORDINATOR_ECOMMIT_UNKNOWN);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(read_only_branches_leave_after_phase_one)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect *f, logf;
+	char id[COORDINATOR_GID_SIZE];
+
+	ck_assert_int_eq(begin_n(e, 3, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 3, &fx);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_READ_ONLY, &fx), 0);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_int_eq(feed_vote(e, id, 2, COORDINATOR_VOTE_READ_ONLY, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_uint_eq(f->rec->nbranches, 1);
+	ck_assert_str_eq(f->rec->branches[0].gid, "bank_1_1_2of3");
+	logf = *f;
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, 0, 30, &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED), 1);
+	ck_assert_ptr_nonnull(fx_find(&fx, COORDINATOR_FX_COMMIT_PREPARED, 1, 0));
+	coordinator_fx_clear(&fx);
+
+	/* all read-only: committed at once, nothing written (PA) */
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 2, &fx);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_READ_ONLY, &fx), 0);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_READ_ONLY, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED), 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+/* Drives a 2-branch txn to the end with the given votes, completing every
+ * log write and phase-2 operation; returns forced and total log writes. */
+static void run_votes(struct coordinator_engine *e, enum coordinator_protocol p,
+		      const enum coordinator_hint *hints,
+		      enum coordinator_vote v0, enum coordinator_vote v1,
+		      int *forced, int *total, enum coordinator_outcome *out)
+{
+	struct coordinator_fx fx, next;
+	char id[COORDINATOR_GID_SIZE];
+	bool voted = false;
+	int guard = 0;
+
+	coordinator_fx_init(&fx);
+	*forced = *total = 0;
+	*out = COORDINATOR_OUTCOME_PENDING;
+	ck_assert_int_eq(begin_n(e, 2, p, NULL, 1, hints, &fx, id), 0);
+	while (fx.n > 0 && guard++ < 50) {
+		coordinator_fx_init(&next);
+		for (size_t i = 0; i < fx.n; i++) {
+			struct coordinator_effect *f = &fx.v[i];
+			enum coordinator_ev_type t;
+
+			switch (f->type) {
+			case COORDINATOR_FX_RUN:
+				feed_ran(e, id, f->branch, COORDINATOR_ST_OK, NULL, NULL, &next);
+				break;
+			case COORDINATOR_FX_PREPARE:
+				if (!voted && f->branch == 1) {
+					voted = true;
+					feed_vote(e, id, 0, v0, &next);
+					feed_vote(e, id, 1, v1, &next);
+				}
+				break;
+			case COORDINATOR_FX_LOG:
+				(*total)++;
+				*forced += f->forced;
+				feed_log(e, f, 0, 50, &next);
+				break;
+			case COORDINATOR_FX_COMMIT_PREPARED:
+			case COORDINATOR_FX_ROLLBACK_PREPARED:
+				t = f->type == COORDINATOR_FX_COMMIT_PREPARED
+					    ? COORDINATOR_EV_COMMITTED_PREPARED
+					    : COORDINATOR_EV_ROLLED_BACK_PREPARED;
+				feed_p2(e, t, id, f->branch, COORDINATOR_ST_OK, 60, &next);
+				break;
+			case COORDINATOR_FX_REPLY:
+				ck_assert_int_eq(*out, COORDINATOR_OUTCOME_PENDING);
+				*out = f->reply->outcome;
+				break;
+			default:
+				break;
+			}
+		}
+		coordinator_fx_clear(&fx);
+		fx = next;
+	}
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+}
+
+START_TEST(forced_writes_match_the_design_table)
+{
+	static const enum coordinator_hint ro[2] = {COORDINATOR_HINT_READ_ONLY,
+						    COORDINATOR_HINT_READ_ONLY};
+	struct coordinator_fx fx;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	enum coordinator_outcome out;
+	int forced, total;
+
+	/* 2PC-PA commit: forced decision, unforced end */
+	run_votes(e, COORDINATOR_PROTO_2PC_PA, NULL, COORDINATOR_VOTE_YES,
+		  COORDINATOR_VOTE_YES, &forced, &total, &out);
+	ck_assert_int_eq(out, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_int_eq(forced, 1);
+	ck_assert_int_eq(total, 2);
+	/* 2PC-PA abort: nothing */
+	run_votes(e, COORDINATOR_PROTO_2PC_PA, NULL, COORDINATOR_VOTE_YES,
+		  COORDINATOR_VOTE_NO, &forced, &total, &out);
+	ck_assert_int_eq(out, COORDINATOR_OUTCOME_ABORTED);
+	ck_assert_int_eq(forced, 0);
+	ck_assert_int_eq(total, 0);
+	/* 2PC-PN commit: forced begin, forced decision, unforced end */
+	run_votes(e, COORDINATOR_PROTO_2PC_PN, NULL, COORDINATOR_VOTE_YES,
+		  COORDINATOR_VOTE_YES, &forced, &total, &out);
+	ck_assert_int_eq(out, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_int_eq(forced, 2);
+	ck_assert_int_eq(total, 3);
+	/* 2PC-PN abort: forced begin, forced decision, unforced end */
+	run_votes(e, COORDINATOR_PROTO_2PC_PN, NULL, COORDINATOR_VOTE_NO,
+		  COORDINATOR_VOTE_YES, &forced, &total, &out);
+	ck_assert_int_eq(out, COORDINATOR_OUTCOME_ABORTED);
+	ck_assert_int_eq(forced, 2);
+	ck_assert_int_eq(total, 3);
+	/* all read-only: nothing under PA; nothing under PN when hinted */
+	run_votes(e, COORDINATOR_PROTO_2PC_PA, NULL, COORDINATOR_VOTE_READ_ONLY,
+		  COORDINATOR_VOTE_READ_ONLY, &forced, &total, &out);
+	ck_assert_int_eq(out, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_int_eq(total, 0);
+	run_votes(e, COORDINATOR_PROTO_2PC_PN, ro, COORDINATOR_VOTE_READ_ONLY,
+		  COORDINATOR_VOTE_READ_ONLY, &forced, &total, &out);
+	ck_assert_int_eq(out, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_int_eq(total, 0);
+	/* PN, hinted read-only but one branch wrote: the decision is forced */
+	run_votes(e, COORDINATOR_PROTO_2PC_PN, ro, COORDINATOR_VOTE_READ_ONLY,
+		  COORDINATOR_VOTE_YES, &forced, &total, &out);
+	ck_assert_int_eq(out, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_int_eq(forced, 1);
+	ck_assert_int_eq(total, 2);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(pn_waits_for_forced_begin_and_abort)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_2PC_PN, &fx);
+	struct coordinator_effect *f, logf;
+	char id[COORDINATOR_GID_SIZE];
+
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 2, &fx);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_BEGIN);
+	ck_assert(f->forced);
+	ck_assert_uint_eq(f->rec->nbranches, 2);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_PREPARE), 0);
+	logf = *f;
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, 0, 20, &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_PREPARE), 2);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_NO, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_ABORT);
+	ck_assert(f->forced);
+	/* nothing undone or told before the abort is durable */
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_REPLY), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED), 0);
+	logf = *f;
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, 0, 30, &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_REPLY), 1);
+	ck_assert_ptr_nonnull(fx_find(&fx, COORDINATOR_FX_ROLLBACK_PREPARED, 0, 0));
+	coordinator_fx_clear(&fx);
+	/* a statement error before BEGIN was written writes nothing */
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	ck_assert_int_eq(feed_ran(e, id, 0, COORDINATOR_ST_ERROR, "22012",
+				  "division by zero", &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_REPLY), 1);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(phase_two_retries_with_backoff_and_42704_counts_as_done)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect *f, logf, t;
+	char id[COORDINATOR_GID_SIZE];
+	uint64_t now = 100;
+
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 2, &fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_YES, &fx), 0);
+	logf = *fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, 0, now, &fx), 0);
+	coordinator_fx_clear(&fx);
+	/* branch 0 commits; branch 1 fails three times, then 42704 */
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_COMMITTED_PREPARED, id, 0,
+				 COORDINATOR_ST_OK, now, &fx), 0);
+	for (int k = 0; k < 4; k++) {
+		static const uint64_t want[] = {10, 20, 40, 40};
+
+		coordinator_fx_clear(&fx);
+		ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_COMMITTED_PREPARED, id, 1,
+					 k % 2 ? COORDINATOR_ST_LOST : COORDINATOR_ST_ERROR,
+					 now, &fx), 0);
+		f = fx_find(&fx, COORDINATOR_FX_SET_TIMER, 1, 0);
+		ck_assert_ptr_nonnull(f);
+		ck_assert_uint_eq(f->at, now + want[k]);
+		ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_IN_DOUBT);
+		ck_assert_uint_eq(coordinator_table_count(coordinator_engine_table(e),
+							  COORDINATOR_TXN_IN_DOUBT), 1);
+		ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED), 0);
+		t = *f;
+		now += want[k];
+		coordinator_fx_clear(&fx);
+		ck_assert_int_eq(feed_timer(e, &t, now, &fx), 0);
+		ck_assert_ptr_nonnull(fx_find(&fx, COORDINATOR_FX_COMMIT_PREPARED, 1, 0));
+		ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED), 0);
+	}
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_COMMITTED_PREPARED, id, 1,
+				 COORDINATOR_ST_NOT_FOUND, now, &fx), 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	ck_assert_int_eq(txn(e, id)->branches[1].state, COORDINATOR_BR_COMMITTED);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_END);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(idempotency_key_runs_once)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	char id[COORDINATOR_GID_SIZE], id2[COORDINATOR_GID_SIZE];
+
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, "k1", 1, NULL, &fx, id), 0);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, "k1", 2, NULL, &fx, id2),
+			 COORDINATOR_BEGIN_EXISTING);
+	ck_assert_str_eq(id, id2);
+	ck_assert_uint_eq(fx.n, 0); /* runs nothing */
+	ck_assert_uint_eq(coordinator_table_size(coordinator_engine_table(e)), 1);
+	all_ran(e, id, 1, &fx);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_COMMITTED_ONE_PHASE, id, 0,
+				 COORDINATOR_ST_OK, 20, &fx), 0);
+	/* both clients hear the one outcome */
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_REPLY), 2);
+	ck_assert_uint_eq(fx_find(&fx, COORDINATOR_FX_REPLY, -2, 1)->reply->client, 2);
+	coordinator_fx_clear(&fx);
+	/* after it is done, the key answers at once with the outcome */
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, "k1", 3, NULL, &fx, id2),
+			 COORDINATOR_BEGIN_EXISTING);
+	ck_assert_uint_eq(fx.n, 1);
+	ck_assert_int_eq(fx.v[0].reply->outcome, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_uint_eq(fx.v[0].reply->client, 3);
+	coordinator_fx_clear(&fx);
+	/* another key is another transaction */
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, "k2", 4, NULL, &fx, id2), 0);
+	ck_assert_str_ne(id, id2);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(bad_input_gets_an_error_and_changes_nothing)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e;
+	struct coordinator_engine_config cfg = {.cluster = "bank"};
+	struct coordinator_branch_req br[2] = {{"r1", NULL, 0}, {"", NULL, 0}};
+	struct coordinator_begin req = {.nbranches = 2, .branches = br};
+	char id[COORDINATOR_GID_SIZE], key[200];
+	struct coordinator_event ev;
+
+	coordinator_fx_init(&fx);
+	ck_assert_int_eq(coordinator_engine_new(&cfg, &e), 0);
+	/* not ready: no epoch yet */
+	br[1].resource = "r2";
+	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)),
+			 COORDINATOR_ENOT_READY);
+	coordinator_engine_free(e);
+	e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	br[1].resource = "";
+	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)),
+			 COORDINATOR_EBAD_RESOURCE);
+	ck_assert_ptr_nonnull(strstr(coordinator_engine_errmsg(e), "branch 2"));
+	br[1].resource = NULL;
+	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)),
+			 COORDINATOR_EBAD_RESOURCE);
+	br[1].resource = "r2";
+	req.nbranches = 0;
+	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)),
+			 COORDINATOR_ENO_BRANCHES);
+	req.nbranches = 65;
+	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)),
+			 COORDINATOR_ETOO_MANY_BRANCHES);
+	req.nbranches = 2;
+	req.protocol = (enum coordinator_protocol)9;
+	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)),
+			 COORDINATOR_EBAD_PROTOCOL);
+	req.protocol = COORDINATOR_PROTO_DEFAULT;
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	req.key = key;
+	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)),
+			 COORDINATOR_EBAD_KEY);
+	ck_assert_uint_eq(fx.n, 0);
+	ck_assert_uint_eq(coordinator_table_size(coordinator_engine_table(e)), 0);
+	/* events for unknown txns, bad branches, bad tokens */
+	ev = ev_make(COORDINATOR_EV_VOTED, "bank_1_77", 0);
+	ck_assert_int_eq(coordinator_engine_step(e, &ev, 0, &fx), COORDINATOR_ESTALE);
+	req.key = NULL;
+	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)), 0);
+	coordinator_fx_clear(&fx);
+	ev = ev_make(COORDINATOR_EV_VOTED, id, 5);
+	ck_assert_int_eq(coordinator_engine_step(e, &ev, 0, &fx), COORDINATOR_EBAD_EVENT);
+	ev = ev_make(COORDINATOR_EV_RAN, id, -1);
+	ck_assert_int_eq(coordinator_engine_step(e, &ev, 0, &fx), COORDINATOR_EBAD_EVENT);
+	ev = ev_make(COORDINATOR_EV_VOTED, id, 0); /* not preparing yet */
+	ck_assert_int_eq(coordinator_engine_step(e, &ev, 0, &fx), COORDINATOR_ESTALE);
+	ev = ev_make(COORDINATOR_EV_LOG, id, -1);
+	ev.token = 12345;
+	ck_assert_int_eq(coordinator_engine_step(e, &ev, 0, &fx), COORDINATOR_ESTALE);
+	ev = ev_make(COORDINATOR_EV_TIMER, id, -1);
+	ev.timer_id = 999;
+	ck_assert_int_eq(coordinator_engine_step(e, &ev, 0, &fx), COORDINATOR_ESTALE);
+	memset(ev.txn, 'x', sizeof(ev.txn));
+	ck_assert_int_eq(coordinator_engine_step(e, &ev, 0, &fx), COORDINATOR_EBAD_EVENT);
+	ck_assert_uint_eq(fx.n, 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_ACTIVE);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(failed_commit_write_leaves_txn_in_doubt)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect *f, logf;
+	char id[COORDINATOR_GID_SIZE], id2[COORDINATOR_GID_SIZE];
+
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 2, NULL, &fx, id2), 0);
+	all_ran(e, id, 2, &fx);
+	all_ran(e, id2, 2, &fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_int_eq(feed_vote(e, id2, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_YES, &fx), 0);
+	logf = *fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, -EIO, 30, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_UNKNOWN);
+	ck_assert_int_eq(f->reply->error, COORDINATOR_ELOG_FAILED);
+	/* neither committed nor rolled back: restart decides */
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED), 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_IN_DOUBT);
+	ck_assert(coordinator_engine_is_failed(e));
+	coordinator_fx_clear(&fx);
+	/* the other txn cannot commit any more: it aborts, without a write */
+	ck_assert_int_eq(feed_vote(e, id2, 1, COORDINATOR_VOTE_YES, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_ABORTED);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED), 2);
+	coordinator_fx_clear(&fx);
+	/* and no new work is accepted */
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 3, NULL, &fx, id2),
+			 COORDINATOR_ELOG_FAILED);
+	ck_assert_uint_eq(fx.n, 0);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(begin_survives_every_failed_allocation)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	char id[COORDINATOR_GID_SIZE];
+	int rc = -1;
+
+	for (long n = 1; n < 50 && rc != 0; n++) {
+		size_t size = coordinator_table_size(coordinator_engine_table(e));
+
+		mem_fail_after(n);
+		rc = begin_n(e, 3, COORDINATOR_PROTO_DEFAULT, "key", 1, NULL, &fx, id);
+		mem_fail_reset();
+		if (rc != 0) {
+			ck_assert_int_eq(rc, -ENOMEM);
+			ck_assert_uint_eq(fx.n, 0);
+			ck_assert_uint_eq(coordinator_table_size(coordinator_engine_table(e)),
+					  size);
+			ck_assert_ptr_null(coordinator_table_find_key(
+				coordinator_engine_table(e), "key"));
+			coordinator_fx_clear(&fx);
+		}
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_RUN), 3);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_engine");
@@ -259,6 +735,15 @@ int main(void)
 	tcase_add_test(tc, prepare_timeout_aborts_txn);
 	tcase_add_test(tc, statement_timeout_aborts_and_rolls_back_locally);
 	tcase_add_test(tc, lost_prepare_answer_issues_rollback_prepared);
+	tcase_add_test(tc, single_branch_commits_one_phase_without_log);
+	tcase_add_test(tc, read_only_branches_leave_after_phase_one);
+	tcase_add_test(tc, forced_writes_match_the_design_table);
+	tcase_add_test(tc, pn_waits_for_forced_begin_and_abort);
+	tcase_add_test(tc, phase_two_retries_with_backoff_and_42704_counts_as_done);
+	tcase_add_test(tc, idempotency_key_runs_once);
+	tcase_add_test(tc, bad_input_gets_an_error_and_changes_nothing);
+	tcase_add_test(tc, failed_commit_write_leaves_txn_in_doubt);
+	tcase_add_test(tc, begin_survives_every_failed_allocation);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
