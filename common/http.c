@@ -314,6 +314,8 @@ struct http_server {
 	void *data;
 	struct hconn *conns;
 	size_t nconns;
+	int dispatching;       /* handler calls on the stack */
+	struct hconn *deferred; /* answered while dispatching: parse on */
 	int open; /* listener + timer while stopping */
 	bool stopping;
 	void (*on_closed)(void *data);
@@ -331,7 +333,8 @@ struct hconn {
 	int reject;    /* status when a callback stopped the parser */
 	uint64_t last_active;
 	uint64_t linger_until;
-	bool reading, eof, closing, lingering, shut_done, busy;
+	struct hconn *defer_next;
+	bool reading, eof, closing, lingering, shut_done, busy, deferred;
 };
 
 static void process(struct hconn *hc);
@@ -770,14 +773,46 @@ static void reject(struct hconn *hc, int status)
 	linger_close(hc);
 }
 
+/*
+ * Calls the handler.  An answer given meanwhile to a request of another
+ * connection does not parse that connection's next request at once (that
+ * would call the handler from inside itself); it is queued on `deferred`
+ * and parsed here, after the handler returns.
+ */
 static void dispatch(struct hconn *hc)
 {
+	struct http_server *srv = hc->srv;
 	struct hreq *r = hc->ready;
 
 	hc->ready = NULL;
 	hc->inflight = r;
 	r->conn = hc;
-	hc->srv->handler(&r->pub, hc->srv->data);
+	srv->dispatching++;
+	srv->handler(&r->pub, srv->data);
+	srv->dispatching--;
+	while (srv->dispatching == 0 && srv->deferred != NULL) {
+		struct hconn *d = srv->deferred;
+
+		srv->deferred = d->defer_next;
+		d->deferred = false;
+		process(d);
+	}
+}
+
+/* Parses on after an answer, now or once the current handler returns. */
+static void process_after_answer(struct hconn *hc)
+{
+	struct http_server *srv = hc->srv;
+
+	if (srv->dispatching == 0 || hc->busy) {
+		process(hc);
+		return;
+	}
+	if (!hc->deferred) {
+		hc->deferred = true;
+		hc->defer_next = srv->deferred;
+		srv->deferred = hc;
+	}
 }
 
 /* Parses what is buffered and dispatches; see the notes at the top. */
@@ -1076,7 +1111,7 @@ int http_respond(struct http_request *req, int status,
 	if (!keep_alive)
 		linger_close(hc);
 	else
-		process(hc);
+		process_after_answer(hc);
 	return bad;
 }
 

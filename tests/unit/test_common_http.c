@@ -43,6 +43,7 @@ struct world {
 	struct http_server *srv;
 	struct http_server_opts opts;
 	int handled;
+	int depth; /* handler calls on the stack */
 	int late_rv;
 	bool late_done;
 	bool stopped;
@@ -77,7 +78,15 @@ static void handler(struct http_request *req, void *data)
 	struct world *w = data;
 
 	w->handled++;
-	if (strcmp(req->path, "/echo") == 0) {
+	w->depth++;
+	ck_assert_int_eq(w->depth, 1); /* never called from inside itself */
+	if (strcmp(req->path, "/release") == 0) {
+		/* Answers another connection's request, then this one. */
+		ck_assert_ptr_nonnull(w->held);
+		ck_assert_int_eq(http_respond(w->held, 200, NULL, NULL, 0), 0);
+		w->held = NULL;
+		http_respond(req, 200, "text/plain", "released", 8);
+	} else if (strcmp(req->path, "/echo") == 0) {
 		json_t *j = json_pack(
 			"{s:s, s:s, s:s, s:s%, s:s?, s:s?, s:s?, s:s?, s:s?}",
 			"method", req->method, "path", req->path, "query",
@@ -109,6 +118,7 @@ static void handler(struct http_request *req, void *data)
 	} else {
 		http_respond(req, 404, "text/plain", "no\n", 3);
 	}
+	w->depth--;
 }
 
 static void on_safety(uv_timer_t *t)
@@ -635,6 +645,53 @@ START_TEST(client_reset_cancels_pending_request)
 }
 END_TEST
 
+static bool a_done(struct world *w)
+{
+	return w->nresp >= 2 && w->handled >= 3;
+}
+
+/*
+ * A handler that answers another connection's request does not get called
+ * again from inside itself for that connection's next (pipelined) request.
+ */
+START_TEST(answering_another_connection_does_not_nest_the_handler)
+{
+	static const char req[] =
+		"GET /release HTTP/1.1\r\nConnection: close\r\n\r\n";
+	struct sockaddr_storage ss;
+	struct world w;
+	char addr[64];
+	char buf[512];
+	ssize_t n;
+	int fd;
+
+	start(&w, NULL);
+	raw_open(&w);
+	raw_send(&w, "GET /hold HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+	ck_assert(run_until(&w, was_handled));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", w.port);
+	ck_assert_int_eq(net_addr_parse(addr, &ss), 0);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&ss,
+				 sizeof(struct sockaddr_in)),
+			 0);
+	ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0),
+			 (ssize_t)sizeof(req) - 1);
+	ck_assert(run_until(&w, a_done));
+	ck_assert_int_eq(w.resp[0].status, 200);
+	ck_assert_int_eq(w.resp[1].status, 404);
+	for (int i = 0; i < 10; i++)
+		uv_run(&w.loop, UV_RUN_NOWAIT);
+	n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	ck_assert_ptr_nonnull(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "\r\n\r\nreleased"));
+	close(fd);
+	finish(&w);
+}
+END_TEST
+
 static int want_404;
 static bool has_404s(struct world *w)
 {
@@ -966,6 +1023,7 @@ int main(void)
 	tcase_add_test(tc, stopping_with_a_request_pending_cancels_it);
 	tcase_add_test(tc, client_reset_cancels_pending_request);
 	tcase_add_test(tc, pipelined_flood_is_buffered_and_served);
+	tcase_add_test(tc, answering_another_connection_does_not_nest_the_handler);
 	tcase_add_test(tc, idle_connection_is_closed);
 	tcase_add_test(tc, http10_and_connection_close_end_the_connection);
 	tcase_add_test(tc, expect_continue_gets_100_first);
