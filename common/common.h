@@ -16,5 +16,6 @@
 #include "common/http.h"
 #include "common/frame.h"
 #include "common/metrics.h"
+#include "common/config.h"
 
 #endif

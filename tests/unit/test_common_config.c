@@ -1,0 +1,654 @@
+/*
+ * test_common_config.c - the node config: a full file, defaults, every kind
+ * of bad config with its exact message, allocation failures, and conninfo
+ * redaction.
+ */
+#include "common/common.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/*
+ * Test configs are written with ' for " to keep them readable; this turns
+ * them into JSON.  The result lives in a static buffer.
+ */
+static const char *js(const char *text)
+{
+	static char buf[4096];
+	size_t i = 0;
+
+	for (; text[i] != '\0' && i + 1 < sizeof(buf); i++)
+		buf[i] = text[i] == '\'' ? '"' : text[i];
+	buf[i] = '\0';
+	return buf;
+}
+
+/* Loads text (after js()) under the name t.json; expects exactly msg. */
+static void expect_error(const char *text, const char *msg)
+{
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+	int rc;
+
+	rc = config_node_load_string(js(text), "t.json", &n, err, sizeof(err));
+	ck_assert_msg(rc == -EINVAL, "rc %d for %s", rc, text);
+	ck_assert_ptr_null(n);
+	ck_assert_str_eq(err, msg);
+}
+
+#define MIN_RES "'resources':[{'name':'a','driver':'kv'}]"
+#define MIN_HEAD "'node_id':'c1','cluster_id':'bank','data_dir':'/d'"
+
+static const char full_config[] =
+	"{\n"
+	"  'node_id': 'c1',\n"
+	"  'cluster_id': 'bank01',\n"
+	"  'listen': {'http': '127.0.0.1:7400', 'peer': '127.0.0.1:7401'},\n"
+	"  'data_dir': '/var/lib/decree/c1',\n"
+	"  'members': [\n"
+	"    {'id': 'c1', 'peer': '127.0.0.1:7401', 'http': '127.0.0.1:7400'},\n"
+	"    {'id': 'c2', 'peer': '127.0.0.1:7411', 'http': '127.0.0.1:7410'},\n"
+	"    {'id': 'c3', 'peer': '[::1]:7421', 'http': '[::1]:7420'}\n"
+	"  ],\n"
+	"  'resources': [\n"
+	"    {'name': 'bank_a', 'driver': 'postgres',\n"
+	"     'conninfo': 'host=/tmp/pg1 port=5432 dbname=bank', "
+	"'pool_size': 4},\n"
+	"    {'name': 'bank-b', 'driver': 'agent', 'address': "
+	"'127.0.0.1:7500'},\n"
+	"    {'name': 'ledger', 'driver': 'kv'}\n"
+	"  ],\n"
+	"  'timeouts': {'prepare_ms': 2000, 'statement_ms': 3000,\n"
+	"               'retry_initial_ms': 10, 'retry_max_ms': 1000,\n"
+	"               'election_ms': 500, 'heartbeat_ms': 100},\n"
+	"  'limits': {'max_body_bytes': 65536, 'max_branches': 8,\n"
+	"             'max_concurrency': 64, 'max_rows': 10},\n"
+	"  'sync_mode': 'dsync',\n"
+	"  'log_level': 'debug',\n"
+	"  'crash_point': 'coordinator.after_decision_forced:2'\n"
+	"}\n";
+
+START_TEST(full_config_loads_every_field)
+{
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+	const struct config_resource *r;
+
+	ck_assert_int_eq(config_node_load_string(js(full_config), "full.json",
+						 &n, err, sizeof(err)),
+			 0);
+	ck_assert_str_eq(err, "");
+	ck_assert_str_eq(n->file, "full.json");
+	ck_assert_str_eq(n->node_id, "c1");
+	ck_assert_str_eq(n->cluster_id, "bank01");
+	ck_assert_str_eq(n->listen_http, "127.0.0.1:7400");
+	ck_assert_str_eq(n->listen_peer, "127.0.0.1:7401");
+	ck_assert_str_eq(n->data_dir, "/var/lib/decree/c1");
+	ck_assert_uint_eq(n->nmembers, 3);
+	ck_assert_str_eq(n->members[2].id, "c3");
+	ck_assert_str_eq(n->members[2].peer, "[::1]:7421");
+	ck_assert_str_eq(n->members[1].http, "127.0.0.1:7410");
+	ck_assert_uint_eq(n->nresources, 3);
+	ck_assert_int_eq(n->resources[0].driver, CONFIG_DRIVER_POSTGRES);
+	ck_assert_str_eq(n->resources[0].conninfo,
+			 "host=/tmp/pg1 port=5432 dbname=bank");
+	ck_assert_uint_eq(n->resources[0].pool_size, 4);
+	ck_assert_ptr_null(n->resources[0].address);
+	r = config_node_resource(n, "bank-b");
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->driver, CONFIG_DRIVER_AGENT);
+	ck_assert_str_eq(r->address, "127.0.0.1:7500");
+	ck_assert_uint_eq(r->pool_size, 8);
+	ck_assert_int_eq(n->resources[2].driver, CONFIG_DRIVER_KV);
+	ck_assert_ptr_null(config_node_resource(n, "nope"));
+	ck_assert_uint_eq(n->timeouts.prepare_ms, 2000);
+	ck_assert_uint_eq(n->timeouts.statement_ms, 3000);
+	ck_assert_uint_eq(n->timeouts.retry_initial_ms, 10);
+	ck_assert_uint_eq(n->timeouts.retry_max_ms, 1000);
+	ck_assert_uint_eq(n->timeouts.election_ms, 500);
+	ck_assert_uint_eq(n->timeouts.heartbeat_ms, 100);
+	ck_assert_uint_eq(n->limits.max_body_bytes, 65536);
+	ck_assert_uint_eq(n->limits.max_branches, 8);
+	ck_assert_uint_eq(n->limits.max_concurrency, 64);
+	ck_assert_uint_eq(n->limits.max_rows, 10);
+	ck_assert_int_eq(n->sync_mode, CONFIG_SYNC_DSYNC);
+	ck_assert_int_eq(n->log_level, LOG_DEBUG);
+	ck_assert_str_eq(n->crash_point, "coordinator.after_decision_forced:2");
+	config_node_free(n);
+}
+END_TEST
+
+START_TEST(minimal_config_gets_documented_defaults)
+{
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+
+	ck_assert_int_eq(config_node_load_string(js("{" MIN_HEAD "," MIN_RES
+						    "}"),
+						 NULL, &n, err, sizeof(err)),
+			 0);
+	ck_assert_str_eq(n->file, "<string>");
+	ck_assert_str_eq(n->listen_http, "127.0.0.1:7400");
+	ck_assert_ptr_null(n->listen_peer);
+	ck_assert_uint_eq(n->nmembers, 0);
+	ck_assert_ptr_null(n->members);
+	ck_assert_uint_eq(n->resources[0].pool_size, 8);
+	ck_assert_ptr_null(n->resources[0].conninfo);
+	ck_assert_uint_eq(n->timeouts.prepare_ms, 5000);
+	ck_assert_uint_eq(n->timeouts.statement_ms, 10000);
+	ck_assert_uint_eq(n->timeouts.retry_initial_ms, 50);
+	ck_assert_uint_eq(n->timeouts.retry_max_ms, 5000);
+	ck_assert_uint_eq(n->timeouts.election_ms, 300);
+	ck_assert_uint_eq(n->timeouts.heartbeat_ms, 50);
+	ck_assert_uint_eq(n->limits.max_body_bytes, 1 << 20);
+	ck_assert_uint_eq(n->limits.max_branches, 16);
+	ck_assert_uint_eq(n->limits.max_concurrency, 256);
+	ck_assert_uint_eq(n->limits.max_rows, 100);
+	ck_assert_int_eq(n->sync_mode, CONFIG_SYNC_FDATASYNC);
+	ck_assert_int_eq(n->log_level, LOG_INFO);
+	ck_assert_ptr_null(n->crash_point);
+	config_node_free(n);
+	config_node_free(NULL);
+}
+END_TEST
+
+START_TEST(file_is_read_and_missing_file_is_named)
+{
+	char path[] = "/tmp/decree-config-XXXXXX";
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+	char want[CONFIG_ERR_MAX + 64];
+	const char *text = js("{" MIN_HEAD "," MIN_RES "}");
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	ck_assert_int_eq(config_node_load(path, &n, err, sizeof(err)), 0);
+	ck_assert_str_eq(n->file, path);
+	ck_assert_str_eq(n->cluster_id, "bank");
+	config_node_free(n);
+	n = NULL;
+	unlink(path);
+	ck_assert_int_eq(config_node_load(path, &n, err, sizeof(err)), -ENOENT);
+	ck_assert_ptr_null(n);
+	snprintf(want, sizeof(want),
+		 "config %s: cannot open: No such file or directory", path);
+	ck_assert_str_eq(err, want);
+}
+END_TEST
+
+START_TEST(oversized_file_is_refused)
+{
+	char path[] = "/tmp/decree-config-XXXXXX";
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, CONFIG_FILE_MAX + 1), 0);
+	close(fd);
+	ck_assert_int_eq(config_node_load(path, &n, err, sizeof(err)), -EFBIG);
+	unlink(path);
+	ck_assert_ptr_nonnull(strstr(err, ": file larger than 1048576 bytes"));
+	ck_assert_str_eq(config_strerror(-EFBIG), "configuration file too large");
+}
+END_TEST
+
+START_TEST(malformed_json_names_the_line)
+{
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+	const char *text = "{\n  \"node_id\": \"c1\",\n  \"cluster_id\" \"x\"\n}";
+
+	ck_assert_int_eq(config_node_load_string(text, "t.json", &n, err,
+						 sizeof(err)),
+			 -EINVAL);
+	ck_assert_ptr_null(n);
+	ck_assert_msg(strncmp(err, "config t.json: line 3, column ", 30) == 0,
+		      "%s", err);
+	ck_assert_ptr_nonnull(strstr(err, ": invalid JSON: "));
+
+	ck_assert_int_eq(config_node_load_string("", "t.json", &n, err,
+						 sizeof(err)),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "invalid JSON"));
+	ck_assert_int_eq(config_node_load_string("{} junk", "t.json", &n, err,
+						 sizeof(err)),
+			 -EINVAL);
+	ck_assert_msg(strncmp(err, "config t.json: line 1, column ", 30) == 0,
+		      "%s", err);
+}
+END_TEST
+
+START_TEST(duplicate_json_key_is_refused)
+{
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+
+	ck_assert_int_eq(config_node_load_string(js("{" MIN_HEAD "," MIN_RES
+						    ",'node_id':'c2'}"),
+						 "t.json", &n, err, sizeof(err)),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "duplicate object key"));
+}
+END_TEST
+
+START_TEST(root_must_be_an_object)
+{
+	expect_error("[1,2]", "config t.json: expected an object, got an array");
+}
+END_TEST
+
+START_TEST(unknown_keys_are_named_with_their_path)
+{
+	expect_error("{" MIN_HEAD "," MIN_RES ",'prepare_ms':5}",
+		     "config t.json: key \"prepare_ms\": unknown key (allowed: "
+		     "node_id, cluster_id, listen, data_dir, members, "
+		     "resources, timeouts, limits, sync_mode, log_level, "
+		     "crash_point)");
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':'kv'},"
+		     "{'name':'b','drvier':'kv'}]}",
+		     "config t.json: key \"resources[1].drvier\": unknown key "
+		     "(allowed: name, driver, conninfo, address, pool_size)");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'timeouts':{'prepare':1}}",
+		     "config t.json: key \"timeouts.prepare\": unknown key "
+		     "(allowed: prepare_ms, statement_ms, retry_initial_ms, "
+		     "retry_max_ms, election_ms, heartbeat_ms)");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'listen':{'api':'h:1'}}",
+		     "config t.json: key \"listen.api\": unknown key (allowed: "
+		     "http, peer)");
+	/* A hostile key cannot inject quotes or newlines into the message. */
+	expect_error("{" MIN_HEAD "," MIN_RES ",'a\\'\\nb':1}",
+		     "config t.json: key \"a??b\": unknown key (allowed: "
+		     "node_id, cluster_id, listen, data_dir, members, "
+		     "resources, timeouts, limits, sync_mode, log_level, "
+		     "crash_point)");
+}
+END_TEST
+
+START_TEST(missing_required_keys_are_named)
+{
+	expect_error("{'node_id':'c1','data_dir':'/d'," MIN_RES "}",
+		     "config t.json: key \"cluster_id\": required key is "
+		     "missing");
+	expect_error("{" MIN_HEAD "}",
+		     "config t.json: key \"resources\": required key is "
+		     "missing");
+	expect_error("{'node_id':'c1','cluster_id':'bank'," MIN_RES "}",
+		     "config t.json: key \"data_dir\": required key is "
+		     "missing");
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':'kv'},"
+		     "{'name':'b'}]}",
+		     "config t.json: key \"resources[1].driver\": required key "
+		     "is missing");
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':"
+		     "'postgres'}]}",
+		     "config t.json: key \"resources[0].conninfo\": required "
+		     "key is missing");
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':"
+		     "'agent'}]}",
+		     "config t.json: key \"resources[0].address\": required "
+		     "key is missing");
+}
+END_TEST
+
+START_TEST(wrong_types_are_named)
+{
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':'kv'},"
+		     "{'name':'b','driver':5}]}",
+		     "config t.json: key \"resources[1].driver\": expected a "
+		     "string, got an integer");
+	expect_error("{" MIN_HEAD ",'resources':{}}",
+		     "config t.json: key \"resources\": expected an array, got "
+		     "an object");
+	expect_error("{" MIN_HEAD ",'resources':['a']}",
+		     "config t.json: key \"resources[0]\": expected an object, "
+		     "got a string");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'timeouts':{'prepare_ms':"
+		     "'5s'}}",
+		     "config t.json: key \"timeouts.prepare_ms\": expected an "
+		     "integer, got a string");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'timeouts':{'prepare_ms':"
+		     "1.5}}",
+		     "config t.json: key \"timeouts.prepare_ms\": expected an "
+		     "integer, got a real number");
+	expect_error("{'node_id':null,'cluster_id':'bank','data_dir':'/d',"
+		     MIN_RES "}",
+		     "config t.json: key \"node_id\": expected a string, got "
+		     "null");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'limits':[]}",
+		     "config t.json: key \"limits\": expected an object, got "
+		     "an array");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'crash_point':true}",
+		     "config t.json: key \"crash_point\": expected a string, "
+		     "got a boolean");
+}
+END_TEST
+
+START_TEST(bad_enum_values_list_the_choices)
+{
+	expect_error("{" MIN_HEAD "," MIN_RES ",'sync_mode':'fsync'}",
+		     "config t.json: key \"sync_mode\": expected one of "
+		     "\"fdatasync\", \"dsync\", \"none\", got \"fsync\"");
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':"
+		     "'mysql'}]}",
+		     "config t.json: key \"resources[0].driver\": expected one "
+		     "of \"postgres\", \"agent\", \"kv\", got \"mysql\"");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'log_level':'verbose'}",
+		     "config t.json: key \"log_level\": expected one of "
+		     "\"debug\", \"info\", \"warn\", \"error\", \"off\", got "
+		     "\"verbose\"");
+}
+END_TEST
+
+START_TEST(duplicate_resource_names_are_refused)
+{
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':'kv'},"
+		     "{'name':'b','driver':'kv'},{'name':'a','driver':'kv'}]}",
+		     "config t.json: key \"resources[2].name\": duplicate "
+		     "resource name \"a\" (also resources[0])");
+}
+END_TEST
+
+START_TEST(bad_names_are_refused)
+{
+	expect_error("{'node_id':'c1','cluster_id':'Bank','data_dir':'/d',"
+		     MIN_RES "}",
+		     "config t.json: key \"cluster_id\": expected 1 to 16 "
+		     "characters from [a-z0-9], got \"Bank\"");
+	expect_error("{'node_id':'c1','cluster_id':'a_b','data_dir':'/d',"
+		     MIN_RES "}",
+		     "config t.json: key \"cluster_id\": expected 1 to 16 "
+		     "characters from [a-z0-9], got \"a_b\"");
+	expect_error("{'node_id':'c1','cluster_id':'','data_dir':'/d',"
+		     MIN_RES "}",
+		     "config t.json: key \"cluster_id\": expected 1 to 16 "
+		     "characters from [a-z0-9], got \"\"");
+	expect_error("{'node_id':'c1','cluster_id':'abcdefghijklmnopq',"
+		     "'data_dir':'/d'," MIN_RES "}",
+		     "config t.json: key \"cluster_id\": expected 1 to 16 "
+		     "characters from [a-z0-9], got \"abcdefghijklmnopq\"");
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a b','driver':"
+		     "'kv'}]}",
+		     "config t.json: key \"resources[0].name\": expected 1 to "
+		     "32 characters from [A-Za-z0-9_-], got \"a b\"");
+	expect_error("{'node_id':'c 1','cluster_id':'bank','data_dir':'/d',"
+		     MIN_RES "}",
+		     "config t.json: key \"node_id\": expected 1 to 64 "
+		     "characters from [A-Za-z0-9._-], got \"c 1\"");
+	expect_error("{'node_id':'c1','cluster_id':'bank','data_dir':'',"
+		     MIN_RES "}",
+		     "config t.json: key \"data_dir\": expected a non-empty "
+		     "string");
+}
+END_TEST
+
+START_TEST(driver_specific_keys_and_addresses_are_checked)
+{
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':'agent',"
+		     "'address':'h:1','conninfo':'x'}]}",
+		     "config t.json: key \"resources[0].conninfo\": only for "
+		     "driver \"postgres\"");
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':'kv',"
+		     "'address':'h:1'}]}",
+		     "config t.json: key \"resources[0].address\": only for "
+		     "driver \"agent\"");
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':'agent',"
+		     "'address':'nohost'}]}",
+		     "config t.json: key \"resources[0].address\": expected "
+		     "\"host:port\" (port 0-65535), got \"nohost\"");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'listen':{'http':'h:70000'}}",
+		     "config t.json: key \"listen.http\": expected "
+		     "\"host:port\" (port 0-65535), got \"h:70000\"");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'listen':{'http':'[::1]'}}",
+		     "config t.json: key \"listen.http\": expected "
+		     "\"host:port\" (port 0-65535), got \"[::1]\"");
+	expect_error("{" MIN_HEAD ",'resources':[]}",
+		     "config t.json: key \"resources\": expected at least one "
+		     "resource");
+}
+END_TEST
+
+START_TEST(numbers_out_of_range_and_inconsistent_timeouts_are_refused)
+{
+	expect_error("{" MIN_HEAD ",'resources':[{'name':'a','driver':'kv',"
+		     "'pool_size':0}]}",
+		     "config t.json: key \"resources[0].pool_size\": expected "
+		     "an integer from 1 to 1024, got 0");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'timeouts':{'election_ms':-5}}",
+		     "config t.json: key \"timeouts.election_ms\": expected an "
+		     "integer from 1 to 86400000, got -5");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'timeouts':{'retry_initial_ms'"
+		     ":100,'retry_max_ms':50}}",
+		     "config t.json: key \"timeouts.retry_initial_ms\": must "
+		     "not exceed retry_max_ms (50)");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'timeouts':{'heartbeat_ms':"
+		     "300}}",
+		     "config t.json: key \"timeouts.heartbeat_ms\": must be "
+		     "less than election_ms (300)");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'limits':{'max_body_bytes':"
+		     "10}}",
+		     "config t.json: key \"limits.max_body_bytes\": expected an "
+		     "integer from 1024 to 1073741824, got 10");
+}
+END_TEST
+
+START_TEST(members_must_include_this_node)
+{
+	expect_error("{" MIN_HEAD "," MIN_RES ",'listen':{'peer':'h:2'},"
+		     "'members':[{'id':'c2','peer':'h:1','http':'h:3'}]}",
+		     "config t.json: key \"members\": node_id \"c1\" is not "
+		     "among the members");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'listen':{'peer':'h:2'},"
+		     "'members':[{'id':'c1','peer':'h:1','http':'h:3'},"
+		     "{'id':'c1','peer':'h:4','http':'h:5'}]}",
+		     "config t.json: key \"members[1].id\": duplicate member id "
+		     "\"c1\" (also members[0])");
+	expect_error("{" MIN_HEAD "," MIN_RES ","
+		     "'members':[{'id':'c1','peer':'h:1','http':'h:3'}]}",
+		     "config t.json: key \"listen.peer\": required when members "
+		     "are configured");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'listen':{'peer':'h:2'},"
+		     "'members':[{'id':'c1','http':'h:3'}]}",
+		     "config t.json: key \"members[0].peer\": required key is "
+		     "missing");
+}
+END_TEST
+
+START_TEST(bad_crash_point_is_refused)
+{
+	expect_error("{" MIN_HEAD "," MIN_RES ",'crash_point':'Bad Point'}",
+		     "config t.json: key \"crash_point\": expected \"name\" or "
+		     "\"name:N\" with name in [a-z0-9._-] and N >= 1");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'crash_point':'x:0'}",
+		     "config t.json: key \"crash_point\": expected \"name\" or "
+		     "\"name:N\" with name in [a-z0-9._-] and N >= 1");
+}
+END_TEST
+
+START_TEST(small_error_buffer_is_cut_not_overrun)
+{
+	struct config_node *n = NULL;
+	char err[16];
+
+	memset(err, 'x', sizeof(err));
+	ck_assert_int_eq(config_node_load_string("[]", "t.json", &n, err,
+						 sizeof(err)),
+			 -EINVAL);
+	ck_assert_str_eq(err, "config t.json: ");
+	/* No buffer at all is allowed too. */
+	ck_assert_int_eq(config_node_load_string("[]", "t.json", &n, NULL, 0),
+			 -EINVAL);
+	ck_assert_ptr_null(n);
+}
+END_TEST
+
+START_TEST(generic_getters_check_what_they_read)
+{
+	struct config_ctx ctx;
+	struct config_value root, arr, el;
+	json_t *doc;
+	char err[CONFIG_ERR_MAX];
+	bool b = false;
+	long long x = 7;
+	const char *s = "default";
+	size_t n;
+
+	ctx.file = "g.json";
+	ctx.err = err;
+	ctx.errlen = sizeof(err);
+	ck_assert_int_eq(config_parse(&ctx, js("{'on':true,'list':['x',3]}"),
+				      strlen(js("{'on':true,'list':['x',3]}")),
+				      &doc),
+			 0);
+	config_value_root(&ctx, doc, &root);
+	ck_assert_int_eq(config_get_bool(&root, "on", CONFIG_REQUIRED, &b), 0);
+	ck_assert(b);
+	ck_assert_int_eq(config_get_int(&root, "absent", CONFIG_OPTIONAL, 0, 9,
+					&x),
+			 0);
+	ck_assert_int_eq(x, 7);
+	ck_assert_int_eq(config_get_string(&root, "absent", CONFIG_OPTIONAL,
+					   &s),
+			 0);
+	ck_assert_str_eq(s, "default");
+	ck_assert(config_has(&root, "on"));
+	ck_assert(!config_has(&root, "off"));
+	ck_assert_int_eq(config_get_int(&root, "on", CONFIG_OPTIONAL, 0, 9, &x),
+			 -EINVAL);
+	ck_assert_str_eq(err, "config g.json: key \"on\": expected an integer, "
+			      "got a boolean");
+	ck_assert_int_eq(config_get_array(&root, "list", CONFIG_REQUIRED, &arr,
+					  &n),
+			 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(config_array_elem(&arr, 0, &el), 0);
+	ck_assert_int_eq(config_value_string(&el, &s), 0);
+	ck_assert_str_eq(s, "x");
+	ck_assert_int_eq(config_array_elem(&arr, 1, &el), 0);
+	ck_assert_int_eq(config_value_string(&el, &s), -EINVAL);
+	ck_assert_str_eq(err, "config g.json: key \"list[1]\": expected a "
+			      "string, got an integer");
+	ck_assert_int_eq(config_array_elem(&arr, 2, &el), -EINVAL);
+	ck_assert_int_eq(config_get_bool(&root, "list", CONFIG_REQUIRED, &b),
+			 -EINVAL);
+	ck_assert_str_eq(err, "config g.json: key \"list\": expected a boolean, "
+			      "got an array");
+	json_decref(doc);
+}
+END_TEST
+
+/*
+ * Every allocation on the way (jansson's included, routed through mem.h
+ * here) may fail: the load then fails cleanly, leaks nothing (ASan), and
+ * hands nothing out; with enough allocations it succeeds.
+ */
+START_TEST(allocation_failures_fail_cleanly)
+{
+	bool succeeded = false;
+
+	json_set_alloc_funcs(mem_alloc, mem_free);
+	for (long k = 1; k < 400 && !succeeded; k++) {
+		struct config_node *n = NULL;
+		char err[CONFIG_ERR_MAX];
+		int rc;
+
+		mem_fail_after(k);
+		rc = config_node_load_string(js(full_config), "t.json", &n, err,
+					     sizeof(err));
+		mem_fail_reset();
+		if (rc == 0) {
+			ck_assert_str_eq(n->resources[1].name, "bank-b");
+			config_node_free(n);
+			succeeded = true;
+		} else {
+			ck_assert_ptr_null(n);
+			ck_assert_msg(err[0] != '\0', "k=%ld: no message", k);
+		}
+	}
+	ck_assert(succeeded);
+}
+END_TEST
+
+static void expect_redacted(const char *in, const char *want)
+{
+	char out[256];
+
+	ck_assert_int_eq(config_conninfo_redact(in, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, want);
+}
+
+START_TEST(conninfo_passwords_are_redacted)
+{
+	expect_redacted("host=/tmp/pg port=5432 password=s3cret dbname=bank",
+			"host=/tmp/pg port=5432 password=*** dbname=bank");
+	expect_redacted("password = 'a b\\' c' user=x",
+			"password = *** user=x");
+	expect_redacted("sslpassword=k host=h", "sslpassword=*** host=h");
+	expect_redacted("host=h", "host=h");
+	expect_redacted("", "");
+	expect_redacted("user=password host=h", "user=password host=h");
+	expect_redacted("postgresql://bob:s3cret@db1:5432/bank?sslmode=require",
+			"postgresql://bob:***@db1:5432/bank?sslmode=require");
+	expect_redacted("postgres://bob@db1/bank?password=x&user=y",
+			"postgres://bob@db1/bank?password=***&user=y");
+	expect_redacted("postgresql://db1", "postgresql://db1");
+}
+END_TEST
+
+START_TEST(redaction_into_a_small_buffer_never_leaks)
+{
+	char out[24];
+
+	ck_assert_int_eq(config_conninfo_redact("password=abcdefghijklmnop "
+						"host=hhhhhhhhhhhhhhhhhh",
+						out, sizeof(out)),
+			 -ENOSPC);
+	ck_assert_str_eq(out, "password=*** host=hhhhh");
+	ck_assert_ptr_null(strstr(out, "abc"));
+	ck_assert_int_eq(config_conninfo_redact("x", NULL, 0), -EINVAL);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("common_config");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, full_config_loads_every_field);
+	tcase_add_test(tc, minimal_config_gets_documented_defaults);
+	tcase_add_test(tc, file_is_read_and_missing_file_is_named);
+	tcase_add_test(tc, oversized_file_is_refused);
+	tcase_add_test(tc, malformed_json_names_the_line);
+	tcase_add_test(tc, duplicate_json_key_is_refused);
+	tcase_add_test(tc, root_must_be_an_object);
+	tcase_add_test(tc, unknown_keys_are_named_with_their_path);
+	tcase_add_test(tc, missing_required_keys_are_named);
+	tcase_add_test(tc, wrong_types_are_named);
+	tcase_add_test(tc, bad_enum_values_list_the_choices);
+	tcase_add_test(tc, duplicate_resource_names_are_refused);
+	tcase_add_test(tc, bad_names_are_refused);
+	tcase_add_test(tc, driver_specific_keys_and_addresses_are_checked);
+	tcase_add_test(tc,
+		       numbers_out_of_range_and_inconsistent_timeouts_are_refused);
+	tcase_add_test(tc, members_must_include_this_node);
+	tcase_add_test(tc, bad_crash_point_is_refused);
+	tcase_add_test(tc, small_error_buffer_is_cut_not_overrun);
+	tcase_add_test(tc, generic_getters_check_what_they_read);
+	tcase_add_test(tc, allocation_failures_fail_cleanly);
+	tcase_add_test(tc, conninfo_passwords_are_redacted);
+	tcase_add_test(tc, redaction_into_a_small_buffer_never_leaks);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
