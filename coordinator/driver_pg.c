@@ -617,13 +617,16 @@ static void fail_later(struct conn *c, int code, const char *detail)
 
 static void on_conn_timer(uv_timer_t *t);
 
-static char *escape_gid(struct conn *c, struct req *r)
+/* The statement for r's gid, as an escaped literal; NULL with *code set
+ * (BAD_GID if libpq cannot quote it, e.g. invalid encoding, or -ENOMEM). */
+static char *escape_gid(struct conn *c, struct req *r, int *code)
 {
 	char *lit = PQescapeLiteral(c->pq, r->arg, strlen(r->arg));
 	const char *prefix;
 	char *sql;
 	size_t n;
 
+	*code = COORDINATOR_PG_EBAD_GID;
 	if (lit == NULL)
 		return NULL;
 	switch (r->op) {
@@ -641,6 +644,8 @@ static char *escape_gid(struct conn *c, struct req *r)
 	sql = mem_alloc(n);
 	if (sql != NULL)
 		snprintf(sql, n, "%s%s", prefix, lit);
+	else
+		*code = -ENOMEM;
 	PQfreemem(lit);
 	return sql;
 }
@@ -657,6 +662,7 @@ static void send_req(struct conn *c, struct req *r)
 	int nparams = 0;
 	const char *const *params = NULL;
 	bool single_row = false;
+	int code = 0;
 	int rc;
 
 	c->req = r;
@@ -697,7 +703,7 @@ static void send_req(struct conn *c, struct req *r)
 		} else if (r->step == STEP_RO_COMMIT) {
 			sql = "COMMIT";
 		} else {
-			owned = escape_gid(c, r);
+			owned = escape_gid(c, r, &code);
 			sql = owned;
 		}
 		break;
@@ -709,7 +715,7 @@ static void send_req(struct conn *c, struct req *r)
 		break;
 	case OP_COMMIT_PREPARED:
 	case OP_ROLLBACK_PREPARED:
-		owned = escape_gid(c, r);
+		owned = escape_gid(c, r, &code);
 		sql = owned;
 		break;
 	case OP_LIST:
@@ -724,9 +730,13 @@ static void send_req(struct conn *c, struct req *r)
 	if (sql == NULL) {
 		char m[256];
 
-		snprintf(m, sizeof(m), "cannot quote the transaction id: %s",
-			 PQerrorMessage(c->pq));
-		fail_later(c, COORDINATOR_PG_EBAD_GID, m);
+		if (code == -ENOMEM)
+			snprintf(m, sizeof(m), "out of memory");
+		else
+			snprintf(m, sizeof(m),
+				 "cannot quote the transaction id: %s",
+				 PQerrorMessage(c->pq));
+		fail_later(c, code, m);
 		return;
 	}
 	rc = PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL, NULL,

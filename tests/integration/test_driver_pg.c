@@ -300,10 +300,30 @@ static void admin_exec(int server, const char *sql)
 
 	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
 	r = PQexec(c, sql);
-	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql,
-		      PQerrorMessage(c));
+	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
+			      PQresultStatus(r) == PGRES_TUPLES_OK,
+		      "%s: %s", sql, PQerrorMessage(c));
 	PQclear(r);
 	PQfinish(c);
+}
+
+/* Runs sql on a fresh blocking connection until its one value is want
+ * (a reload reaches backends a little later); false after many tries. */
+static bool admin_wait_value(int server, const char *sql, const char *want)
+{
+	for (int i = 0; i < 500; i++) {
+		PGconn *c = PQconnectdb(pg_harness_conninfo(harness, server));
+		PGresult *r = PQexec(c, sql);
+		bool ok = PQresultStatus(r) == PGRES_TUPLES_OK &&
+			  PQntuples(r) == 1 &&
+			  strcmp(PQgetvalue(r, 0, 0), want) == 0;
+
+		PQclear(r);
+		PQfinish(c);
+		if (ok)
+			return true;
+	}
+	return false;
 }
 
 /* ---- tests ------------------------------------------------------------- */
@@ -373,12 +393,17 @@ END_TEST
 
 START_TEST(statement_error_carries_sqlstate_detail_hint)
 {
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_stats st;
 	struct ctx t;
 	struct coordinator_pg_branch *b;
 	const char *one[1] = {"1"};
 	struct got g;
 
-	open_server(&t, 0, "bank_a");
+	/* One connection: every error below must leave it usable. */
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
 	run_committed(&t, "CREATE TABLE IF NOT EXISTS err_t (id int PRIMARY KEY)",
 		      0, NULL);
 	run_committed(&t,
@@ -424,6 +449,11 @@ START_TEST(statement_error_carries_sqlstate_detail_hint)
 	end_branch(&t, b, coordinator_pg_branch_commit, &g);
 	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
 	ck_assert_int_eq(g.code, COORDINATOR_PG_EROLLED_BACK);
+	b = begin_ok(&t);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_uint_eq(st.connects, 1);
+	ck_assert_uint_eq(st.lost, 0);
 	ctx_close(&t);
 }
 END_TEST
@@ -898,6 +928,147 @@ START_TEST(close_fails_pending_requests)
 }
 END_TEST
 
+START_TEST(unix_socket_conninfo_works)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct got g = {0};
+
+	config_defaults(&cfg, "bank_unix",
+			pg_harness_conninfo_unix(harness, 0));
+	ctx_open(&t, &cfg);
+	g.loop = &t.loop;
+	ck_assert_int_eq(coordinator_pg_check(t.pg, on_result, &g), 0);
+	wait_got(&t, &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
+	ck_assert_str_eq(coordinator_pg_name(t.pg), "bank_unix");
+	ctx_close(&t);
+}
+END_TEST
+
+struct many {
+	struct ctx *t;
+	int done, failed, max_open, pool;
+	bool all;
+};
+
+static void on_many(const struct coordinator_pg_result *r, void *data)
+{
+	struct many *m = data;
+	struct coordinator_pg_stats st;
+
+	coordinator_pg_stats_get(m->t->pg, &st);
+	if (st.open + st.connecting > m->max_open)
+		m->max_open = st.open + st.connecting;
+	if (r->outcome != COORDINATOR_PG_OK &&
+	    r->outcome != COORDINATOR_PG_NOT_FOUND)
+		m->failed++;
+	if (++m->done == 60)
+		m->all = true;
+}
+
+START_TEST(many_requests_share_a_small_pool)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct many m = {0};
+	char gid[32];
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 3;
+	ctx_open(&t, &cfg);
+	m.t = &t;
+	for (int i = 0; i < 20; i++) {
+		snprintf(gid, sizeof(gid), "many_%d", i);
+		ck_assert_int_eq(coordinator_pg_commit_prepared(t.pg, gid,
+								on_many, &m),
+				 0);
+		ck_assert_int_eq(coordinator_pg_list_prepared(t.pg, "many_",
+							      on_many, &m),
+				 0);
+		ck_assert_int_eq(coordinator_pg_check(t.pg, on_many, &m), 0);
+	}
+	ck_assert(run_until(&t, &m.all, 20000));
+	ck_assert_int_eq(m.done, 60);
+	ck_assert_int_eq(m.failed, 0);
+	ck_assert_int_le(m.max_open, 3);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(allocation_failures_fail_cleanly)
+{
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	const char *p[1] = {"7"};
+	struct got g;
+	bool ok = false;
+	long n;
+	int rc;
+
+	open_server(&t, 0, "bank_a");
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS oom_t (v text)", 0, NULL);
+	b = begin_ok(&t);
+	for (n = 1; !ok && n < 60; n++) {
+		memset(&g, 0, sizeof(g));
+		mem_fail_after(n);
+		rc = coordinator_pg_branch_exec(
+			b, "SELECT $1::int AS v, 'x' AS w FROM "
+			   "generate_series(1, 3)",
+			1, p, on_result, &g);
+		if (rc < 0) {
+			mem_fail_reset();
+			ck_assert_int_eq(rc, -ENOMEM);
+			continue;
+		}
+		wait_got(&t, &g);
+		mem_fail_reset();
+		if (g.outcome == COORDINATOR_PG_OK) {
+			ck_assert_int_eq(g.nrows, 3);
+			ck_assert_str_eq(g.vals[2][0], "7");
+			ok = true;
+		} else {
+			ck_assert_int_eq(g.code, -ENOMEM);
+			ck_assert_msg(strstr(g.msg, "out of memory") != NULL,
+				      "%s", g.msg);
+		}
+	}
+	ck_assert(ok);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+
+	/* Prepare: every failure votes no (or fails at once); nothing is
+	 * left prepared; the pool keeps working. */
+	ok = false;
+	for (n = 1; !ok && n < 60; n++) {
+		b = begin_ok(&t);
+		exec_ok(&t, b, "INSERT INTO oom_t VALUES ('x')", 0, NULL, &g);
+		memset(&g, 0, sizeof(g));
+		mem_fail_after(n);
+		rc = coordinator_pg_branch_prepare(b, "oomtest_1", on_result,
+						   &g);
+		if (rc < 0) {
+			mem_fail_reset();
+			ck_assert_int_eq(rc, -ENOMEM);
+			end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+			continue;
+		}
+		wait_got(&t, &g);
+		mem_fail_reset();
+		if (g.outcome == COORDINATOR_PG_OK) {
+			ok = true;
+		} else {
+			ck_assert_int_eq(g.code, -ENOMEM);
+			list_got(&t, "oomtest_", &g);
+			ck_assert_int_eq(g.nrows, 0);
+		}
+	}
+	ck_assert(ok);
+	gid_op(&t, coordinator_pg_rollback_prepared, "oomtest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	ctx_close(&t);
+}
+END_TEST
+
 static bool is_up_with_conn(struct ctx *t)
 {
 	struct coordinator_pg_stats st;
@@ -1013,6 +1184,77 @@ START_TEST(server_without_prepared_transactions_is_refused)
 }
 END_TEST
 
+START_TEST(lost_answers_are_in_doubt)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	char v[64] = "";
+
+	config_defaults(&cfg, "bank_b", pg_harness_conninfo(harness, 1));
+	cfg.statement_timeout_ms = 300;
+	cfg.timeout_grace_ms = 300;
+	ctx_open(&t, &cfg);
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS doubt_t (v text)", 0,
+		      NULL);
+	/* A synchronous standby that never comes: PREPARE and COMMIT are
+	 * written locally, then wait for it forever, ignoring
+	 * statement_timeout.  Only the client timer ends the wait. */
+	admin_exec(1, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+	admin_exec(1, "SELECT pg_reload_conf()");
+	ck_assert(admin_wait_value(
+		1, "SELECT current_setting('synchronous_standby_names')",
+		"nobody"));
+
+	b = begin_ok(&t);
+	for (int i = 0; i < 500 && strcmp(v, "nobody") != 0; i++) {
+		exec_ok(&t, b,
+			"SELECT current_setting('synchronous_standby_names')",
+			0, NULL, &g);
+		snprintf(v, sizeof(v), "%s", g.vals[0][0]);
+	}
+	ck_assert_str_eq(v, "nobody");
+	exec_ok(&t, b, "INSERT INTO doubt_t VALUES ('p')", 0, NULL, &g);
+	prepare_got(&t, b, "doubttest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_ETIMEOUT);
+	ck_assert(g.in_doubt);
+
+	b = begin_ok(&t);
+	exec_ok(&t, b, "INSERT INTO doubt_t VALUES ('c')", 0, NULL, &g);
+	end_branch(&t, b, coordinator_pg_branch_commit, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_ETIMEOUT);
+	ck_assert(g.in_doubt);
+
+	admin_exec(1, "ALTER SYSTEM RESET synchronous_standby_names");
+	admin_exec(1, "SELECT pg_reload_conf()");
+	ck_assert(admin_wait_value(
+		1, "SELECT current_setting('synchronous_standby_names')", ""));
+	/* In doubt means exactly that: the prepare may have landed.  Abort
+	 * is ROLLBACK PREPARED, and "not found" means nothing to undo. */
+	/* A pooled backend may run one more command under the old setting
+	 * (a reload is applied between commands), so allow a retry. */
+	for (int i = 0; i < 3; i++) {
+		memset(&g, 0, sizeof(g));
+		g.loop = &t.loop;
+		ck_assert_int_eq(coordinator_pg_rollback_prepared(
+					 t.pg, "doubttest_1", on_result, &g),
+				 0);
+		wait_got(&t, &g);
+		if (g.outcome != COORDINATOR_PG_FAILED)
+			break;
+	}
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK ||
+			      g.outcome == COORDINATOR_PG_NOT_FOUND,
+		      "%s", g.msg);
+	list_got(&t, "doubttest_", &g);
+	ck_assert_int_eq(g.nrows, 0);
+	ctx_close(&t);
+}
+END_TEST
+
 START_TEST(strerror_covers_every_code)
 {
 	for (int c = COORDINATOR_PG_EBASE + 1; c < COORDINATOR_PG_ELAST; c++) {
@@ -1055,6 +1297,9 @@ int main(void)
 	tcase_add_test(tc, gid_is_an_escaped_literal);
 	tcase_add_test(tc, bad_gids_are_refused_and_change_nothing);
 	tcase_add_test(tc, list_matches_the_prefix_literally);
+	tcase_add_test(tc, unix_socket_conninfo_works);
+	tcase_add_test(tc, many_requests_share_a_small_pool);
+	tcase_add_test(tc, allocation_failures_fail_cleanly);
 	tcase_add_test(tc, pool_is_bounded_and_queues);
 	tcase_add_test(tc, queued_request_times_out);
 	tcase_add_test(tc, server_timeout_cancels_sleep);
@@ -1063,6 +1308,7 @@ int main(void)
 	tcase_add_test(tc, close_fails_pending_requests);
 	tcase_add_test(tc, killed_server_gives_clean_error_and_pool_reconnects);
 	tcase_add_test(tc, server_without_prepared_transactions_is_refused);
+	tcase_add_test(tc, lost_answers_are_in_doubt);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
