@@ -71,11 +71,15 @@ struct net_conn {
 
 struct net_listener {
 	uv_tcp_t tcp;
+	uv_tcp_t reject; /* takes a connection we cannot serve, then closes */
 	uv_loop_t *loop;
 	net_accept_cb on_conn;
 	void (*on_closed)(void *data);
 	void *data;
 	int port;
+	int handles;         /* open handles: tcp, and reject while in use */
+	bool rejecting;      /* reject is in use (closing) */
+	bool reject_pending; /* libuv holds one more connection for us */
 	bool closing;
 };
 
@@ -540,6 +544,54 @@ err_free:
 
 /* ---- listener ----------------------------------------------------------- */
 
+static void listener_handle_closed(uv_handle_t *h)
+{
+	struct net_listener *l = h->data;
+
+	if (--l->handles > 0)
+		return;
+	if (l->on_closed != NULL)
+		l->on_closed(l->data);
+	mem_free(l);
+}
+
+static void reject_one(struct net_listener *l);
+
+static void reject_closed(uv_handle_t *h)
+{
+	struct net_listener *l = h->data;
+
+	l->rejecting = false;
+	if (l->reject_pending && !l->closing) {
+		l->reject_pending = false;
+		reject_one(l);
+	}
+	listener_handle_closed(h);
+}
+
+/*
+ * libuv has accepted a connection we have no memory for.  Until someone
+ * calls uv_accept() it holds the fd and stops listening, so take it with
+ * the listener's own spare handle and close it.  If the spare is still
+ * closing, do it when the spare's close completes.
+ */
+static void reject_one(struct net_listener *l)
+{
+	if (l->rejecting) {
+		l->reject_pending = true;
+		return;
+	}
+	if (uv_tcp_init(l->loop, &l->reject) < 0)
+		return; /* cannot happen: uv_tcp_init fails only on bad flags */
+	l->reject.data = l;
+	l->rejecting = true;
+	l->handles++;
+	uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&l->reject);
+	uv_close((uv_handle_t *)&l->reject, reject_closed);
+	log_warn("net", "connection_dropped", "port=%d err=%s", l->port,
+		 log_q("out of memory"));
+}
+
 static void on_uv_connection(uv_stream_t *server, int status)
 {
 	struct net_listener *l = server->data;
@@ -551,11 +603,14 @@ static void on_uv_connection(uv_stream_t *server, int status)
 		return;
 	}
 	c = conn_new(l->loop);
-	if (c == NULL)
-		goto err_drop;
+	if (c == NULL) {
+		reject_one(l);
+		return;
+	}
 	if (uv_tcp_init(l->loop, &c->tcp) < 0) {
 		mem_free(c);
-		goto err_drop;
+		reject_one(l);
+		return;
 	}
 	c->handles = 1;
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
@@ -564,30 +619,6 @@ static void on_uv_connection(uv_stream_t *server, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	l->on_conn(l, c, l->data);
-	return;
-
-err_drop:
-	/* Take the connection off the queue so the loop does not spin. */
-	{
-		uv_os_fd_t lfd;
-		int fd = -1;
-
-		if (uv_fileno((uv_handle_t *)server, &lfd) == 0)
-			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd >= 0)
-			close(fd);
-	}
-	log_warn("net", "accept_dropped", "port=%d err=%s", l->port,
-		 log_q("out of memory"));
-}
-
-static void listener_closed(uv_handle_t *h)
-{
-	struct net_listener *l = h->data;
-
-	if (l->on_closed != NULL)
-		l->on_closed(l->data);
-	mem_free(l);
 }
 
 /* socket + bind + listen, before anything touches the loop. */
@@ -656,6 +687,7 @@ int net_listen(uv_loop_t *loop, const char *addr, net_accept_cb on_conn,
 	rv = uv_tcp_init(loop, &l->tcp);
 	if (rv < 0)
 		goto err_close_fd;
+	l->handles = 1;
 	rv = uv_tcp_open(&l->tcp, fd);
 	if (rv < 0) {
 		close(fd);
@@ -670,7 +702,7 @@ int net_listen(uv_loop_t *loop, const char *addr, net_accept_cb on_conn,
 
 err_close_handle:
 	/* Rare (the socket already listens): freed when the loop next runs. */
-	uv_close((uv_handle_t *)&l->tcp, listener_closed);
+	uv_close((uv_handle_t *)&l->tcp, listener_handle_closed);
 	return rv;
 err_close_fd:
 	close(fd);
@@ -692,6 +724,6 @@ int net_listener_close(struct net_listener *l, void (*on_closed)(void *data))
 		return -EALREADY;
 	l->closing = true;
 	l->on_closed = on_closed;
-	uv_close((uv_handle_t *)&l->tcp, listener_closed);
+	uv_close((uv_handle_t *)&l->tcp, listener_handle_closed);
 	return 0;
 }

@@ -287,6 +287,74 @@ START_TEST(failed_allocation_leaves_nothing_on_the_loop)
 }
 END_TEST
 
+struct dropped {
+	struct world *w;
+	struct net_conn *c[4];
+	int nconn;
+	int ended;
+};
+
+static void count_end(struct net_conn *c, const char *buf, ssize_t n,
+		      void *data)
+{
+	struct dropped *d = data;
+
+	if (n < 0)
+		d->ended++;
+}
+
+static void on_connected_keep(struct net_conn *c, int status, void *data)
+{
+	struct dropped *d = data;
+
+	ck_assert_int_eq(status, 0);
+	d->c[d->nconn++] = c;
+	ck_assert_int_eq(net_conn_read_start(c, count_end, d), 0);
+}
+
+/*
+ * A connection we have no memory for is dropped, also several at once
+ * (the listener's spare handle is busy closing the first); listening goes
+ * on afterwards.
+ */
+START_TEST(accept_without_memory_drops_and_keeps_listening)
+{
+	struct world w;
+	char addr[64];
+
+	world_init(&w);
+	log_set_level(LOG_OFF);
+	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
+				    &w.l),
+			 0);
+	listen_addr(&w, addr, sizeof(addr));
+	for (int n = 1; n <= 3; n++) {
+		struct dropped d = {.w = &w};
+
+		for (int i = 0; i < n; i++)
+			ck_assert_int_eq(net_connect(&w.loop, addr,
+						     on_connected_keep, &d),
+					 0);
+		mem_fail_after(1); /* the server side cannot allocate */
+		for (int i = 0; i < 500 && d.ended < n && w.accepted == 0; i++)
+			uv_run(&w.loop, UV_RUN_ONCE);
+		mem_fail_reset();
+		ck_assert_int_eq(d.ended, n);
+		ck_assert_int_eq(w.accepted, 0);
+		for (int i = 0; i < n; i++)
+			net_conn_close(d.c[i], NULL);
+	}
+	ck_assert_int_eq(net_connect(&w.loop, addr, on_connected, &w), 0);
+	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
+	for (int i = 0; i < 200 && w.accepted == 0; i++)
+		uv_run(&w.loop, UV_RUN_ONCE);
+	ck_assert_int_eq(w.accepted, 1);
+	net_conn_close(w.cli, NULL);
+	net_listener_close(w.l, NULL);
+	ck_assert_int_eq(finish_loop(&w.loop), 0);
+}
+END_TEST
+
 START_TEST(connect_to_closed_port_is_refused)
 {
 	struct world w;
@@ -523,6 +591,7 @@ int main(void)
 	tcase_add_test(tc, echo_over_ipv6_loopback);
 	tcase_add_test(tc, bad_or_busy_address_leaves_nothing_on_the_loop);
 	tcase_add_test(tc, failed_allocation_leaves_nothing_on_the_loop);
+	tcase_add_test(tc, accept_without_memory_drops_and_keeps_listening);
 	tcase_add_test(tc, connect_to_closed_port_is_refused);
 	tcase_add_test(tc, connect_times_out);
 	tcase_add_test(tc, close_while_connecting_cancels);
