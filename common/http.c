@@ -23,6 +23,9 @@
  *    LINGER_MS passes, so the client is not sent an RST that could destroy
  *    the response before it reads it (RFC 9112 section 9.6).
  *  - One repeating timer per server sweeps idle and lingering connections.
+ *  - The handler never runs inside itself: an answer given from a handler
+ *    to another connection's request queues that connection on `deferred`,
+ *    and its next request is parsed when the handler returns.
  *
  * Request lifetime (who frees what)
  *   cur (being parsed) -> ready (complete, parser paused) -> inflight (with
@@ -915,7 +918,9 @@ static void on_accept(struct net_listener *l, struct net_conn *nc, void *data)
 	struct http_server *srv = data;
 	struct hconn *hc;
 
-	if (srv->stopping) {
+	if (srv->stopping || srv->nconns >= srv->opts.max_connections) {
+		log_debug("http", "connection_refused", "open=%zu",
+			  srv->nconns);
 		net_conn_close(nc, NULL);
 		return;
 	}
@@ -984,6 +989,8 @@ int http_server_start(uv_loop_t *loop, const char *addr,
 		srv->opts.max_header_bytes = HTTP_MAX_HEADER_DEFAULT;
 	if (srv->opts.idle_timeout_ms == 0)
 		srv->opts.idle_timeout_ms = HTTP_IDLE_TIMEOUT_DEFAULT;
+	if (srv->opts.max_connections == 0)
+		srv->opts.max_connections = HTTP_MAX_CONNECTIONS_DEFAULT;
 	srv->loop = loop;
 	srv->handler = handler;
 	srv->data = data;
@@ -1102,6 +1109,8 @@ int http_respond(struct http_request *req, int status,
 	else
 		rv = write_response(hc, 500, "text/plain", NULL, oops,
 				    sizeof(oops) - 1, false, head);
+	log_debug("http", "request", "method=%s path=%s status=%d len=%zu",
+		  r->pub.method, log_q(r->pub.path), bad ? 500 : status, len);
 	req_free(r);
 	if (rv < 0) {
 		conn_close(hc);

@@ -8,7 +8,10 @@
  *   answers it at once or later (after the coordinator finishes a
  *   transaction) with http_respond() / http_respond_json().  Requests on one
  *   connection are handed to the handler one at a time, in order, so
- *   keep-alive and pipelined requests are answered in order.  The server
+ *   keep-alive and pipelined requests are answered in order.  Everything
+ *   runs on the loop's thread, and the handler is never called from inside
+ *   itself (an answer given in the handler to another connection's request
+ *   lets that connection's next request in only after the handler returns).  The server
  *   answers by itself, and closes the connection after: 400 to a malformed
  *   request, 413 to a body over max_body_bytes (as soon as the headers show
  *   it, without reading the body), 414 / 431 to a URL / headers over
@@ -54,6 +57,7 @@ const char *http_strerror(int err);
 #define HTTP_MAX_BODY_DEFAULT (1u << 20)     /* 1 MiB */
 #define HTTP_MAX_HEADER_DEFAULT (16u << 10)  /* 16 KiB */
 #define HTTP_IDLE_TIMEOUT_DEFAULT 30000u     /* ms */
+#define HTTP_MAX_CONNECTIONS_DEFAULT 1024u
 #define HTTP_CLIENT_MAX_BODY (64u << 20)     /* 64 MiB */
 
 struct http_server_opts {
@@ -62,6 +66,8 @@ struct http_server_opts {
 	unsigned idle_timeout_ms; /* a connection with no request in the
 				     handler and no traffic for this long is
 				     closed; 0: HTTP_IDLE_TIMEOUT_DEFAULT */
+	unsigned max_connections; /* more are closed as soon as accepted;
+				     0: HTTP_MAX_CONNECTIONS_DEFAULT */
 };
 
 /* Read-only for the handler; see the ownership notes above. */

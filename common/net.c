@@ -17,6 +17,9 @@
  *    nothing, which bounds the memory a slow peer can pin.
  *  - The end of a stream (EOF, a read error, or a failed write) is reported
  *    once through the read callback with n < 0.
+ *  - libuv accepts a connection before asking us; if we then cannot
+ *    allocate a conn, a spare handle in the listener takes it and closes it
+ *    (otherwise libuv would hold it and stop listening).
  *
  * Connection states
  *

@@ -14,6 +14,7 @@
 #include <check.h>
 #include <errno.h>
 #include <http_parser.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -743,6 +744,43 @@ START_TEST(pipelined_flood_is_buffered_and_served)
 }
 END_TEST
 
+START_TEST(connections_over_the_limit_are_closed)
+{
+	struct http_server_opts o = {.max_connections = 1};
+	struct sockaddr_storage ss;
+	struct world w;
+	char addr[64];
+	char c;
+	ssize_t n = -1;
+	int fd;
+
+	start(&w, &o);
+	raw_open(&w);
+	raw_send(&w, "GET /nothing HTTP/1.1\r\n\r\n");
+	wait_responses(&w, 1);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", w.port);
+	ck_assert_int_eq(net_addr_parse(addr, &ss), 0);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	connect(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in));
+	for (int i = 0; i < 500; i++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		uv_run(&w.loop, UV_RUN_NOWAIT);
+		if (poll(&p, 1, 10) == 1) {
+			n = recv(fd, &c, 1, 0);
+			if (n >= 0 || errno != EAGAIN)
+				break;
+		}
+	}
+	ck_assert_int_le(n, 0); /* EOF or reset, never an answer */
+	close(fd);
+	ck_assert_uint_eq(http_server_connections(w.srv), 1);
+	raw_send(&w, "GET /nothing HTTP/1.1\r\n\r\n");
+	wait_responses(&w, 2);
+	finish(&w);
+}
+END_TEST
+
 START_TEST(idle_connection_is_closed)
 {
 	struct http_server_opts o = {.idle_timeout_ms = 40};
@@ -1024,6 +1062,7 @@ int main(void)
 	tcase_add_test(tc, client_reset_cancels_pending_request);
 	tcase_add_test(tc, pipelined_flood_is_buffered_and_served);
 	tcase_add_test(tc, answering_another_connection_does_not_nest_the_handler);
+	tcase_add_test(tc, connections_over_the_limit_are_closed);
 	tcase_add_test(tc, idle_connection_is_closed);
 	tcase_add_test(tc, http10_and_connection_close_end_the_connection);
 	tcase_add_test(tc, expect_continue_gets_100_first);
