@@ -33,7 +33,7 @@ static const struct {
 	const char *msg;
 } config_errors[] = {
 #define CONFIG_ERR_ROW(name, msg) {-name, msg},
-	CONFIG_ERRORS(CONFIG_ERR_ROW)
+    CONFIG_ERRORS(CONFIG_ERR_ROW)
 #undef CONFIG_ERR_ROW
 };
 
@@ -67,11 +67,11 @@ static int vfail(const struct config_ctx *ctx, const char *path,
 	if (ctx->err == NULL || ctx->errlen == 0)
 		return -EINVAL;
 	if (path != NULL && path[0] != '\0')
-		n = snprintf(ctx->err, ctx->errlen, "config %s: key \"%s\": ",
-			     ctx_file(ctx), path);
+		n = snprintf(ctx->err, ctx->errlen,
+			     "config %s: key \"%s\": ", ctx_file(ctx), path);
 	else
-		n = snprintf(ctx->err, ctx->errlen, "config %s: ",
-			     ctx_file(ctx));
+		n = snprintf(ctx->err, ctx->errlen,
+			     "config %s: ", ctx_file(ctx));
 	if (n >= 0 && (size_t)n < ctx->errlen)
 		vsnprintf(ctx->err + n, ctx->errlen - (size_t)n, fmt, ap);
 	return -EINVAL;
@@ -139,10 +139,9 @@ static const char *shown(const char *s, char *buf, size_t len)
 	size_t i = 0;
 
 	for (; *s != '\0' && i + 4 < len && i < 64; s++)
-		buf[i++] = ((unsigned char)*s < 0x20 || *s == '"' ||
-			    *s == 0x7f)
-				   ? '?'
-				   : *s;
+		buf[i++] = ((unsigned char)*s < 0x20 || *s == '"' || *s == 0x7f)
+			       ? '?'
+			       : *s;
 	if (*s != '\0') {
 		memcpy(buf + i, "...", 3);
 		i += 3;
@@ -164,8 +163,10 @@ int config_parse(const struct config_ctx *ctx, const char *text, size_t len,
 	j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (j == NULL) {
 		if (jerr.line < 1)
-			return ctx_fail(ctx, NULL, "invalid JSON: %s", jerr.text);
-		return ctx_fail(ctx, NULL, "line %d, column %d: invalid JSON: %s",
+			return ctx_fail(ctx, NULL, "invalid JSON: %s",
+					jerr.text);
+		return ctx_fail(ctx, NULL,
+				"line %d, column %d: invalid JSON: %s",
 				jerr.line, jerr.column, jerr.text);
 	}
 	*root = j;
@@ -283,9 +284,9 @@ int config_value_object(const struct config_value *v,
 			list[0] = '\0';
 			for (const char *const *a = allowed;
 			     *a != NULL && n < sizeof(list); a++) {
-				int w = snprintf(list + n, sizeof(list) - n,
-						 "%s%s", a == allowed ? "" : ", ",
-						 *a);
+				int w =
+				    snprintf(list + n, sizeof(list) - n, "%s%s",
+					     a == allowed ? "" : ", ", *a);
 
 				if (w < 0)
 					break;
@@ -308,8 +309,8 @@ int config_get(const struct config_value *v, const char *key, int flags,
 	       struct config_value *child)
 {
 	path_key(child, v, key);
-	child->json = json_is_object(v->json) ? json_object_get(v->json, key)
-					      : NULL;
+	child->json =
+	    json_is_object(v->json) ? json_object_get(v->json, key) : NULL;
 	if (child->json == NULL && (flags & CONFIG_REQUIRED))
 		return config_fail(child, "required key is missing");
 	return 0;
@@ -320,15 +321,14 @@ int config_value_string(const struct config_value *v, const char **out)
 	if (!json_is_string(v->json))
 		return config_fail(v, "expected a string, got %s",
 				   type_name(v->json));
-	if (strlen(json_string_value(v->json)) !=
-	    json_string_length(v->json))
+	if (strlen(json_string_value(v->json)) != json_string_length(v->json))
 		return config_fail(v, "string contains a NUL character");
 	*out = json_string_value(v->json);
 	return 0;
 }
 
-int config_value_int(const struct config_value *v, long long min,
-		     long long max, long long *out)
+int config_value_int(const struct config_value *v, long long min, long long max,
+		     long long *out)
 {
 	long long x;
 
@@ -345,8 +345,8 @@ int config_value_int(const struct config_value *v, long long min,
 	return 0;
 }
 
-int config_get_string(const struct config_value *v, const char *key,
-		      int flags, const char **out)
+int config_get_string(const struct config_value *v, const char *key, int flags,
+		      const char **out)
 {
 	struct config_value c;
 	int rc = config_get(v, key, flags, &c);
@@ -416,9 +416,8 @@ int config_get_enum(const struct config_value *v, const char *key, int flags,
 			   shown(s, safe, sizeof(safe)));
 }
 
-int config_get_object(const struct config_value *v, const char *key,
-		      int flags, const char *const *allowed,
-		      struct config_value *child)
+int config_get_object(const struct config_value *v, const char *key, int flags,
+		      const char *const *allowed, struct config_value *child)
 {
 	int rc = config_get(v, key, flags, child);
 
@@ -427,8 +426,8 @@ int config_get_object(const struct config_value *v, const char *key,
 	return config_value_object(child, allowed);
 }
 
-int config_get_array(const struct config_value *v, const char *key,
-		     int flags, struct config_value *arr, size_t *n)
+int config_get_array(const struct config_value *v, const char *key, int flags,
+		     struct config_value *arr, size_t *n)
 {
 	int rc = config_get(v, key, flags, arr);
 
@@ -536,8 +535,8 @@ static int get_addr(const struct config_value *v, const char *key, int flags,
 
 /* A string matching chars_ok(); what describes the rule for the message. */
 static int get_name(const struct config_value *v, const char *key, int flags,
-		    size_t max, bool upper, const char *extra,
-		    const char *what, const char **out)
+		    size_t max, bool upper, const char *extra, const char *what,
+		    const char **out)
 {
 	struct config_value c;
 	const char *s;
@@ -603,8 +602,7 @@ static int load_listen(const struct config_value *root, struct config_node *n)
 	return rc;
 }
 
-static int load_members(const struct config_value *root,
-			struct config_node *n)
+static int load_members(const struct config_value *root, struct config_node *n)
 {
 	static const char *const keys[] = {"id", "peer", "http", NULL};
 	struct config_value arr, m;
@@ -627,9 +625,9 @@ static int load_members(const struct config_value *root,
 		if (rc == 0)
 			rc = config_value_object(&m, keys);
 		if (rc == 0)
-			rc = get_name(&m, "id", CONFIG_REQUIRED, 64, true, "._-",
-				      "1 to 64 characters from [A-Za-z0-9._-]",
-				      &mb->id);
+			rc = get_name(
+			    &m, "id", CONFIG_REQUIRED, 64, true, "._-",
+			    "1 to 64 characters from [A-Za-z0-9._-]", &mb->id);
 		if (rc == 0)
 			rc = get_addr(&m, "peer", CONFIG_REQUIRED, &mb->peer);
 		if (rc == 0)
@@ -661,7 +659,7 @@ static int load_members(const struct config_value *root,
 static int load_resource(const struct config_value *arr, size_t i,
 			 struct config_node *n)
 {
-	static const char *const keys[] = {"name",    "driver",    "conninfo",
+	static const char *const keys[] = {"name",    "driver",	   "conninfo",
 					   "address", "pool_size", NULL};
 	struct config_resource *r = &n->resources[i];
 	struct config_value v, c;
@@ -672,8 +670,9 @@ static int load_resource(const struct config_value *arr, size_t i,
 	if (rc == 0)
 		rc = config_value_object(&v, keys);
 	if (rc == 0)
-		rc = get_name(&v, "name", CONFIG_REQUIRED, 32, true, "_-",
-			      "1 to 32 characters from [A-Za-z0-9_-]", &r->name);
+		rc =
+		    get_name(&v, "name", CONFIG_REQUIRED, 32, true, "_-",
+			     "1 to 32 characters from [A-Za-z0-9_-]", &r->name);
 	if (rc == 0)
 		rc = config_get_enum(&v, "driver", CONFIG_REQUIRED,
 				     config_driver_names, &driver);
@@ -738,13 +737,15 @@ static int load_resources(const struct config_value *root,
 
 #define MS_MAX 86400000LL /* one day */
 
-static int load_timeouts(const struct config_value *root,
-			 struct config_node *n)
+static int load_timeouts(const struct config_value *root, struct config_node *n)
 {
-	static const char *const keys[] = {
-		"prepare_ms",   "statement_ms", "retry_initial_ms",
-		"retry_max_ms", "election_ms",  "heartbeat_ms",
-		NULL};
+	static const char *const keys[] = {"prepare_ms",
+					   "statement_ms",
+					   "retry_initial_ms",
+					   "retry_max_ms",
+					   "election_ms",
+					   "heartbeat_ms",
+					   NULL};
 	struct config_timeouts *t = &n->timeouts;
 	struct config_value o, c;
 	int rc;
@@ -760,13 +761,15 @@ static int load_timeouts(const struct config_value *root,
 		return rc;
 	if ((rc = get_uint(&o, "prepare_ms", 1, MS_MAX, &t->prepare_ms)) < 0 ||
 	    (rc = get_uint(&o, "statement_ms", 1, MS_MAX, &t->statement_ms)) <
-		    0 ||
+		0 ||
 	    (rc = get_uint(&o, "retry_initial_ms", 1, MS_MAX,
 			   &t->retry_initial_ms)) < 0 ||
 	    (rc = get_uint(&o, "retry_max_ms", 1, MS_MAX, &t->retry_max_ms)) <
-		    0 ||
-	    (rc = get_uint(&o, "election_ms", 1, MS_MAX, &t->election_ms)) < 0 ||
-	    (rc = get_uint(&o, "heartbeat_ms", 1, MS_MAX, &t->heartbeat_ms)) < 0)
+		0 ||
+	    (rc = get_uint(&o, "election_ms", 1, MS_MAX, &t->election_ms)) <
+		0 ||
+	    (rc = get_uint(&o, "heartbeat_ms", 1, MS_MAX, &t->heartbeat_ms)) <
+		0)
 		return rc;
 	if (t->retry_initial_ms > t->retry_max_ms) {
 		config_get(&o, "retry_initial_ms", CONFIG_OPTIONAL, &c);
@@ -799,7 +802,8 @@ static int load_limits(const struct config_value *root, struct config_node *n)
 		return rc;
 	if ((rc = config_get_int(&o, "max_body_bytes", CONFIG_OPTIONAL, 1024,
 				 1LL << 30, &body)) < 0 ||
-	    (rc = get_uint(&o, "max_branches", 1, 1024, &l->max_branches)) < 0 ||
+	    (rc = get_uint(&o, "max_branches", 1, 1024, &l->max_branches)) <
+		0 ||
 	    (rc = get_uint(&o, "max_concurrency", 1, 1000000,
 			   &l->max_concurrency)) < 0 ||
 	    (rc = get_uint(&o, "max_rows", 1, 1000000, &l->max_rows)) < 0)
@@ -834,9 +838,9 @@ static bool crash_point_ok(const char *s)
 static int load_node(const struct config_value *root, struct config_node *n)
 {
 	static const char *const keys[] = {
-		"node_id",  "cluster_id", "listen",    "data_dir",
-		"members",  "resources",  "timeouts",  "limits",
-		"sync_mode", "log_level", "crash_point", NULL};
+	    "node_id",	 "cluster_id", "listen",      "data_dir",
+	    "members",	 "resources",  "timeouts",    "limits",
+	    "sync_mode", "log_level",  "crash_point", NULL};
 	struct config_value c;
 	int sync = CONFIG_SYNC_FDATASYNC;
 	int level = LOG_INFO;
@@ -854,7 +858,8 @@ static int load_node(const struct config_value *root, struct config_node *n)
 			       &n->data_dir)) < 0 ||
 	    (rc = load_members(root, n)) < 0 ||
 	    (rc = load_resources(root, n)) < 0 ||
-	    (rc = load_timeouts(root, n)) < 0 || (rc = load_limits(root, n)) < 0 ||
+	    (rc = load_timeouts(root, n)) < 0 ||
+	    (rc = load_limits(root, n)) < 0 ||
 	    (rc = config_get_enum(root, "sync_mode", CONFIG_OPTIONAL,
 				  config_sync_names, &sync)) < 0 ||
 	    (rc = config_get_enum(root, "log_level", CONFIG_OPTIONAL,
@@ -924,8 +929,7 @@ int config_node_load(const char *path, struct config_node **out, char *err,
 }
 
 int config_node_load_string(const char *text, const char *name,
-			    struct config_node **out, char *err,
-			    size_t errlen)
+			    struct config_node **out, char *err, size_t errlen)
 {
 	struct config_ctx ctx = {name, err, errlen};
 	json_t *root;

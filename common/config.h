@@ -39,8 +39,8 @@
 const char *config_strerror(int err);
 
 #define CONFIG_FILE_MAX (1u << 20) /* largest config file read */
-#define CONFIG_PATH_MAX 200        /* longest key path kept in messages */
-#define CONFIG_ERR_MAX 512         /* a buffer this big holds any message */
+#define CONFIG_PATH_MAX 200	   /* longest key path kept in messages */
+#define CONFIG_ERR_MAX	512	   /* a buffer this big holds any message */
 
 /* ---- generic checked access -------------------------------------------- */
 
@@ -81,7 +81,7 @@ void config_value_root(const struct config_ctx *ctx, json_t *root,
  * for the root) into the error buffer and returns -EINVAL.
  */
 int config_fail(const struct config_value *v, const char *fmt, ...)
-	LOG_PRINTF(2, 3);
+    LOG_PRINTF(2, 3);
 
 /*
  * Checks that v is an object whose keys are all in allowed (a
@@ -107,8 +107,8 @@ int config_get(const struct config_value *v, const char *key, int flags,
  * and optional they return 0 and leave *out untouched, so the caller sets
  * the default first.
  */
-int config_get_string(const struct config_value *v, const char *key,
-		      int flags, const char **out);
+int config_get_string(const struct config_value *v, const char *key, int flags,
+		      const char **out);
 /* An integer (not a real) within [min, max]. */
 int config_get_int(const struct config_value *v, const char *key, int flags,
 		   long long min, long long max, long long *out);
@@ -118,20 +118,19 @@ int config_get_bool(const struct config_value *v, const char *key, int flags,
 int config_get_enum(const struct config_value *v, const char *key, int flags,
 		    const char *const *names, int *out);
 /* An object whose keys are all in allowed; child->json NULL if absent. */
-int config_get_object(const struct config_value *v, const char *key,
-		      int flags, const char *const *allowed,
-		      struct config_value *child);
+int config_get_object(const struct config_value *v, const char *key, int flags,
+		      const char *const *allowed, struct config_value *child);
 /* An array; *n gets its size (0 if absent). */
-int config_get_array(const struct config_value *v, const char *key,
-		     int flags, struct config_value *arr, size_t *n);
+int config_get_array(const struct config_value *v, const char *key, int flags,
+		     struct config_value *arr, size_t *n);
 /* Element i of array arr, path "arr[i]".  -EINVAL if i is out of range. */
 int config_array_elem(const struct config_value *arr, size_t i,
 		      struct config_value *elem);
 
 /* The value itself as a string / integer in [min, max]. */
 int config_value_string(const struct config_value *v, const char **out);
-int config_value_int(const struct config_value *v, long long min,
-		     long long max, long long *out);
+int config_value_int(const struct config_value *v, long long min, long long max,
+		     long long *out);
 
 /* ---- the decree node config ------------------------------------------- */
 
@@ -199,7 +198,7 @@ struct config_node {
 	enum config_sync sync_mode;
 	enum log_level log_level;
 	const char *crash_point; /* NULL if not set */
-	json_t *json;            /* private: the document the strings live in */
+	json_t *json;		 /* private: the document the strings live in */
 };
 
 /*
@@ -211,8 +210,7 @@ int config_node_load(const char *path, struct config_node **out, char *err,
 		     size_t errlen);
 /* The same from a string; name is used in messages ("<string>" if NULL). */
 int config_node_load_string(const char *text, const char *name,
-			    struct config_node **out, char *err,
-			    size_t errlen);
+			    struct config_node **out, char *err, size_t errlen);
 /* NULL is ignored. */
 void config_node_free(struct config_node *node);
 

@@ -25,7 +25,9 @@
  *    frame points into the buffer, so it stays valid until the next call.
  *  - frame_decoder_feed() first moves the unread bytes to the front (this is
  *    where an earlier frame stops being valid), then grows the buffer if it
- *    must, doubling, so the cost per byte is constant.
+ *    must, doubling, so the cost per byte is constant.  A buffer that grew
+ *    past FRAME_KEEP_BUFFER for one big frame is released once that frame
+ *    has been consumed, so idle connections hold little memory.
  *  - The header is checked as soon as its bytes are there: an oversized
  *    length is refused after 4 bytes, a bad version after 5, without
  *    waiting for (or buffering room for) the payload it announces.
@@ -40,12 +42,15 @@
 #include <errno.h>
 #include <string.h>
 
+/* A decoder keeps at most this much buffer once everything is consumed. */
+#define FRAME_KEEP_BUFFER (256u << 10)
+
 static const struct {
 	int code;
 	const char *msg;
 } frame_errors[] = {
 #define FRAME_ERR_ROW(name, msg) {-name, msg},
-	FRAME_ERRORS(FRAME_ERR_ROW)
+    FRAME_ERRORS(FRAME_ERR_ROW)
 #undef FRAME_ERR_ROW
 };
 
@@ -97,8 +102,7 @@ size_t frame_size(size_t payload_len)
 	return FRAME_HEADER_SIZE + payload_len;
 }
 
-int frame_header_write(uint8_t hdr[FRAME_HEADER_SIZE], uint8_t type,
-		       size_t len)
+int frame_header_write(uint8_t hdr[FRAME_HEADER_SIZE], uint8_t type, size_t len)
 {
 	if (len > FRAME_MAX_LIMIT)
 		return -EMSGSIZE;
@@ -188,6 +192,15 @@ int frame_decoder_feed(struct frame_decoder *d, const void *bytes, size_t n)
 		return 0;
 	if (bytes == NULL)
 		return -EINVAL;
+	if (d->start == d->end && d->cap > FRAME_KEEP_BUFFER) {
+		/* One big frame must not pin its buffer for the connection's
+		 * life; the frame handed out last is invalid from here on. */
+		mem_free(d->buf);
+		d->buf = NULL;
+		d->cap = 0;
+		d->start = 0;
+		d->end = 0;
+	}
 	if (d->start > 0) {
 		memmove(d->buf, d->buf + d->start, d->end - d->start);
 		d->end -= d->start;

@@ -40,10 +40,10 @@
 /* Text for a negative code from this module; "unknown frame error" else. */
 const char *frame_strerror(int err);
 
-#define FRAME_VERSION 1
-#define FRAME_HEADER_SIZE 6                 /* length + version + type */
-#define FRAME_MAX_DEFAULT (16u << 20)       /* default limit: 16 MiB */
-#define FRAME_MAX_LIMIT (UINT32_MAX - 2u)   /* largest payload encodable */
+#define FRAME_VERSION	  1
+#define FRAME_HEADER_SIZE 6		    /* length + version + type */
+#define FRAME_MAX_DEFAULT (16u << 20)	    /* default limit: 16 MiB */
+#define FRAME_MAX_LIMIT	  (UINT32_MAX - 2u) /* largest payload encodable */
 
 /* A decoded frame.  payload points into the decoder (see above). */
 struct frame {

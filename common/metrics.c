@@ -93,7 +93,7 @@ static const struct {
 	const char *msg;
 } metrics_errors[] = {
 #define METRICS_ERR_ROW(name, msg) {-name, msg},
-	METRICS_ERRORS(METRICS_ERR_ROW)
+    METRICS_ERRORS(METRICS_ERR_ROW)
 #undef METRICS_ERR_ROW
 };
 
@@ -251,8 +251,7 @@ static bool label_name_ok(const char *s)
  * *out (mem_alloc'd).  -EINVAL on a bad or repeated name, a missing value,
  * "le" on a histogram, or too many pairs.
  */
-static int render_labels(const char *const *labels, enum kind kind,
-			 char **out)
+static int render_labels(const char *const *labels, enum kind kind, char **out)
 {
 	size_t order[MAX_LABEL_PAIRS];
 	size_t n = 0;
@@ -399,7 +398,8 @@ static int series_add(struct metrics_registry *r, enum kind kind,
 			return -EPROTOTYPE;
 		if (kind == KIND_HISTOGRAM &&
 		    (fam->nbounds != nbounds ||
-		     memcmp(fam->bounds, bounds, nbounds * sizeof(*bounds)) != 0))
+		     memcmp(fam->bounds, bounds, nbounds * sizeof(*bounds)) !=
+			 0))
 			return -EPROTOTYPE;
 	}
 	rc = render_labels(labels, kind, &rendered);
@@ -431,7 +431,8 @@ static int series_add(struct metrics_registry *r, enum kind kind,
 			newfam->bounds = mem_calloc(nbounds, sizeof(*bounds));
 			if (newfam->bounds == NULL)
 				goto err_free_family;
-			memcpy(newfam->bounds, bounds, nbounds * sizeof(*bounds));
+			memcpy(newfam->bounds, bounds,
+			       nbounds * sizeof(*bounds));
 			newfam->nbounds = nbounds;
 		}
 		fam = newfam;
@@ -502,11 +503,9 @@ int metrics_histogram_new(struct metrics_registry *r, const char *name,
 	}
 	if (!bounds_ok(buckets, nbuckets))
 		return -EINVAL;
-	rc = series_add(r, KIND_HISTOGRAM, name, help, labels, buckets,
-			nbuckets,
-			sizeof(struct metrics_histogram) +
-				nbuckets * sizeof(uint64_t),
-			&s);
+	rc = series_add(
+	    r, KIND_HISTOGRAM, name, help, labels, buckets, nbuckets,
+	    sizeof(struct metrics_histogram) + nbuckets * sizeof(uint64_t), &s);
 	if (rc < 0)
 		return rc;
 	h = (struct metrics_histogram *)s;
@@ -668,25 +667,28 @@ int metrics_registry_render(const struct metrics_registry *r, char **out,
 		sb_putc(&b, ' ');
 		sb_puts(&b, kind_names[f->kind]);
 		sb_putc(&b, '\n');
-		for (const struct series *s = f->first; s != NULL; s = s->next) {
+		for (const struct series *s = f->first; s != NULL;
+		     s = s->next) {
 			switch (f->kind) {
 			case KIND_COUNTER:
 				sb_series_name(&b, s, "", NULL);
 				sb_putc(&b, ' ');
-				sb_u64(&b,
-				       ((const struct metrics_counter *)s)->value);
+				sb_u64(
+				    &b,
+				    ((const struct metrics_counter *)s)->value);
 				sb_putc(&b, '\n');
 				break;
 			case KIND_GAUGE:
 				sb_series_name(&b, s, "", NULL);
 				sb_putc(&b, ' ');
-				sb_double(&b,
-					  ((const struct metrics_gauge *)s)->value);
+				sb_double(
+				    &b,
+				    ((const struct metrics_gauge *)s)->value);
 				sb_putc(&b, '\n');
 				break;
 			case KIND_HISTOGRAM:
 				render_histogram(
-					&b, (const struct metrics_histogram *)s);
+				    &b, (const struct metrics_histogram *)s);
 				break;
 			}
 		}

@@ -49,8 +49,8 @@ struct metrics_histogram;
  * above the last bucket land only in +Inf.
  */
 #define METRICS_LATENCY_BUCKETS                                                \
-	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,      \
-		0.1, 0.25, 0.5, 1, 2.5, 5, 10
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, \
+	    0.25, 0.5, 1, 2.5, 5, 10
 #define METRICS_MAX_BUCKETS 64
 
 int metrics_registry_new(struct metrics_registry **out);

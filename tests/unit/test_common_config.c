@@ -40,37 +40,37 @@ static void expect_error(const char *text, const char *msg)
 	ck_assert_str_eq(err, msg);
 }
 
-#define MIN_RES "'resources':[{'name':'a','driver':'kv'}]"
+#define MIN_RES	 "'resources':[{'name':'a','driver':'kv'}]"
 #define MIN_HEAD "'node_id':'c1','cluster_id':'bank','data_dir':'/d'"
 
 static const char full_config[] =
-	"{\n"
-	"  'node_id': 'c1',\n"
-	"  'cluster_id': 'bank01',\n"
-	"  'listen': {'http': '127.0.0.1:7400', 'peer': '127.0.0.1:7401'},\n"
-	"  'data_dir': '/var/lib/decree/c1',\n"
-	"  'members': [\n"
-	"    {'id': 'c1', 'peer': '127.0.0.1:7401', 'http': '127.0.0.1:7400'},\n"
-	"    {'id': 'c2', 'peer': '127.0.0.1:7411', 'http': '127.0.0.1:7410'},\n"
-	"    {'id': 'c3', 'peer': '[::1]:7421', 'http': '[::1]:7420'}\n"
-	"  ],\n"
-	"  'resources': [\n"
-	"    {'name': 'bank_a', 'driver': 'postgres',\n"
-	"     'conninfo': 'host=/tmp/pg1 port=5432 dbname=bank', "
-	"'pool_size': 4},\n"
-	"    {'name': 'bank-b', 'driver': 'agent', 'address': "
-	"'127.0.0.1:7500'},\n"
-	"    {'name': 'ledger', 'driver': 'kv'}\n"
-	"  ],\n"
-	"  'timeouts': {'prepare_ms': 2000, 'statement_ms': 3000,\n"
-	"               'retry_initial_ms': 10, 'retry_max_ms': 1000,\n"
-	"               'election_ms': 500, 'heartbeat_ms': 100},\n"
-	"  'limits': {'max_body_bytes': 65536, 'max_branches': 8,\n"
-	"             'max_concurrency': 64, 'max_rows': 10},\n"
-	"  'sync_mode': 'dsync',\n"
-	"  'log_level': 'debug',\n"
-	"  'crash_point': 'coordinator.after_decision_forced:2'\n"
-	"}\n";
+    "{\n"
+    "  'node_id': 'c1',\n"
+    "  'cluster_id': 'bank01',\n"
+    "  'listen': {'http': '127.0.0.1:7400', 'peer': '127.0.0.1:7401'},\n"
+    "  'data_dir': '/var/lib/decree/c1',\n"
+    "  'members': [\n"
+    "    {'id': 'c1', 'peer': '127.0.0.1:7401', 'http': '127.0.0.1:7400'},\n"
+    "    {'id': 'c2', 'peer': '127.0.0.1:7411', 'http': '127.0.0.1:7410'},\n"
+    "    {'id': 'c3', 'peer': '[::1]:7421', 'http': '[::1]:7420'}\n"
+    "  ],\n"
+    "  'resources': [\n"
+    "    {'name': 'bank_a', 'driver': 'postgres',\n"
+    "     'conninfo': 'host=/tmp/pg1 port=5432 dbname=bank', "
+    "'pool_size': 4},\n"
+    "    {'name': 'bank-b', 'driver': 'agent', 'address': "
+    "'127.0.0.1:7500'},\n"
+    "    {'name': 'ledger', 'driver': 'kv'}\n"
+    "  ],\n"
+    "  'timeouts': {'prepare_ms': 2000, 'statement_ms': 3000,\n"
+    "               'retry_initial_ms': 10, 'retry_max_ms': 1000,\n"
+    "               'election_ms': 500, 'heartbeat_ms': 100},\n"
+    "  'limits': {'max_body_bytes': 65536, 'max_branches': 8,\n"
+    "             'max_concurrency': 64, 'max_rows': 10},\n"
+    "  'sync_mode': 'dsync',\n"
+    "  'log_level': 'debug',\n"
+    "  'crash_point': 'coordinator.after_decision_forced:2'\n"
+    "}\n";
 
 START_TEST(full_config_loads_every_field)
 {
@@ -127,10 +127,10 @@ START_TEST(minimal_config_gets_documented_defaults)
 	struct config_node *n = NULL;
 	char err[CONFIG_ERR_MAX];
 
-	ck_assert_int_eq(config_node_load_string(js("{" MIN_HEAD "," MIN_RES
-						    "}"),
-						 NULL, &n, err, sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+	    config_node_load_string(js("{" MIN_HEAD "," MIN_RES "}"), NULL, &n,
+				    err, sizeof(err)),
+	    0);
 	ck_assert_str_eq(n->file, "<string>");
 	ck_assert_str_eq(n->listen_http, "127.0.0.1:7400");
 	ck_assert_ptr_null(n->listen_peer);
@@ -195,7 +195,8 @@ START_TEST(oversized_file_is_refused)
 	ck_assert_int_eq(config_node_load(path, &n, err, sizeof(err)), -EFBIG);
 	unlink(path);
 	ck_assert_ptr_nonnull(strstr(err, ": file larger than 1048576 bytes"));
-	ck_assert_str_eq(config_strerror(-EFBIG), "configuration file too large");
+	ck_assert_str_eq(config_strerror(-EFBIG),
+			 "configuration file too large");
 }
 END_TEST
 
@@ -203,23 +204,24 @@ START_TEST(malformed_json_names_the_line)
 {
 	struct config_node *n = NULL;
 	char err[CONFIG_ERR_MAX];
-	const char *text = "{\n  \"node_id\": \"c1\",\n  \"cluster_id\" \"x\"\n}";
+	const char *text =
+	    "{\n  \"node_id\": \"c1\",\n  \"cluster_id\" \"x\"\n}";
 
-	ck_assert_int_eq(config_node_load_string(text, "t.json", &n, err,
-						 sizeof(err)),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    config_node_load_string(text, "t.json", &n, err, sizeof(err)),
+	    -EINVAL);
 	ck_assert_ptr_null(n);
 	ck_assert_msg(strncmp(err, "config t.json: line 3, column ", 30) == 0,
 		      "%s", err);
 	ck_assert_ptr_nonnull(strstr(err, ": invalid JSON: "));
 
-	ck_assert_int_eq(config_node_load_string("", "t.json", &n, err,
-						 sizeof(err)),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    config_node_load_string("", "t.json", &n, err, sizeof(err)),
+	    -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "invalid JSON"));
-	ck_assert_int_eq(config_node_load_string("{} junk", "t.json", &n, err,
-						 sizeof(err)),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    config_node_load_string("{} junk", "t.json", &n, err, sizeof(err)),
+	    -EINVAL);
 	ck_assert_msg(strncmp(err, "config t.json: line 1, column ", 30) == 0,
 		      "%s", err);
 }
@@ -230,9 +232,9 @@ START_TEST(duplicate_json_key_is_refused)
 	struct config_node *n = NULL;
 	char err[CONFIG_ERR_MAX];
 
-	ck_assert_int_eq(config_node_load_string(js("{" MIN_HEAD "," MIN_RES
-						    ",'node_id':'c2'}"),
-						 "t.json", &n, err, sizeof(err)),
+	ck_assert_int_eq(config_node_load_string(
+			     js("{" MIN_HEAD "," MIN_RES ",'node_id':'c2'}"),
+			     "t.json", &n, err, sizeof(err)),
 			 -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "duplicate object key"));
 }
@@ -240,7 +242,8 @@ END_TEST
 
 START_TEST(root_must_be_an_object)
 {
-	expect_error("[1,2]", "config t.json: expected an object, got an array");
+	expect_error("[1,2]",
+		     "config t.json: expected an object, got an array");
 }
 END_TEST
 
@@ -317,10 +320,10 @@ START_TEST(wrong_types_are_named)
 		     "1.5}}",
 		     "config t.json: key \"timeouts.prepare_ms\": expected an "
 		     "integer, got a real number");
-	expect_error("{'node_id':null,'cluster_id':'bank','data_dir':'/d',"
-		     MIN_RES "}",
-		     "config t.json: key \"node_id\": expected a string, got "
-		     "null");
+	expect_error(
+	    "{'node_id':null,'cluster_id':'bank','data_dir':'/d'," MIN_RES "}",
+	    "config t.json: key \"node_id\": expected a string, got "
+	    "null");
 	expect_error("{" MIN_HEAD "," MIN_RES ",'limits':[]}",
 		     "config t.json: key \"limits\": expected an object, got "
 		     "an array");
@@ -357,16 +360,16 @@ END_TEST
 
 START_TEST(bad_names_are_refused)
 {
-	expect_error("{'node_id':'c1','cluster_id':'Bank','data_dir':'/d',"
-		     MIN_RES "}",
-		     "config t.json: key \"cluster_id\": expected 1 to 16 "
-		     "characters from [a-z0-9], got \"Bank\"");
-	expect_error("{'node_id':'c1','cluster_id':'a_b','data_dir':'/d',"
-		     MIN_RES "}",
-		     "config t.json: key \"cluster_id\": expected 1 to 16 "
-		     "characters from [a-z0-9], got \"a_b\"");
-	expect_error("{'node_id':'c1','cluster_id':'','data_dir':'/d',"
-		     MIN_RES "}",
+	expect_error(
+	    "{'node_id':'c1','cluster_id':'Bank','data_dir':'/d'," MIN_RES "}",
+	    "config t.json: key \"cluster_id\": expected 1 to 16 "
+	    "characters from [a-z0-9], got \"Bank\"");
+	expect_error(
+	    "{'node_id':'c1','cluster_id':'a_b','data_dir':'/d'," MIN_RES "}",
+	    "config t.json: key \"cluster_id\": expected 1 to 16 "
+	    "characters from [a-z0-9], got \"a_b\"");
+	expect_error("{'node_id':'c1','cluster_id':'','data_dir':'/d'," MIN_RES
+		     "}",
 		     "config t.json: key \"cluster_id\": expected 1 to 16 "
 		     "characters from [a-z0-9], got \"\"");
 	expect_error("{'node_id':'c1','cluster_id':'abcdefghijklmnopq',"
@@ -377,14 +380,14 @@ START_TEST(bad_names_are_refused)
 		     "'kv'}]}",
 		     "config t.json: key \"resources[0].name\": expected 1 to "
 		     "32 characters from [A-Za-z0-9_-], got \"a b\"");
-	expect_error("{'node_id':'c 1','cluster_id':'bank','data_dir':'/d',"
-		     MIN_RES "}",
-		     "config t.json: key \"node_id\": expected 1 to 64 "
-		     "characters from [A-Za-z0-9._-], got \"c 1\"");
-	expect_error("{'node_id':'c1','cluster_id':'bank','data_dir':'',"
-		     MIN_RES "}",
-		     "config t.json: key \"data_dir\": expected a non-empty "
-		     "string");
+	expect_error(
+	    "{'node_id':'c 1','cluster_id':'bank','data_dir':'/d'," MIN_RES "}",
+	    "config t.json: key \"node_id\": expected 1 to 64 "
+	    "characters from [A-Za-z0-9._-], got \"c 1\"");
+	expect_error(
+	    "{'node_id':'c1','cluster_id':'bank','data_dir':''," MIN_RES "}",
+	    "config t.json: key \"data_dir\": expected a non-empty "
+	    "string");
 }
 END_TEST
 
@@ -431,10 +434,11 @@ START_TEST(numbers_out_of_range_and_inconsistent_timeouts_are_refused)
 		     "300}}",
 		     "config t.json: key \"timeouts.heartbeat_ms\": must be "
 		     "less than election_ms (300)");
-	expect_error("{" MIN_HEAD "," MIN_RES ",'limits':{'max_body_bytes':"
-		     "10}}",
-		     "config t.json: key \"limits.max_body_bytes\": expected an "
-		     "integer from 1024 to 1073741824, got 10");
+	expect_error(
+	    "{" MIN_HEAD "," MIN_RES ",'limits':{'max_body_bytes':"
+	    "10}}",
+	    "config t.json: key \"limits.max_body_bytes\": expected an "
+	    "integer from 1024 to 1073741824, got 10");
 }
 END_TEST
 
@@ -444,15 +448,17 @@ START_TEST(members_must_include_this_node)
 		     "'members':[{'id':'c2','peer':'h:1','http':'h:3'}]}",
 		     "config t.json: key \"members\": node_id \"c1\" is not "
 		     "among the members");
-	expect_error("{" MIN_HEAD "," MIN_RES ",'listen':{'peer':'h:2'},"
-		     "'members':[{'id':'c1','peer':'h:1','http':'h:3'},"
-		     "{'id':'c1','peer':'h:4','http':'h:5'}]}",
-		     "config t.json: key \"members[1].id\": duplicate member id "
-		     "\"c1\" (also members[0])");
-	expect_error("{" MIN_HEAD "," MIN_RES ","
-		     "'members':[{'id':'c1','peer':'h:1','http':'h:3'}]}",
-		     "config t.json: key \"listen.peer\": required when members "
-		     "are configured");
+	expect_error(
+	    "{" MIN_HEAD "," MIN_RES ",'listen':{'peer':'h:2'},"
+	    "'members':[{'id':'c1','peer':'h:1','http':'h:3'},"
+	    "{'id':'c1','peer':'h:4','http':'h:5'}]}",
+	    "config t.json: key \"members[1].id\": duplicate member id "
+	    "\"c1\" (also members[0])");
+	expect_error(
+	    "{" MIN_HEAD "," MIN_RES ","
+	    "'members':[{'id':'c1','peer':'h:1','http':'h:3'}]}",
+	    "config t.json: key \"listen.peer\": required when members "
+	    "are configured");
 	expect_error("{" MIN_HEAD "," MIN_RES ",'listen':{'peer':'h:2'},"
 		     "'members':[{'id':'c1','http':'h:3'}]}",
 		     "config t.json: key \"members[0].peer\": required key is "
@@ -477,9 +483,9 @@ START_TEST(small_error_buffer_is_cut_not_overrun)
 	char err[16];
 
 	memset(err, 'x', sizeof(err));
-	ck_assert_int_eq(config_node_load_string("[]", "t.json", &n, err,
-						 sizeof(err)),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    config_node_load_string("[]", "t.json", &n, err, sizeof(err)),
+	    -EINVAL);
 	ck_assert_str_eq(err, "config t.json: ");
 	/* No buffer at all is allowed too. */
 	ck_assert_int_eq(config_node_load_string("[]", "t.json", &n, NULL, 0),
@@ -509,13 +515,11 @@ START_TEST(generic_getters_check_what_they_read)
 	config_value_root(&ctx, doc, &root);
 	ck_assert_int_eq(config_get_bool(&root, "on", CONFIG_REQUIRED, &b), 0);
 	ck_assert(b);
-	ck_assert_int_eq(config_get_int(&root, "absent", CONFIG_OPTIONAL, 0, 9,
-					&x),
-			 0);
+	ck_assert_int_eq(
+	    config_get_int(&root, "absent", CONFIG_OPTIONAL, 0, 9, &x), 0);
 	ck_assert_int_eq(x, 7);
-	ck_assert_int_eq(config_get_string(&root, "absent", CONFIG_OPTIONAL,
-					   &s),
-			 0);
+	ck_assert_int_eq(
+	    config_get_string(&root, "absent", CONFIG_OPTIONAL, &s), 0);
 	ck_assert_str_eq(s, "default");
 	ck_assert(config_has(&root, "on"));
 	ck_assert(!config_has(&root, "off"));
@@ -523,9 +527,8 @@ START_TEST(generic_getters_check_what_they_read)
 			 -EINVAL);
 	ck_assert_str_eq(err, "config g.json: key \"on\": expected an integer, "
 			      "got a boolean");
-	ck_assert_int_eq(config_get_array(&root, "list", CONFIG_REQUIRED, &arr,
-					  &n),
-			 0);
+	ck_assert_int_eq(
+	    config_get_array(&root, "list", CONFIG_REQUIRED, &arr, &n), 0);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_int_eq(config_array_elem(&arr, 0, &el), 0);
 	ck_assert_int_eq(config_value_string(&el, &s), 0);
@@ -537,8 +540,9 @@ START_TEST(generic_getters_check_what_they_read)
 	ck_assert_int_eq(config_array_elem(&arr, 2, &el), -EINVAL);
 	ck_assert_int_eq(config_get_bool(&root, "list", CONFIG_REQUIRED, &b),
 			 -EINVAL);
-	ck_assert_str_eq(err, "config g.json: key \"list\": expected a boolean, "
-			      "got an array");
+	ck_assert_str_eq(err,
+			 "config g.json: key \"list\": expected a boolean, "
+			 "got an array");
 	json_decref(doc);
 }
 END_TEST
@@ -636,8 +640,8 @@ int main(void)
 	tcase_add_test(tc, duplicate_resource_names_are_refused);
 	tcase_add_test(tc, bad_names_are_refused);
 	tcase_add_test(tc, driver_specific_keys_and_addresses_are_checked);
-	tcase_add_test(tc,
-		       numbers_out_of_range_and_inconsistent_timeouts_are_refused);
+	tcase_add_test(
+	    tc, numbers_out_of_range_and_inconsistent_timeouts_are_refused);
 	tcase_add_test(tc, members_must_include_this_node);
 	tcase_add_test(tc, bad_crash_point_is_refused);
 	tcase_add_test(tc, small_error_buffer_is_cut_not_overrun);

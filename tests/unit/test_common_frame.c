@@ -54,9 +54,8 @@ static void make_stream(struct frame_buf *out, int n, uint64_t seed)
 		}
 		for (size_t j = 0; j < len; j++)
 			payload[j] = (uint8_t)rng_next();
-		ck_assert_int_eq(frame_encode((uint8_t)rng_next(), payload, len,
-					      out),
-				 0);
+		ck_assert_int_eq(
+		    frame_encode((uint8_t)rng_next(), payload, len, out), 0);
 	}
 }
 
@@ -67,7 +66,8 @@ static int drain(struct frame_decoder *d, struct frame_buf *got, int *count)
 	int rc;
 
 	while ((rc = frame_decoder_next(d, &f)) == 1) {
-		ck_assert_int_eq(frame_encode(f.type, f.payload, f.len, got), 0);
+		ck_assert_int_eq(frame_encode(f.type, f.payload, f.len, got),
+				 0);
 		(*count)++;
 	}
 	return rc;
@@ -75,8 +75,8 @@ static int drain(struct frame_decoder *d, struct frame_buf *got, int *count)
 
 START_TEST(encoding_is_byte_exact)
 {
-	static const uint8_t want[] = {0, 0, 0, 5, 1, 7, 'a', 'b', 'c',
-				       0, 0, 0, 2, 1, 0xff};
+	static const uint8_t want[] = {0,   0, 0, 5, 1, 7, 'a', 'b',
+				       'c', 0, 0, 0, 2, 1, 0xff};
 	struct frame_buf b;
 	uint8_t hdr[FRAME_HEADER_SIZE];
 
@@ -296,14 +296,15 @@ START_TEST(garbage_never_crashes)
 				n = sizeof(junk) - fed;
 			rc = frame_decoder_feed(&d, junk + fed, n);
 			fed += n;
-			while (rc >= 0 && (rc = frame_decoder_next(&d, &f)) == 1) {
+			while (rc >= 0 &&
+			       (rc = frame_decoder_next(&d, &f)) == 1) {
 				taken += frame_size(f.len);
 				ck_assert_msg(taken <= fed, "seed %llu",
 					      (unsigned long long)seed);
 			}
 		}
 		ck_assert_msg(rc == 0 || rc == -EMSGSIZE || rc == -EBADMSG ||
-				      rc == -EPROTONOSUPPORT,
+				  rc == -EPROTONOSUPPORT,
 			      "seed %llu: rc %d", (unsigned long long)seed, rc);
 		frame_decoder_fini(&d);
 	}
@@ -327,13 +328,13 @@ START_TEST(stream_split_at_every_byte_decodes_identically)
 		ck_assert_int_eq(frame_decoder_feed(&d, stream.data, cut), 0);
 		ck_assert_int_eq(drain(&d, &got, &count), 0);
 		ck_assert_int_eq(
-			frame_decoder_feed(&d, stream.data + cut, stream.len - cut),
-			0);
+		    frame_decoder_feed(&d, stream.data + cut, stream.len - cut),
+		    0);
 		ck_assert_int_eq(drain(&d, &got, &count), 0);
 		ck_assert_msg(count == 40, "seed %llu cut %zu: %d frames",
 			      (unsigned long long)seed, cut, count);
 		ck_assert_msg(got.len == stream.len &&
-				      memcmp(got.data, stream.data, got.len) == 0,
+				  memcmp(got.data, stream.data, got.len) == 0,
 			      "seed %llu cut %zu: frames differ",
 			      (unsigned long long)seed, cut);
 		ck_assert_uint_eq(frame_decoder_buffered(&d), 0);
@@ -374,8 +375,8 @@ START_TEST(encoder_refuses_what_the_length_cannot_hold)
 	char c = 0;
 
 	frame_buf_init(&b);
-	ck_assert_int_eq(frame_header_write(hdr, 1, (size_t)FRAME_MAX_LIMIT + 1),
-			 -EMSGSIZE);
+	ck_assert_int_eq(
+	    frame_header_write(hdr, 1, (size_t)FRAME_MAX_LIMIT + 1), -EMSGSIZE);
 	ck_assert_int_eq(frame_encode(1, &c, (size_t)FRAME_MAX_LIMIT + 1, &b),
 			 -EMSGSIZE);
 	ck_assert_int_eq(frame_encode(1, NULL, 3, &b), -EINVAL);
@@ -409,7 +410,8 @@ START_TEST(allocation_failure_is_reported_and_final)
 	{
 		char big[1000] = {0};
 
-		ck_assert_int_eq(frame_encode(1, big, sizeof(big), &b), -ENOMEM);
+		ck_assert_int_eq(frame_encode(1, big, sizeof(big), &b),
+				 -ENOMEM);
 	}
 	ck_assert_uint_eq(b.len, 7);
 	ck_assert_int_eq(frame_decoder_init(&d, 0), 0);
@@ -420,6 +422,33 @@ START_TEST(allocation_failure_is_reported_and_final)
 	ck_assert_str_eq(frame_strerror(-ENOMEM), "out of memory");
 	frame_decoder_fini(&d);
 	frame_buf_fini(&b);
+}
+END_TEST
+
+START_TEST(big_frame_buffer_is_released_once_consumed)
+{
+	struct frame_buf b;
+	struct frame_decoder d;
+	struct frame f;
+	char *big = calloc(1, 1 << 20);
+
+	ck_assert_ptr_nonnull(big);
+	frame_buf_init(&b);
+	ck_assert_int_eq(frame_encode(1, big, 1 << 20, &b), 0);
+	ck_assert_int_eq(frame_decoder_init(&d, 0), 0);
+	ck_assert_int_eq(frame_decoder_feed(&d, b.data, b.len), 0);
+	ck_assert_int_eq(frame_decoder_next(&d, &f), 1);
+	ck_assert_uint_eq(f.len, 1 << 20);
+	ck_assert_uint_ge(d.cap, 1 << 20);
+	frame_buf_reset(&b);
+	ck_assert_int_eq(frame_encode(2, "x", 1, &b), 0);
+	ck_assert_int_eq(frame_decoder_feed(&d, b.data, b.len), 0);
+	ck_assert_uint_lt(d.cap, 1 << 20);
+	ck_assert_int_eq(frame_decoder_next(&d, &f), 1);
+	ck_assert_uint_eq(f.type, 2);
+	frame_decoder_fini(&d);
+	frame_buf_fini(&b);
+	free(big);
 }
 END_TEST
 
@@ -445,6 +474,7 @@ int main(void)
 	tcase_add_test(tc, encoder_refuses_what_the_length_cannot_hold);
 	tcase_add_test(tc, decoder_limit_must_be_sane);
 	tcase_add_test(tc, allocation_failure_is_reported_and_final);
+	tcase_add_test(tc, big_frame_buffer_is_released_once_consumed);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -52,11 +52,10 @@ START_TEST(counters_and_gauges_render_exactly)
 	ck_assert_int_eq(metrics_counter_new(r, "decree_branch_ops_total",
 					     "Branch operations.", lb, &cb),
 			 0);
-	ck_assert_int_eq(metrics_counter_new(r, "decree_up", NULL, NULL, &plain),
-			 0);
-	ck_assert_int_eq(metrics_gauge_new(r, "decree_ratio", "A\\b\nc", NULL,
-					   &h),
-			 0);
+	ck_assert_int_eq(
+	    metrics_counter_new(r, "decree_up", NULL, NULL, &plain), 0);
+	ck_assert_int_eq(
+	    metrics_gauge_new(r, "decree_ratio", "A\\b\nc", NULL, &h), 0);
 	metrics_counter_inc(ca);
 	metrics_counter_add(ca, 41);
 	metrics_counter_inc(cb);
@@ -70,19 +69,19 @@ START_TEST(counters_and_gauges_render_exactly)
 	ck_assert(metrics_gauge_value(g) == 9);
 	out = render(r);
 	ck_assert_str_eq(
-		out,
-		"# HELP decree_branch_ops_total Branch operations.\n"
-		"# TYPE decree_branch_ops_total counter\n"
-		"decree_branch_ops_total{op=\"prepare\",resource=\"bank_a\"} 42\n"
-		"decree_branch_ops_total{op=\"prepare\",resource=\"bank_b\"} 1\n"
-		"# HELP decree_txn_active Transactions in flight.\n"
-		"# TYPE decree_txn_active gauge\n"
-		"decree_txn_active 9\n"
-		"# TYPE decree_up counter\n"
-		"decree_up 0\n"
-		"# HELP decree_ratio A\\\\b\\nc\n"
-		"# TYPE decree_ratio gauge\n"
-		"decree_ratio -0.75\n");
+	    out,
+	    "# HELP decree_branch_ops_total Branch operations.\n"
+	    "# TYPE decree_branch_ops_total counter\n"
+	    "decree_branch_ops_total{op=\"prepare\",resource=\"bank_a\"} 42\n"
+	    "decree_branch_ops_total{op=\"prepare\",resource=\"bank_b\"} 1\n"
+	    "# HELP decree_txn_active Transactions in flight.\n"
+	    "# TYPE decree_txn_active gauge\n"
+	    "decree_txn_active 9\n"
+	    "# TYPE decree_up counter\n"
+	    "decree_up 0\n"
+	    "# HELP decree_ratio A\\\\b\\nc\n"
+	    "# TYPE decree_ratio gauge\n"
+	    "decree_ratio -0.75\n");
 	mem_free(out);
 	metrics_registry_free(r);
 }
@@ -104,20 +103,20 @@ START_TEST(histogram_renders_cumulative_buckets_sum_and_count)
 	metrics_histogram_observe(h, 0.001); /* le is inclusive */
 	metrics_histogram_observe(h, 0.05);
 	metrics_histogram_observe_ns(h, 2000000000ull); /* 2 s: +Inf only */
-	metrics_histogram_observe(h, NAN);             /* ignored */
+	metrics_histogram_observe(h, NAN);		/* ignored */
 	ck_assert_uint_eq(metrics_histogram_count(h), 4);
 	ck_assert(fabs(metrics_histogram_sum(h) - 2.0515) < 1e-12);
 	out = render(r);
 	ck_assert_str_eq(
-		out,
-		"# HELP decree_prepare_seconds Prepare latency.\n"
-		"# TYPE decree_prepare_seconds histogram\n"
-		"decree_prepare_seconds_bucket{resource=\"a\",le=\"0.001\"} 2\n"
-		"decree_prepare_seconds_bucket{resource=\"a\",le=\"0.01\"} 2\n"
-		"decree_prepare_seconds_bucket{resource=\"a\",le=\"0.1\"} 3\n"
-		"decree_prepare_seconds_bucket{resource=\"a\",le=\"+Inf\"} 4\n"
-		"decree_prepare_seconds_sum{resource=\"a\"} 2.0515\n"
-		"decree_prepare_seconds_count{resource=\"a\"} 4\n");
+	    out,
+	    "# HELP decree_prepare_seconds Prepare latency.\n"
+	    "# TYPE decree_prepare_seconds histogram\n"
+	    "decree_prepare_seconds_bucket{resource=\"a\",le=\"0.001\"} 2\n"
+	    "decree_prepare_seconds_bucket{resource=\"a\",le=\"0.01\"} 2\n"
+	    "decree_prepare_seconds_bucket{resource=\"a\",le=\"0.1\"} 3\n"
+	    "decree_prepare_seconds_bucket{resource=\"a\",le=\"+Inf\"} 4\n"
+	    "decree_prepare_seconds_sum{resource=\"a\"} 2.0515\n"
+	    "decree_prepare_seconds_count{resource=\"a\"} 4\n");
 	mem_free(out);
 	metrics_registry_free(r);
 }
@@ -130,13 +129,14 @@ START_TEST(default_latency_buckets_span_100us_to_10s)
 	char *out;
 
 	ck_assert_int_eq(metrics_registry_new(&r), 0);
-	ck_assert_int_eq(metrics_histogram_new(r, "lat_seconds", "L.", NULL,
-					       NULL, 0, &h),
-			 0);
+	ck_assert_int_eq(
+	    metrics_histogram_new(r, "lat_seconds", "L.", NULL, NULL, 0, &h),
+	    0);
 	metrics_histogram_observe(h, 0.00003);
 	out = render(r);
-	ck_assert_ptr_nonnull(strstr(out, "lat_seconds_bucket{le=\"0.0001\"} 1\n"
-					  "lat_seconds_bucket{le=\"0.00025\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(out,
+				     "lat_seconds_bucket{le=\"0.0001\"} 1\n"
+				     "lat_seconds_bucket{le=\"0.00025\"} 1\n"));
 	ck_assert_ptr_nonnull(strstr(out, "lat_seconds_bucket{le=\"10\"} 1\n"
 					  "lat_seconds_bucket{le=\"+Inf\"} 1\n"
 					  "lat_seconds_sum 3e-05\n"
@@ -184,21 +184,23 @@ START_TEST(bad_names_and_conflicts_are_refused)
 	char *out;
 
 	ck_assert_int_eq(metrics_registry_new(&r), 0);
-	ck_assert_int_eq(metrics_counter_new(r, "1abc", "x", NULL, &c), -EINVAL);
+	ck_assert_int_eq(metrics_counter_new(r, "1abc", "x", NULL, &c),
+			 -EINVAL);
 	ck_assert_int_eq(metrics_counter_new(r, "a b", "x", NULL, &c), -EINVAL);
 	ck_assert_int_eq(metrics_counter_new(r, "", "x", NULL, &c), -EINVAL);
 	ck_assert_int_eq(metrics_counter_new(r, NULL, "x", NULL, &c), -EINVAL);
 	ck_assert_int_eq(metrics_counter_new(r, "ok:name_1", "x", NULL, &c), 0);
 	ck_assert_int_eq(metrics_counter_new(r, "x", "x", reserved, &c),
 			 -EINVAL);
-	ck_assert_int_eq(metrics_counter_new(r, "x", "x", badname, &c), -EINVAL);
+	ck_assert_int_eq(metrics_counter_new(r, "x", "x", badname, &c),
+			 -EINVAL);
 	ck_assert_int_eq(metrics_counter_new(r, "x", "x", twice, &c), -EINVAL);
-	ck_assert_int_eq(metrics_counter_new(r, "x", "x", novalue, &c), -EINVAL);
+	ck_assert_int_eq(metrics_counter_new(r, "x", "x", novalue, &c),
+			 -EINVAL);
 	ck_assert_int_eq(metrics_histogram_new(r, "h", "x", le, NULL, 0, &h),
 			 -EINVAL);
-	ck_assert_int_eq(metrics_histogram_new(r, "h", "x", NULL, unsorted, 2,
-					       &h),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    metrics_histogram_new(r, "h", "x", NULL, unsorted, 2, &h), -EINVAL);
 	ck_assert_int_eq(metrics_histogram_new(r, "h", "x", NULL, inf, 2, &h),
 			 -EINVAL);
 	/* Same name as another type, or with another help: refused. */
@@ -263,8 +265,8 @@ START_TEST(allocation_failures_leave_registry_consistent)
 		if (rc == 0)
 			rc = metrics_counter_new(r, "c_total", "C.", l, &c);
 		if (rc == 0)
-			rc = metrics_histogram_new(r, "h_seconds", "H.", l, NULL,
-						   0, &h);
+			rc = metrics_histogram_new(r, "h_seconds", "H.", l,
+						   NULL, 0, &h);
 		if (rc == 0)
 			rc = metrics_registry_render(r, &out, NULL);
 		mem_fail_reset();
@@ -272,7 +274,8 @@ START_TEST(allocation_failures_leave_registry_consistent)
 		if (r != NULL) {
 			char *again = render(r);
 
-			/* Whatever registered is whole; a failed one is absent. */
+			/* Whatever registered is whole; a failed one is absent.
+			 */
 			ck_assert(c != NULL ||
 				  strstr(again, "c_total") == NULL);
 			ck_assert(h != NULL ||
@@ -298,7 +301,8 @@ int main(void)
 	tcase_add_test(tc, default_latency_buckets_span_100us_to_10s);
 	tcase_add_test(tc, label_values_are_escaped_and_order_does_not_matter);
 	tcase_add_test(tc, bad_names_and_conflicts_are_refused);
-	tcase_add_test(tc, special_gauge_values_render_as_prometheus_spells_them);
+	tcase_add_test(tc,
+		       special_gauge_values_render_as_prometheus_spells_them);
 	tcase_add_test(tc, allocation_failures_leave_registry_consistent);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
