@@ -1,0 +1,289 @@
+/*
+ * storage_file.c - the default storage backend: real files in one
+ * directory, reached through a directory descriptor (openat and friends).
+ *
+ * Design notes: truncate is followed by fsync so the interface's "durable
+ * when it returns" holds; allocate uses posix_fallocate, which extends the
+ * file size, so later fdatasyncs need not flush a size change.  Every call
+ * returns -errno; EINTR is retried, short reads and writes are continued.
+ */
+#include "common/common.h"
+#include "wal/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct fs {
+	int dirfd;
+};
+
+struct ff {
+	int fd;
+};
+
+static int f_open(void *data, const char *name, unsigned flags, void **file)
+{
+	struct fs *fs = data;
+	struct ff *f;
+	int oflags = O_CLOEXEC;
+
+	if (flags & WAL_OPEN_RDONLY)
+		oflags |= O_RDONLY;
+	else
+		oflags |= O_RDWR;
+	if (flags & WAL_OPEN_CREATE)
+		oflags |= O_CREAT;
+	if (flags & WAL_OPEN_DSYNC)
+		oflags |= O_DSYNC;
+	f = mem_alloc(sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	do
+		f->fd = openat(fs->dirfd, name, oflags, 0644);
+	while (f->fd < 0 && errno == EINTR);
+	if (f->fd < 0) {
+		int err = -errno;
+
+		mem_free(f);
+		return err;
+	}
+	*file = f;
+	return 0;
+}
+
+static void f_close(void *data, void *file)
+{
+	struct ff *f = file;
+
+	(void)data;
+	close(f->fd);
+	mem_free(f);
+}
+
+static int64_t f_read(void *data, void *file, void *buf, size_t len,
+		      uint64_t off)
+{
+	struct ff *f = file;
+	size_t done = 0;
+
+	(void)data;
+	while (done < len) {
+		ssize_t n = pread(f->fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (int64_t)done;
+}
+
+static int f_write(void *data, void *file, const void *buf, size_t len,
+		   uint64_t off)
+{
+	struct ff *f = file;
+	size_t done = 0;
+
+	(void)data;
+	while (done < len) {
+		ssize_t n = pwrite(f->fd, (const char *)buf + done, len - done,
+				   (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int f_sync(void *data, void *file)
+{
+	struct ff *f = file;
+
+	(void)data;
+	return fdatasync(f->fd) < 0 ? -errno : 0;
+}
+
+static int f_size(void *data, void *file, uint64_t *size)
+{
+	struct ff *f = file;
+	struct stat sb;
+
+	(void)data;
+	if (fstat(f->fd, &sb) < 0)
+		return -errno;
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
+static int f_truncate(void *data, void *file, uint64_t size)
+{
+	struct ff *f = file;
+
+	(void)data;
+	if (ftruncate(f->fd, (off_t)size) < 0)
+		return -errno;
+	return fsync(f->fd) < 0 ? -errno : 0;
+}
+
+static int f_allocate(void *data, void *file, uint64_t size)
+{
+	struct ff *f = file;
+	int rc;
+
+	(void)data;
+	rc = posix_fallocate(f->fd, 0, (off_t)size);
+	return rc ? -rc : 0;
+}
+
+static int f_unlink(void *data, const char *name)
+{
+	struct fs *fs = data;
+
+	return unlinkat(fs->dirfd, name, 0) < 0 ? -errno : 0;
+}
+
+static int f_rename(void *data, const char *from, const char *to)
+{
+	struct fs *fs = data;
+
+	return renameat(fs->dirfd, from, fs->dirfd, to) < 0 ? -errno : 0;
+}
+
+static int f_list(void *data, char ***names, size_t *count)
+{
+	struct fs *fs = data;
+	char **v = NULL, **nv;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+	int fd, err;
+
+	fd = openat(fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			nv = mem_realloc(v, cap * sizeof(*v));
+			if (!nv)
+				goto err_nomem;
+			v = nv;
+		}
+		v[n] = mem_strdup(de->d_name);
+		if (!v[n])
+			goto err_nomem;
+		n++;
+	}
+	closedir(d);
+	*names = v;
+	*count = n;
+	return 0;
+
+err_nomem:
+	closedir(d);
+	wal_storage_list_free(v, n);
+	return -ENOMEM;
+}
+
+static int f_sync_dir(void *data)
+{
+	struct fs *fs = data;
+
+	return fsync(fs->dirfd) < 0 ? -errno : 0;
+}
+
+static void f_destroy(void *data)
+{
+	struct fs *fs = data;
+
+	close(fs->dirfd);
+	mem_free(fs);
+}
+
+static const struct wal_storage_ops file_ops = {
+	.open = f_open,
+	.close = f_close,
+	.read = f_read,
+	.write = f_write,
+	.sync = f_sync,
+	.size = f_size,
+	.truncate = f_truncate,
+	.allocate = f_allocate,
+	.unlink = f_unlink,
+	.rename = f_rename,
+	.list = f_list,
+	.sync_dir = f_sync_dir,
+	.destroy = f_destroy,
+};
+
+int wal_file_storage_new(const char *dir, struct wal_storage **out)
+{
+	struct wal_storage *s;
+	struct fs *fs;
+	int err;
+
+	if (!dir || !*dir || !out)
+		return -EINVAL;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	s = mem_alloc(sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	fs = mem_alloc(sizeof(*fs));
+	if (!fs) {
+		err = -ENOMEM;
+		goto err_free_s;
+	}
+	fs->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fs->dirfd < 0) {
+		err = -errno;
+		goto err_free_fs;
+	}
+	s->ops = &file_ops;
+	s->data = fs;
+	*out = s;
+	return 0;
+
+err_free_fs:
+	mem_free(fs);
+err_free_s:
+	mem_free(s);
+	return err;
+}
+
+void wal_storage_list_free(char **names, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		mem_free(names[i]);
+	mem_free(names);
+}
+
+void wal_storage_free(struct wal_storage *s)
+{
+	if (!s)
+		return;
+	if (s->ops && s->ops->destroy)
+		s->ops->destroy(s->data);
+	mem_free(s);
+}
