@@ -649,7 +649,8 @@ struct raft_sim *raft_sim_new(const struct raft_sim_options *opt)
 		n->d.snap.conf.n = s->o.n_nodes;
 		for (unsigned i = 0; i < s->o.n_nodes; i++)
 			n->d.snap.conf.members[i].id = i + 1;
-		if (node_start(s, n) != 0) {
+		n->exists = true;
+		if (!s->o.no_autostart && node_start(s, n) != 0) {
 			raft_sim_free(s);
 			return NULL;
 		}

@@ -38,6 +38,7 @@ struct raft_sim_options {
 	unsigned compact_every;		/* compact when this many applied; 0 never */
 	bool pre_vote, check_quorum;
 	unsigned max_inflight, max_batch_entries;
+	bool no_autostart; /* create the nodes' disks but do not start them */
 	FILE *trace; /* readable trace, or NULL */
 };
 
