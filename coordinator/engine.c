@@ -826,6 +826,17 @@ static int on_voted(struct coordinator_engine *e, struct coordinator_fx *fx,
 {
 	struct coordinator_branch *b = &x->branches[i];
 
+	if (b->state == COORDINATOR_BR_ROLLED_BACK &&
+	    x->decision == COORDINATOR_OUTCOME_ABORTED && x->log_token == 0 &&
+	    (ev->vote == COORDINATOR_VOTE_YES || ev->vote == COORDINATOR_VOTE_LOST)) {
+		/* Rule 4, late: the PREPARE landed after its rollback found
+		 * nothing (42704).  Undo it now rather than wait for the
+		 * reconciler. */
+		if (x->state == COORDINATOR_TXN_DONE)
+			set_state(fx, x, COORDINATOR_TXN_ABORTING);
+		issue_phase2(fx, x, i);
+		return 0;
+	}
 	if (b->state != COORDINATOR_BR_PREPARING)
 		return COORDINATOR_ESTALE;
 	switch (ev->vote) {
