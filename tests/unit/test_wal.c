@@ -373,6 +373,22 @@ END_TEST
 
 /* ---- truncation crash safety */
 
+/* No segment holds only records below first (recovery deleted them). */
+static void assert_no_dead_segments(struct wal_storage *st, uint64_t first)
+{
+	char **names;
+	size_t count, below = 0;
+	uint64_t v;
+
+	ck_assert_int_eq(st->ops->list(st->data, &names, &count), 0);
+	for (size_t i = 0; i < count; i++) {
+		if (sscanf(names[i], "%16" SCNx64 ".wal", &v) == 1 && v <= first)
+			below++;
+	}
+	wal_storage_list_free(names, count);
+	ck_assert_uint_le(below, 1);
+}
+
 static void prefix_case(uint64_t cut)
 {
 	bool done = false;
@@ -399,6 +415,7 @@ static void prefix_case(uint64_t cut)
 			ck_assert_uint_eq(rep.first_lsn, cut);
 		ck_assert_msg(rep.first_lsn == 1 || rep.first_lsn == cut,
 			      "step %ld: first %" PRIu64, n, rep.first_lsn);
+		assert_no_dead_segments(st, rep.first_lsn);
 		if (cut <= 121) {
 			ck_assert_uint_eq(rep.last_lsn, 120);
 			check_contents(w, rep.first_lsn, 120);
