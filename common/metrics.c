@@ -61,6 +61,8 @@ struct metrics_counter {
 struct metrics_gauge {
 	struct series s;
 	double value;
+	metrics_gauge_fn fn; /* if set, the value is fn(fn_data) */
+	void *fn_data;
 };
 
 struct metrics_histogram {
@@ -487,6 +489,26 @@ int metrics_gauge_new(struct metrics_registry *r, const char *name,
 	return rc;
 }
 
+int metrics_gauge_fn_new(struct metrics_registry *r, const char *name,
+			 const char *help, const char *const *labels,
+			 metrics_gauge_fn fn, void *data,
+			 struct metrics_gauge **out)
+{
+	struct metrics_gauge *g = NULL;
+	int rc;
+
+	if (fn == NULL)
+		return -EINVAL;
+	rc = metrics_gauge_new(r, name, help, labels, &g);
+	if (rc < 0)
+		return rc;
+	g->fn = fn;
+	g->fn_data = data;
+	if (out != NULL)
+		*out = g;
+	return 0;
+}
+
 int metrics_histogram_new(struct metrics_registry *r, const char *name,
 			  const char *help, const char *const *labels,
 			  const double *buckets, size_t nbuckets,
@@ -554,7 +576,7 @@ void metrics_gauge_dec(struct metrics_gauge *g)
 
 double metrics_gauge_value(const struct metrics_gauge *g)
 {
-	return g->value;
+	return g->fn != NULL ? g->fn(g->fn_data) : g->value;
 }
 
 void metrics_histogram_observe(struct metrics_histogram *h, double seconds)
@@ -681,9 +703,9 @@ int metrics_registry_render(const struct metrics_registry *r, char **out,
 			case KIND_GAUGE:
 				sb_series_name(&b, s, "", NULL);
 				sb_putc(&b, ' ');
-				sb_double(
-				    &b,
-				    ((const struct metrics_gauge *)s)->value);
+				sb_double(&b,
+					  metrics_gauge_value(
+					      (const struct metrics_gauge *)s));
 				sb_putc(&b, '\n');
 				break;
 			case KIND_HISTOGRAM:

@@ -69,6 +69,17 @@ int metrics_gauge_new(struct metrics_registry *r, const char *name,
 		      const char *help, const char *const *labels,
 		      struct metrics_gauge **out);
 /*
+ * A gauge whose value is computed when it is read or rendered: fn(data)
+ * (queue depths, table sizes).  fn runs on the loop during rendering and
+ * must not touch the registry.  out may be NULL; metrics_gauge_set() and
+ * friends have no effect on it.
+ */
+typedef double (*metrics_gauge_fn)(void *data);
+int metrics_gauge_fn_new(struct metrics_registry *r, const char *name,
+			 const char *help, const char *const *labels,
+			 metrics_gauge_fn fn, void *data,
+			 struct metrics_gauge **out);
+/*
  * buckets: nbuckets strictly increasing finite upper bounds (seconds), at
  * most METRICS_MAX_BUCKETS; buckets NULL means METRICS_LATENCY_BUCKETS.
  * All series of one histogram family must use the same buckets.

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -288,6 +289,84 @@ START_TEST(allocation_failures_leave_registry_consistent)
 }
 END_TEST
 
+static double queue_depth(void *data)
+{
+	return (double)*(int *)data;
+}
+
+START_TEST(callback_gauge_is_read_at_render_time)
+{
+	struct metrics_registry *r;
+	struct metrics_gauge *g = NULL;
+	int depth = 3;
+	char *out;
+
+	ck_assert_int_eq(metrics_registry_new(&r), 0);
+	ck_assert_int_eq(
+	    metrics_gauge_fn_new(r, "q", "Queue.", NULL, NULL, NULL, &g),
+	    -EINVAL);
+	ck_assert_int_eq(metrics_gauge_fn_new(r, "q", "Queue.", NULL,
+					      queue_depth, &depth, &g),
+			 0);
+	depth = 12;
+	metrics_gauge_set(g, 99); /* no effect on a callback gauge */
+	ck_assert(metrics_gauge_value(g) == 12);
+	out = render(r);
+	ck_assert_str_eq(out, "# HELP q Queue.\n# TYPE q gauge\nq 12\n");
+	mem_free(out);
+	metrics_registry_free(r);
+}
+END_TEST
+
+/* Bucket choice matches a linear reference for seeded random values. */
+START_TEST(observations_land_in_the_first_bucket_that_holds_them)
+{
+	static const double b[] = {METRICS_LATENCY_BUCKETS};
+	const size_t nb = sizeof(b) / sizeof(b[0]);
+	struct metrics_registry *r;
+	struct metrics_histogram *h;
+	uint64_t want[sizeof(b) / sizeof(b[0]) + 1] = {0};
+	uint64_t x = 12345;
+	char *out, *p;
+
+	ck_assert_int_eq(metrics_registry_new(&r), 0);
+	ck_assert_int_eq(metrics_histogram_new(r, "h", NULL, NULL, NULL, 0, &h),
+			 0);
+	for (int i = 0; i < 5000; i++) {
+		double v;
+		size_t k = 0;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		/* Exact bounds, and log-uniform values from 10 us to 100 s. */
+		if (i % 10 == 0)
+			v = b[x % nb];
+		else
+			v = pow(10, -5 + (double)(x % 70000) / 10000.0);
+		while (k < nb && b[k] < v)
+			k++;
+		want[k]++;
+		metrics_histogram_observe(h, v);
+	}
+	out = render(r);
+	p = out;
+	for (size_t k = 0, cum = 0; k <= nb; k++) {
+		unsigned long long got;
+
+		cum += want[k];
+		p = strstr(p, "h_bucket{le=");
+		ck_assert_ptr_nonnull(p);
+		p = strchr(p, '}');
+		ck_assert_int_eq(sscanf(p, "} %llu", &got), 1);
+		ck_assert_msg(got == cum, "seed 12345 bucket %zu: %llu != %zu",
+			      k, got, cum);
+	}
+	mem_free(out);
+	metrics_registry_free(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common_metrics");
@@ -304,6 +383,9 @@ int main(void)
 	tcase_add_test(tc,
 		       special_gauge_values_render_as_prometheus_spells_them);
 	tcase_add_test(tc, allocation_failures_leave_registry_consistent);
+	tcase_add_test(tc, callback_gauge_is_read_at_render_time);
+	tcase_add_test(tc,
+		       observations_land_in_the_first_bucket_that_holds_them);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
