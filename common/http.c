@@ -57,18 +57,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEADERS 100
-#define IN_CAP (256u << 10)            /* unparsed bytes kept per conn */
-#define LINGER_MS 2000u
-#define CONN_WRITE_LIMIT (64u << 20)   /* one response at a time */
-#define CLIENT_HEADER_MAX (64u << 10)  /* one header name or value */
+#define MAX_HEADERS	  100
+#define IN_CAP		  (256u << 10) /* unparsed bytes kept per conn */
+#define LINGER_MS	  2000u
+#define CONN_WRITE_LIMIT  (64u << 20) /* one response at a time */
+#define CLIENT_HEADER_MAX (64u << 10) /* one header name or value */
 
 static const struct {
 	int code;
 	const char *msg;
 } http_errors[] = {
 #define HTTP_ERR_ROW(name, msg) {-name, msg},
-	HTTP_ERRORS(HTTP_ERR_ROW)
+    HTTP_ERRORS(HTTP_ERR_ROW)
 #undef HTTP_ERR_ROW
 };
 
@@ -137,7 +137,7 @@ static int sbuf_sep(struct sbuf *b)
 }
 
 static int sbuf_printf(struct sbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static int sbuf_printf(struct sbuf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -164,47 +164,54 @@ static void sbuf_free(struct sbuf *b)
 
 /* ---- small shared helpers ----------------------------------------------- */
 
+static const struct {
+	int status;
+	const char *reason;
+} reasons[] = {
+    {100, "Continue"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {422, "Unprocessable Content"},
+    {425, "Too Early"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+};
+
 const char *http_status_reason(int status)
 {
-	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 308: return "Permanent Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 406: return "Not Acceptable";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 410: return "Gone";
-	case 411: return "Length Required";
-	case 412: return "Precondition Failed";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 415: return "Unsupported Media Type";
-	case 422: return "Unprocessable Content";
-	case 425: return "Too Early";
-	case 428: return "Precondition Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Unknown";
-	}
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].status == status)
+			return reasons[i].reason;
+	return "Unknown";
 }
 
 static int hexval(char c)
@@ -255,7 +262,8 @@ int http_url_decode(const char *in, size_t len, bool plus_is_space, char *out,
 static bool is_tchar(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c));
+	       (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 static bool is_token(const char *s)
@@ -293,8 +301,8 @@ struct hconn;
 
 struct hreq {
 	struct http_request pub; /* first: the handler's pointer is ours */
-	struct hconn *conn;      /* NULL once the connection is gone */
-	unsigned method;         /* enum http_method */
+	struct hconn *conn;	 /* NULL once the connection is gone */
+	unsigned method;	 /* enum http_method */
 	bool keep_alive;
 	struct sbuf url;
 	struct sbuf hb; /* header names and values, NUL-separated */
@@ -303,7 +311,7 @@ struct hreq {
 	enum hstate hstate;
 	struct sbuf body;
 	struct sbuf misc; /* path, query, decoded params, NUL-separated */
-	size_t *params;   /* name, value offsets into misc */
+	size_t *params;	  /* name, value offsets into misc */
 	size_t nparams, pcap;
 	struct sbuf extra; /* extra response header lines */
 };
@@ -317,9 +325,9 @@ struct http_server {
 	void *data;
 	struct hconn *conns;
 	size_t nconns;
-	int dispatching;       /* handler calls on the stack */
+	int dispatching;	/* handler calls on the stack */
 	struct hconn *deferred; /* answered while dispatching: parse on */
-	int open; /* listener + timer while stopping */
+	int open;		/* listener + timer while stopping */
 	bool stopping;
 	void (*on_closed)(void *data);
 };
@@ -370,14 +378,14 @@ const char *http_request_header(const struct http_request *req,
 	for (size_t i = 0; i < r->nhdrs; i++) {
 		if (strcasecmp(r->hb.p + r->hdrs[i].name, name) != 0)
 			continue;
-		return r->hdrs[i].value == SIZE_MAX ? ""
-						    : r->hb.p + r->hdrs[i].value;
+		return r->hdrs[i].value == SIZE_MAX
+			   ? ""
+			   : r->hb.p + r->hdrs[i].value;
 	}
 	return NULL;
 }
 
-const char *http_request_param(const struct http_request *req,
-			       const char *name)
+const char *http_request_param(const struct http_request *req, const char *name)
 {
 	const struct hreq *r = (const struct hreq *)req;
 
@@ -429,7 +437,8 @@ static int parse_params(struct hreq *r, const char *q, size_t qlen)
 			;
 		if (r->nparams == r->pcap) {
 			size_t cap = r->pcap ? r->pcap * 2 : 8;
-			size_t *p = mem_realloc(r->params, 2 * cap * sizeof(*p));
+			size_t *p =
+			    mem_realloc(r->params, 2 * cap * sizeof(*p));
 
 			if (p == NULL)
 				return 503;
@@ -503,7 +512,7 @@ static int req_finalize(struct hreq *r)
 	r->pub.body_len = r->body.len;
 	r->pub.content_type = http_request_header(&r->pub, "Content-Type");
 	r->pub.idempotency_key =
-		http_request_header(&r->pub, "Idempotency-Key");
+	    http_request_header(&r->pub, "Idempotency-Key");
 	return 0;
 }
 
@@ -647,13 +656,13 @@ static int on_complete(http_parser *p)
 }
 
 static const http_parser_settings parser_settings = {
-	.on_message_begin = on_begin,
-	.on_url = on_url,
-	.on_header_field = on_field,
-	.on_header_value = on_value,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_complete,
+    .on_message_begin = on_begin,
+    .on_url = on_url,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_complete,
 };
 
 /* ---- server: connections ------------------------------------------------ */
@@ -722,7 +731,8 @@ static void linger_close(struct hconn *hc)
 	if (hc->lingering || hc->closing)
 		return;
 	hc->lingering = true;
-	hc->linger_until = uv_now(hc->srv->loop) + (ms < LINGER_MS ? ms : LINGER_MS);
+	hc->linger_until =
+	    uv_now(hc->srv->loop) + (ms < LINGER_MS ? ms : LINGER_MS);
 	if (net_conn_shutdown(hc->nc, on_shutdown) < 0) {
 		conn_close(hc);
 		return;
@@ -763,7 +773,8 @@ static int write_response(struct hconn *hc, int status, const char *ctype,
 static void reject(struct hconn *hc, int status)
 {
 	char body[64];
-	int n = snprintf(body, sizeof(body), "%s\n", http_status_reason(status));
+	int n =
+	    snprintf(body, sizeof(body), "%s\n", http_status_reason(status));
 
 	log_debug("http", "request_rejected", "status=%d", status);
 	req_free(hc->cur);
@@ -827,10 +838,9 @@ static void process(struct hconn *hc)
 	while (!hc->closing && !hc->lingering && hc->inflight == NULL) {
 		if (hc->in_off < hc->in.len) {
 			size_t avail = hc->in.len - hc->in_off;
-			size_t n = http_parser_execute(&hc->parser,
-						       &parser_settings,
-						       hc->in.p + hc->in_off,
-						       avail);
+			size_t n =
+			    http_parser_execute(&hc->parser, &parser_settings,
+						hc->in.p + hc->in_off, avail);
 			enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
 
 			hc->in_off += n;
@@ -840,9 +850,9 @@ static void process(struct hconn *hc)
 				continue;
 			}
 			if (e != HPE_OK) {
-				reject(hc, hc->reject      ? hc->reject
+				reject(hc, hc->reject ? hc->reject
 					   : e == HPE_HEADER_OVERFLOW ? 431
-								       : 400);
+								      : 400);
 				break;
 			}
 			if (n < avail)
@@ -968,9 +978,8 @@ static void on_sweep(uv_timer_t *t)
 /* ---- server: public ----------------------------------------------------- */
 
 int http_server_start(uv_loop_t *loop, const char *addr,
-		      const struct http_server_opts *opts,
-		      http_handler handler, void *data,
-		      struct http_server **out)
+		      const struct http_server_opts *opts, http_handler handler,
+		      void *data, struct http_server **out)
 {
 	struct http_server *srv;
 	uint64_t every;
@@ -1057,9 +1066,9 @@ int http_server_stop(struct http_server *srv, void (*on_closed)(void *data))
 int http_respond_header(struct http_request *req, const char *name,
 			const char *value)
 {
-	static const char *const reserved[] = {
-		"Content-Type", "Content-Length", "Connection",
-		"Transfer-Encoding"};
+	static const char *const reserved[] = {"Content-Type", "Content-Length",
+					       "Connection",
+					       "Transfer-Encoding"};
 	struct hreq *r = (struct hreq *)req;
 	size_t before;
 
@@ -1079,8 +1088,8 @@ int http_respond_header(struct http_request *req, const char *name,
 	return 0;
 }
 
-int http_respond(struct http_request *req, int status,
-		 const char *content_type, const void *body, size_t len)
+int http_respond(struct http_request *req, int status, const char *content_type,
+		 const void *body, size_t len)
 {
 	static const char oops[] = "Internal Server Error\n";
 	struct hreq *r = (struct hreq *)req;
@@ -1142,8 +1151,8 @@ int http_respond_json(struct http_request *req, int status, json_t *json)
 	if (s == NULL)
 		return http_respond(req, 500, "application/json", oops,
 				    sizeof(oops) - 1) == 0
-			       ? -EINVAL
-			       : -ECANCELED;
+			   ? -EINVAL
+			   : -ECANCELED;
 	rv = sbuf_adds(&b, s);
 	json_get_alloc_funcs(&jmalloc, &jfree);
 	jfree(s);
@@ -1169,7 +1178,7 @@ struct cstate {
 	struct sbuf field;
 	struct sbuf value;
 	enum hstate hstate;
-	int err;   /* why a callback stopped the parser */
+	int err; /* why a callback stopped the parser */
 	bool done;
 };
 
@@ -1303,11 +1312,11 @@ static int cli_complete(http_parser *p)
 }
 
 static const http_parser_settings client_settings = {
-	.on_header_field = cli_field,
-	.on_header_value = cli_value,
-	.on_headers_complete = cli_headers_complete,
-	.on_body = cli_body,
-	.on_message_complete = cli_complete,
+    .on_header_field = cli_field,
+    .on_header_value = cli_value,
+    .on_headers_complete = cli_headers_complete,
+    .on_body = cli_body,
+    .on_message_complete = cli_complete,
 };
 
 static int client_connect(const struct sockaddr_storage *ss, int64_t deadline,
@@ -1354,10 +1363,10 @@ static int build_request(struct sbuf *req, const char *hostport,
 			 const char *method, const char *path,
 			 const char *content_type, const char *body, size_t len)
 {
-	bool with_length = len > 0 || body != NULL ||
-			   (strcmp(method, "GET") != 0 &&
-			    strcmp(method, "HEAD") != 0 &&
-			    strcmp(method, "DELETE") != 0);
+	bool with_length =
+	    len > 0 || body != NULL ||
+	    (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+	     strcmp(method, "DELETE") != 0);
 	int rv;
 
 	rv = sbuf_printf(req,

@@ -6,17 +6,18 @@
  * Server
  *   http_server_start() listens; the handler gets each complete request and
  *   answers it at once or later (after the coordinator finishes a
- *   transaction) with http_respond() / http_respond_json().  Requests on one
- *   connection are handed to the handler one at a time, in order, so
+ *   transaction) with http_respond() / http_respond_json().  Requests on
+ *   one connection are handed to the handler one at a time, in order, so
  *   keep-alive and pipelined requests are answered in order.  Everything
  *   runs on the loop's thread, and the handler is never called from inside
  *   itself (an answer given in the handler to another connection's request
- *   lets that connection's next request in only after the handler returns).  The server
- *   answers by itself, and closes the connection after: 400 to a malformed
- *   request, 413 to a body over max_body_bytes (as soon as the headers show
- *   it, without reading the body), 414 / 431 to a URL / headers over
- *   max_header_bytes, 505 to an HTTP version other than 1.x.  The method is
- *   the handler's business (405 is its choice).
+ *   lets that connection's next request in after the handler returns).
+ *
+ *   The server answers by itself, and closes the connection after: 400 to
+ *   a malformed request, 413 to a body over max_body_bytes (as soon as the
+ *   headers show it, without reading the body), 414 / 431 to a URL /
+ *   headers over max_header_bytes, 505 to an HTTP version other than 1.x.
+ *   The method is the handler's business (405 is its choice).
  *
  * Ownership of a request (who frees what)
  *   The server allocates each struct http_request and hands it to the
@@ -42,26 +43,26 @@
 
 /* Codes http returns itself, with the message http_strerror() gives them. */
 #define HTTP_ERRORS(X)                                                         \
-	X(EINVAL, "invalid argument (address, method, path or header)")       \
+	X(EINVAL, "invalid argument (address, method, path or header)")        \
 	X(EPROTO, "malformed HTTP response")                                   \
 	X(EMSGSIZE, "HTTP response too large")                                 \
 	X(ETIMEDOUT, "HTTP request timed out")                                 \
-	X(ECONNRESET, "connection closed before a complete response")        \
-	X(ECANCELED, "request cancelled: its connection is gone")             \
+	X(ECONNRESET, "connection closed before a complete response")          \
+	X(ECANCELED, "request cancelled: its connection is gone")              \
 	X(EALREADY, "server already stopping")                                 \
 	X(ENOMEM, "out of memory")
 
 /* Text for a negative code: the list above first, then net_strerror(). */
 const char *http_strerror(int err);
 
-#define HTTP_MAX_BODY_DEFAULT (1u << 20)     /* 1 MiB */
-#define HTTP_MAX_HEADER_DEFAULT (16u << 10)  /* 16 KiB */
-#define HTTP_IDLE_TIMEOUT_DEFAULT 30000u     /* ms */
+#define HTTP_MAX_BODY_DEFAULT	     (1u << 20)	 /* 1 MiB */
+#define HTTP_MAX_HEADER_DEFAULT	     (16u << 10) /* 16 KiB */
+#define HTTP_IDLE_TIMEOUT_DEFAULT    30000u	 /* ms */
 #define HTTP_MAX_CONNECTIONS_DEFAULT 1024u
-#define HTTP_CLIENT_MAX_BODY (64u << 20)     /* 64 MiB */
+#define HTTP_CLIENT_MAX_BODY	     (64u << 20) /* 64 MiB */
 
 struct http_server_opts {
-	size_t max_body_bytes;    /* 0: HTTP_MAX_BODY_DEFAULT */
+	size_t max_body_bytes;	  /* 0: HTTP_MAX_BODY_DEFAULT */
 	size_t max_header_bytes;  /* request line + headers; 0: default */
 	unsigned idle_timeout_ms; /* a connection with no request in the
 				     handler and no traffic for this long is
@@ -72,12 +73,12 @@ struct http_server_opts {
 
 /* Read-only for the handler; see the ownership notes above. */
 struct http_request {
-	const char *method;          /* "GET", "POST", ... */
-	const char *path;            /* as sent, not decoded; "/" if none */
-	const char *query;           /* as sent, after '?'; "" if none */
+	const char *method;	     /* "GET", "POST", ... */
+	const char *path;	     /* as sent, not decoded; "/" if none */
+	const char *query;	     /* as sent, after '?'; "" if none */
 	const char *content_type;    /* Content-Type or NULL */
 	const char *idempotency_key; /* Idempotency-Key or NULL */
-	const char *body;            /* NUL-terminated; "" if none */
+	const char *body;	     /* NUL-terminated; "" if none */
 	size_t body_len;
 };
 
@@ -91,9 +92,8 @@ typedef void (*http_handler)(struct http_request *req, void *data);
  * *out is untouched and nothing is left on the loop.
  */
 int http_server_start(uv_loop_t *loop, const char *addr,
-		      const struct http_server_opts *opts,
-		      http_handler handler, void *data,
-		      struct http_server **out);
+		      const struct http_server_opts *opts, http_handler handler,
+		      void *data, struct http_server **out);
 /* The bound port. */
 int http_server_port(const struct http_server *srv);
 /* Open connections (for tests and metrics). */
@@ -131,8 +131,8 @@ int http_respond_header(struct http_request *req, const char *name,
  * status outside 100..999, or an error from the socket (the connection is
  * then closed).
  */
-int http_respond(struct http_request *req, int status,
-		 const char *content_type, const void *body, size_t len);
+int http_respond(struct http_request *req, int status, const char *content_type,
+		 const void *body, size_t len);
 /* http_respond() with application/json; steals the reference to json. */
 int http_respond_json(struct http_request *req, int status, json_t *json);
 
@@ -148,10 +148,10 @@ int http_url_decode(const char *in, size_t len, bool plus_is_space, char *out,
 /* A response, owned by the caller: free with http_response_free(). */
 struct http_response {
 	int status;
-	char *body;         /* NUL-terminated; "" if none */
+	char *body; /* NUL-terminated; "" if none */
 	size_t body_len;
 	char *content_type; /* or NULL */
-	char *location;     /* Location header or NULL */
+	char *location;	    /* Location header or NULL */
 };
 
 /*

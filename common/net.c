@@ -44,7 +44,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define READ_BUF 16384
+#define READ_BUF       16384
 #define LISTEN_BACKLOG 128
 
 struct net_conn {
@@ -60,14 +60,14 @@ struct net_conn {
 	void *data;
 	size_t queued;
 	size_t limit;
-	int handles;      /* handles still open */
-	bool has_timer;   /* timer was initialised */
+	int handles;	  /* handles still open */
+	bool has_timer;	  /* timer was initialised */
 	bool connecting;  /* connect request outstanding */
-	bool timed_out;   /* the connect timer closed us */
+	bool timed_out;	  /* the connect timer closed us */
 	bool user_closed; /* net_conn_close() was called */
 	bool closing;
-	bool shut;        /* shutdown requested: no more writes */
-	bool ended;       /* n < 0 was reported to on_read */
+	bool shut;  /* shutdown requested: no more writes */
+	bool ended; /* n < 0 was reported to on_read */
 	bool reading;
 	char rbuf[READ_BUF];
 };
@@ -80,8 +80,8 @@ struct net_listener {
 	void (*on_closed)(void *data);
 	void *data;
 	int port;
-	int handles;         /* open handles: tcp, and reject while in use */
-	bool rejecting;      /* reject is in use (closing) */
+	int handles;	     /* open handles: tcp, and reject while in use */
+	bool rejecting;	     /* reject is in use (closing) */
 	bool reject_pending; /* libuv holds one more connection for us */
 	bool closing;
 };
@@ -98,7 +98,7 @@ static const struct {
 	const char *msg;
 } net_errors[] = {
 #define NET_ERR_ROW(name, msg) {-name, msg},
-	NET_ERRORS(NET_ERR_ROW)
+    NET_ERRORS(NET_ERR_ROW)
 #undef NET_ERR_ROW
 };
 
@@ -205,7 +205,8 @@ int net_addr_format(const struct sockaddr *sa, char *buf, size_t len)
 		port = ntohs(in->sin_port);
 		n = snprintf(buf, len, "%s:%d", host, port);
 	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		const struct sockaddr_in6 *in6 =
+		    (const struct sockaddr_in6 *)sa;
 
 		if (uv_ip6_name(in6, host, sizeof(host)) != 0)
 			return -EINVAL;
@@ -356,7 +357,7 @@ int net_conn_write(struct net_conn *c, const void *buf, size_t len)
 	}
 	w = mem_alloc(sizeof(*w) + (len - off));
 	if (w == NULL) {
-		/* Part of the bytes may be out already: the stream is broken. */
+		/* Some bytes may be out already: the stream is broken. */
 		if (off > 0) {
 			report_end(c, -ENOMEM);
 			return 0;
@@ -496,9 +497,8 @@ int net_connect(uv_loop_t *loop, const char *addr, net_connect_cb cb,
 				   NULL);
 }
 
-int net_connect_timeout(uv_loop_t *loop, const char *addr,
-			unsigned timeout_ms, net_connect_cb cb, void *data,
-			struct net_conn **connp)
+int net_connect_timeout(uv_loop_t *loop, const char *addr, unsigned timeout_ms,
+			net_connect_cb cb, void *data, struct net_conn **connp)
 {
 	struct sockaddr_storage ss;
 	struct net_conn *c;
@@ -681,8 +681,8 @@ int net_listen(uv_loop_t *loop, const char *addr, net_accept_cb on_conn,
 		goto err_close_fd;
 	}
 	l->port = ntohs(ss.ss_family == AF_INET6
-				? ((struct sockaddr_in6 *)&ss)->sin6_port
-				: ((struct sockaddr_in *)&ss)->sin_port);
+			    ? ((struct sockaddr_in6 *)&ss)->sin6_port
+			    : ((struct sockaddr_in *)&ss)->sin_port);
 	l->loop = loop;
 	l->on_conn = on_conn;
 	l->data = data;
@@ -696,8 +696,8 @@ int net_listen(uv_loop_t *loop, const char *addr, net_accept_cb on_conn,
 		close(fd);
 		goto err_close_handle;
 	}
-	rv = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG,
-		       on_uv_connection);
+	rv =
+	    uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_uv_connection);
 	if (rv < 0)
 		goto err_close_handle;
 	*out = l;

@@ -29,7 +29,7 @@
 
 /* Codes net returns itself, with the message net_strerror() gives them. */
 #define NET_ERRORS(X)                                                          \
-	X(EINVAL, "bad address: expected IPv4:port, [IPv6]:port or "          \
+	X(EINVAL, "bad address: expected IPv4:port, [IPv6]:port or "           \
 		  "localhost:port")                                            \
 	X(ENOBUFS, "outgoing queue full")                                      \
 	X(ETIMEDOUT, "connect timed out")                                      \
@@ -41,9 +41,9 @@
 /* Text for a negative code: the list above first, then libuv's text. */
 const char *net_strerror(int err);
 
-#define NET_CONNECT_TIMEOUT_MS 5000u    /* net_connect()'s default */
+#define NET_CONNECT_TIMEOUT_MS	5000u	   /* net_connect()'s default */
 #define NET_WRITE_LIMIT_DEFAULT (4u << 20) /* bytes queued per connection */
-#define NET_ADDR_STRLEN 64              /* enough for "[v6%scope]:65535" */
+#define NET_ADDR_STRLEN		64	   /* enough for "[v6%scope]:65535" */
 
 struct net_conn;
 struct net_listener;
@@ -102,9 +102,8 @@ int net_connect(uv_loop_t *loop, const char *addr, net_connect_cb cb,
  * connection at once, so that net_conn_close() can cancel the attempt (cb
  * then gets -ECANCELED, and the close callback fires after it).
  */
-int net_connect_timeout(uv_loop_t *loop, const char *addr,
-			unsigned timeout_ms, net_connect_cb cb, void *data,
-			struct net_conn **connp);
+int net_connect_timeout(uv_loop_t *loop, const char *addr, unsigned timeout_ms,
+			net_connect_cb cb, void *data, struct net_conn **connp);
 
 /* Starts delivering bytes to on_read (again, after a stop). */
 int net_conn_read_start(struct net_conn *c, net_read_cb on_read, void *data);

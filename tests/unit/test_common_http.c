@@ -89,13 +89,13 @@ static void handler(struct http_request *req, void *data)
 		http_respond(req, 200, "text/plain", "released", 8);
 	} else if (strcmp(req->path, "/echo") == 0) {
 		json_t *j = json_pack(
-			"{s:s, s:s, s:s, s:s%, s:s?, s:s?, s:s?, s:s?, s:s?}",
-			"method", req->method, "path", req->path, "query",
-			req->query, "body", req->body, req->body_len, "ctype",
-			req->content_type, "idem", req->idempotency_key, "a",
-			http_request_param(req, "a"), "b",
-			http_request_param(req, "b"), "x",
-			http_request_header(req, "x-test"));
+		    "{s:s, s:s, s:s, s:s%, s:s?, s:s?, s:s?, s:s?, s:s?}",
+		    "method", req->method, "path", req->path, "query",
+		    req->query, "body", req->body, req->body_len, "ctype",
+		    req->content_type, "idem", req->idempotency_key, "a",
+		    http_request_param(req, "a"), "b",
+		    http_request_param(req, "b"), "x",
+		    http_request_header(req, "x-test"));
 
 		ck_assert_int_eq(http_respond_json(req, 200, j), 0);
 	} else if (strcmp(req->path, "/async") == 0) {
@@ -208,8 +208,8 @@ static int rp_value(http_parser *p, const char *at, size_t len)
 	struct resp *r = cur_resp(w);
 
 	if (strcasecmp(w->field, "Connection") == 0)
-		snprintf(r->connection, sizeof(r->connection), "%.*s",
-			 (int)len, at);
+		snprintf(r->connection, sizeof(r->connection), "%.*s", (int)len,
+			 at);
 	if (strcasecmp(w->field, "Location") == 0)
 		snprintf(r->location, sizeof(r->location), "%.*s", (int)len,
 			 at);
@@ -239,15 +239,14 @@ static int rp_complete(http_parser *p)
 }
 
 static const http_parser_settings rp_settings = {
-	.on_message_begin = rp_begin,
-	.on_header_field = rp_field,
-	.on_header_value = rp_value,
-	.on_body = rp_body,
-	.on_message_complete = rp_complete,
+    .on_message_begin = rp_begin,
+    .on_header_field = rp_field,
+    .on_header_value = rp_value,
+    .on_body = rp_body,
+    .on_message_complete = rp_complete,
 };
 
-static void cli_read(struct net_conn *c, const char *buf, ssize_t n,
-		     void *data)
+static void cli_read(struct net_conn *c, const char *buf, ssize_t n, void *data)
 {
 	struct world *w = data;
 
@@ -257,9 +256,9 @@ static void cli_read(struct net_conn *c, const char *buf, ssize_t n,
 		w->cli = NULL;
 		return;
 	}
-	ck_assert_uint_eq(http_parser_execute(&w->rp, &rp_settings, buf,
-					      (size_t)n),
-			  (size_t)n);
+	ck_assert_uint_eq(
+	    http_parser_execute(&w->rp, &rp_settings, buf, (size_t)n),
+	    (size_t)n);
 }
 
 static void on_connected(struct net_conn *c, int status, void *data)
@@ -436,18 +435,18 @@ END_TEST
 
 START_TEST(request_split_byte_by_byte)
 {
-	static const char req[] =
-		"POST /echo?a=split HTTP/1.1\r\nHost: t\r\n"
-		"Content-Type: text/plain\r\nX-Test: yes\r\n"
-		"Transfer-Encoding: chunked\r\n\r\n"
-		"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+	static const char req[] = "POST /echo?a=split HTTP/1.1\r\nHost: t\r\n"
+				  "Content-Type: text/plain\r\nX-Test: yes\r\n"
+				  "Transfer-Encoding: chunked\r\n\r\n"
+				  "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
 	struct world w;
 	json_t *j;
 
 	start(&w, NULL);
 	raw_open(&w);
 	for (size_t i = 0; i < sizeof(req) - 1; i++) {
-		ck_assert_int_eq(w.handled, 0); /* not complete before the end */
+		ck_assert_int_eq(w.handled,
+				 0); /* not complete before the end */
 		ck_assert_int_eq(net_conn_write(w.cli, req + i, 1), 0);
 		uv_run(&w.loop, UV_RUN_NOWAIT);
 		uv_run(&w.loop, UV_RUN_NOWAIT);
@@ -469,11 +468,11 @@ START_TEST(bad_requests_get_the_server_own_answer_and_close)
 		const char *req;
 		int status;
 	} cases[] = {
-		{"GARBAGE\r\n\r\n", 400},
-		{"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400},
-		{"GET /echo?a=%zz HTTP/1.1\r\n\r\n", 400},
-		{"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400},
-		{"GET / HTTP/2.0\r\n\r\n", 505},
+	    {"GARBAGE\r\n\r\n", 400},
+	    {"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400},
+	    {"GET /echo?a=%zz HTTP/1.1\r\n\r\n", 400},
+	    {"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400},
+	    {"GET / HTTP/2.0\r\n\r\n", 505},
 	};
 	struct world w;
 
@@ -483,8 +482,8 @@ START_TEST(bad_requests_get_the_server_own_answer_and_close)
 		raw_send(&w, cases[i].req);
 		ck_assert(run_until(&w, is_eof));
 		ck_assert_int_eq(w.nresp, 1);
-		ck_assert_msg(w.resp[0].status == cases[i].status,
-			      "%s: got %d", cases[i].req, w.resp[0].status);
+		ck_assert_msg(w.resp[0].status == cases[i].status, "%s: got %d",
+			      cases[i].req, w.resp[0].status);
 		ck_assert_str_eq(w.resp[0].connection, "close");
 	}
 	ck_assert_int_eq(w.handled, 0);
@@ -502,7 +501,8 @@ START_TEST(body_over_limit_gets_413_without_reading_it)
 	raw_open(&w);
 	memset(chunk, 'z', sizeof(chunk) - 1);
 	chunk[sizeof(chunk) - 1] = '\0';
-	raw_send(&w, "POST /echo HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n");
+	raw_send(&w,
+		 "POST /echo HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n");
 	raw_send(&w, chunk);
 	ck_assert(run_until(&w, is_eof));
 	ck_assert_int_eq(w.nresp, 1);
@@ -510,7 +510,8 @@ START_TEST(body_over_limit_gets_413_without_reading_it)
 
 	/* Chunked, so the size shows only while reading: cut at the limit. */
 	raw_open(&w);
-	raw_send(&w, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+	raw_send(&w,
+		 "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
 	for (int i = 0; i < 6; i++) {
 		raw_send(&w, "c7\r\n");
 		raw_send(&w, chunk);
@@ -631,9 +632,8 @@ START_TEST(client_reset_cancels_pending_request)
 	ck_assert_int_eq(net_addr_parse(addr, &ss), 0);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&ss,
-				 sizeof(struct sockaddr_in)),
-			 0);
+	ck_assert_int_eq(
+	    connect(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)), 0);
 	ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0),
 			 (ssize_t)sizeof(req) - 1);
 	ck_assert(run_until(&w, was_handled));
@@ -658,7 +658,7 @@ static bool a_done(struct world *w)
 START_TEST(answering_another_connection_does_not_nest_the_handler)
 {
 	static const char req[] =
-		"GET /release HTTP/1.1\r\nConnection: close\r\n\r\n";
+	    "GET /release HTTP/1.1\r\nConnection: close\r\n\r\n";
 	struct sockaddr_storage ss;
 	struct world w;
 	char addr[64];
@@ -673,9 +673,8 @@ START_TEST(answering_another_connection_does_not_nest_the_handler)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", w.port);
 	ck_assert_int_eq(net_addr_parse(addr, &ss), 0);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&ss,
-				 sizeof(struct sockaddr_in)),
-			 0);
+	ck_assert_int_eq(
+	    connect(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)), 0);
 	ck_assert_int_eq(send(fd, req, sizeof(req) - 1, 0),
 			 (ssize_t)sizeof(req) - 1);
 	ck_assert(run_until(&w, a_done));
@@ -917,8 +916,7 @@ static void thread_start(struct world *w)
 {
 	start(w, NULL);
 	w->stop_async.data = w;
-	ck_assert_int_eq(uv_async_init(&w->loop, &w->stop_async,
-				       on_stop_async),
+	ck_assert_int_eq(uv_async_init(&w->loop, &w->stop_async, on_stop_async),
 			 0);
 	ck_assert_int_eq(pthread_create(&w->thread, NULL, loop_thread, w), 0);
 }
@@ -968,9 +966,9 @@ START_TEST(blocking_client_against_threaded_server)
 	ck_assert_str_eq(r.body, "");
 	http_response_free(&r);
 
-	ck_assert_int_eq(http_client_request(addr, "HEAD", "/echo", NULL,
-					     NULL, 0, 5000, &r),
-			 0);
+	ck_assert_int_eq(
+	    http_client_request(addr, "HEAD", "/echo", NULL, NULL, 0, 5000, &r),
+	    0);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_uint_eq(r.body_len, 0);
 	http_response_free(&r);
@@ -983,9 +981,9 @@ START_TEST(blocking_client_against_threaded_server)
 	http_response_free(&r);
 
 	/* A handler that never answers: the client's deadline ends it. */
-	ck_assert_int_eq(http_client_request(addr, "GET", "/hold", NULL, NULL,
-					     0, 150, &r),
-			 -ETIMEDOUT);
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "/hold", NULL, NULL, 0, 150, &r),
+	    -ETIMEDOUT);
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_ptr_null(r.body);
 	thread_finish(&w);
@@ -1005,21 +1003,21 @@ START_TEST(blocking_client_reports_errors)
 	port = w.port;
 	finish(&w);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	ck_assert_int_eq(http_client_request(addr, "GET", "/", NULL, NULL, 0,
-					     2000, &r),
-			 -ECONNREFUSED);
-	ck_assert_int_eq(http_client_request("nope", "GET", "/", NULL, NULL,
-					     0, 2000, &r),
-			 -EINVAL);
-	ck_assert_int_eq(http_client_request(addr, "G T", "/", NULL, NULL, 0,
-					     2000, &r),
-			 -EINVAL);
-	ck_assert_int_eq(http_client_request(addr, "GET", "x y", NULL, NULL,
-					     0, 2000, &r),
-			 -EINVAL);
-	ck_assert_int_eq(http_client_request(addr, "GET", "/", "a\r\nb", NULL,
-					     0, 2000, &r),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "/", NULL, NULL, 0, 2000, &r),
+	    -ECONNREFUSED);
+	ck_assert_int_eq(
+	    http_client_request("nope", "GET", "/", NULL, NULL, 0, 2000, &r),
+	    -EINVAL);
+	ck_assert_int_eq(
+	    http_client_request(addr, "G T", "/", NULL, NULL, 0, 2000, &r),
+	    -EINVAL);
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "x y", NULL, NULL, 0, 2000, &r),
+	    -EINVAL);
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "/", "a\r\nb", NULL, 0, 2000, &r),
+	    -EINVAL);
 
 	/* A body over the server's limit: the client still reads the 413. */
 	thread_start(&w);
@@ -1061,7 +1059,8 @@ int main(void)
 	tcase_add_test(tc, stopping_with_a_request_pending_cancels_it);
 	tcase_add_test(tc, client_reset_cancels_pending_request);
 	tcase_add_test(tc, pipelined_flood_is_buffered_and_served);
-	tcase_add_test(tc, answering_another_connection_does_not_nest_the_handler);
+	tcase_add_test(tc,
+		       answering_another_connection_does_not_nest_the_handler);
 	tcase_add_test(tc, connections_over_the_limit_are_closed);
 	tcase_add_test(tc, idle_connection_is_closed);
 	tcase_add_test(tc, http10_and_connection_close_end_the_connection);

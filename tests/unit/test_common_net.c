@@ -65,8 +65,7 @@ struct world {
 	bool listener_closed;
 };
 
-static void srv_read(struct net_conn *c, const char *buf, ssize_t n,
-		     void *data)
+static void srv_read(struct net_conn *c, const char *buf, ssize_t n, void *data)
 {
 	struct world *w = data;
 
@@ -89,8 +88,7 @@ static void on_accept(struct net_listener *l, struct net_conn *c, void *data)
 	ck_assert_int_eq(net_conn_read_start(c, srv_read, w), 0);
 }
 
-static void cli_read(struct net_conn *c, const char *buf, ssize_t n,
-		     void *data)
+static void cli_read(struct net_conn *c, const char *buf, ssize_t n, void *data)
 {
 	struct world *w = data;
 
@@ -147,23 +145,21 @@ START_TEST(addr_parse_accepts_literals_and_rejects_garbage)
 	struct sockaddr_storage ss;
 	char buf[NET_ADDR_STRLEN];
 	static const char *const bad[] = {
-		"",	      "127.0.0.1",    "127.0.0.1:",  ":80",
-		"1.2.3.4:x",  "1.2.3.4:65536", "::1:80",     "[::1]80",
-		"[::1]:",     "host:80",      "1.2.3.4:123456", "[zz]:1",
-		"1.2.3:80",   "1.2.3.4:-1",   "1.2.3.4:+1",
+	    "",		 "127.0.0.1",	  "127.0.0.1:",	    ":80",
+	    "1.2.3.4:x", "1.2.3.4:65536", "::1:80",	    "[::1]80",
+	    "[::1]:",	 "host:80",	  "1.2.3.4:123456", "[zz]:1",
+	    "1.2.3:80",	 "1.2.3.4:-1",	  "1.2.3.4:+1",
 	};
 
 	ck_assert_int_eq(net_addr_parse("127.0.0.1:7400", &ss), 0);
 	ck_assert_int_eq(ss.ss_family, AF_INET);
-	ck_assert_int_eq(net_addr_format((struct sockaddr *)&ss, buf,
-					 sizeof(buf)),
-			 0);
+	ck_assert_int_eq(
+	    net_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "127.0.0.1:7400");
 	ck_assert_int_eq(net_addr_parse("[::1]:0", &ss), 0);
 	ck_assert_int_eq(ss.ss_family, AF_INET6);
-	ck_assert_int_eq(net_addr_format((struct sockaddr *)&ss, buf,
-					 sizeof(buf)),
-			 0);
+	ck_assert_int_eq(
+	    net_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "[::1]:0");
 	ck_assert_int_eq(net_addr_parse("localhost:65535", &ss), 0);
 	ck_assert_int_eq(net_addr_format((struct sockaddr *)&ss, buf, 5),
@@ -185,12 +181,11 @@ START_TEST(echo_through_listener_and_connector)
 	char addr[64];
 
 	world_init(&w);
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
-				    &w.l),
-			 0);
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
 	ck_assert_int_gt(net_listener_port(w.l), 0);
-	ck_assert_int_eq(net_connect(&w.loop, listen_addr(&w, addr,
-							   sizeof(addr)),
+	ck_assert_int_eq(net_connect(&w.loop,
+				     listen_addr(&w, addr, sizeof(addr)),
 				     on_connected, &w),
 			 0);
 	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
@@ -255,11 +250,10 @@ START_TEST(bad_or_busy_address_leaves_nothing_on_the_loop)
 			 -EINVAL);
 	ck_assert_int_eq(net_connect(&w.loop, "1.2.3.4", on_connected, &w),
 			 -EINVAL);
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
-				    &w.l),
-			 0);
-	ck_assert_int_eq(net_listen(&w.loop, listen_addr(&w, addr,
-							  sizeof(addr)),
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
+	ck_assert_int_eq(net_listen(&w.loop,
+				    listen_addr(&w, addr, sizeof(addr)),
 				    on_accept, &w, &other),
 			 -EADDRINUSE);
 	ck_assert_ptr_null(other);
@@ -275,11 +269,9 @@ START_TEST(failed_allocation_leaves_nothing_on_the_loop)
 
 	world_init(&w);
 	mem_fail_after(1);
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
-				    &w.l),
-			 -ENOMEM);
-	ck_assert_int_eq(net_connect(&w.loop, "127.0.0.1:1", on_connected,
-				     &w),
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), -ENOMEM);
+	ck_assert_int_eq(net_connect(&w.loop, "127.0.0.1:1", on_connected, &w),
 			 -ENOMEM);
 	mem_fail_reset();
 	ck_assert_int_eq(uv_loop_close(&w.loop), 0);
@@ -324,17 +316,16 @@ START_TEST(accept_without_memory_drops_and_keeps_listening)
 
 	world_init(&w);
 	log_set_level(LOG_OFF);
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
-				    &w.l),
-			 0);
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
 	listen_addr(&w, addr, sizeof(addr));
 	for (int n = 1; n <= 3; n++) {
 		struct dropped d = {.w = &w};
 
 		for (int i = 0; i < n; i++)
-			ck_assert_int_eq(net_connect(&w.loop, addr,
-						     on_connected_keep, &d),
-					 0);
+			ck_assert_int_eq(
+			    net_connect(&w.loop, addr, on_connected_keep, &d),
+			    0);
 		mem_fail_after(1); /* the server side cannot allocate */
 		for (int i = 0; i < 500 && d.ended < n && w.accepted == 0; i++)
 			uv_run(&w.loop, UV_RUN_ONCE);
@@ -361,9 +352,8 @@ START_TEST(connect_to_closed_port_is_refused)
 	char addr[64];
 
 	world_init(&w);
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
-				    &w.l),
-			 0);
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
 	listen_addr(&w, addr, sizeof(addr));
 	net_listener_close(w.l, on_listener_closed);
 	ck_assert(run_until(&w.loop, &w.listener_closed, 5000));
@@ -401,9 +391,8 @@ START_TEST(connect_times_out)
 		connect(fillers[i], (struct sockaddr *)&sin, sizeof(sin));
 	}
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sin.sin_port));
-	ck_assert_int_eq(net_connect_timeout(&w.loop, addr, 100, on_connected,
-					     &w, NULL),
-			 0);
+	ck_assert_int_eq(
+	    net_connect_timeout(&w.loop, addr, 100, on_connected, &w, NULL), 0);
 	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
 	ck_assert_int_eq(w.connect_status, -ETIMEDOUT);
 	ck_assert_int_eq(finish_loop(&w.loop), 0);
@@ -420,13 +409,12 @@ START_TEST(close_while_connecting_cancels)
 	char addr[64];
 
 	world_init(&w);
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
-				    &w.l),
-			 0);
-	ck_assert_int_eq(net_connect_timeout(&w.loop, listen_addr(&w, addr,
-								   sizeof(addr)),
-					     1000, on_connected, &w, &c),
-			 0);
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
+	ck_assert_int_eq(
+	    net_connect_timeout(&w.loop, listen_addr(&w, addr, sizeof(addr)),
+				1000, on_connected, &w, &c),
+	    0);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_int_eq(net_conn_write(c, "x", 1), -EPIPE);
 	ck_assert_int_eq(net_conn_close(c, count_closed), 0);
@@ -451,11 +439,10 @@ START_TEST(write_queue_is_bounded)
 	w.echo = false;
 	memset(chunk, 'a', sizeof(chunk));
 	memset(big, 'b', sizeof(big));
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
-				    &w.l),
-			 0);
-	ck_assert_int_eq(net_connect(&w.loop, listen_addr(&w, addr,
-							   sizeof(addr)),
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
+	ck_assert_int_eq(net_connect(&w.loop,
+				     listen_addr(&w, addr, sizeof(addr)),
 				     on_connected, &w),
 			 0);
 	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
@@ -524,11 +511,10 @@ START_TEST(shutdown_flushes_then_sends_eof)
 	int shut = 0;
 
 	world_init(&w);
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept_half, &w,
-				    &w.l),
-			 0);
-	ck_assert_int_eq(net_connect(&w.loop, listen_addr(&w, addr,
-							   sizeof(addr)),
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept_half, &w, &w.l), 0);
+	ck_assert_int_eq(net_connect(&w.loop,
+				     listen_addr(&w, addr, sizeof(addr)),
 				     on_connected, &w),
 			 0);
 	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
@@ -553,9 +539,8 @@ START_TEST(closing_everything_leaves_no_handles)
 	char addr[64];
 
 	world_init(&w);
-	ck_assert_int_eq(net_listen(&w.loop, "127.0.0.1:0", on_accept, &w,
-				    &w.l),
-			 0);
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
 	listen_addr(&w, addr, sizeof(addr));
 	for (int i = 0; i < 4; i++) {
 		w.connect_done = false;
