@@ -24,7 +24,7 @@ enum bst { B_NONE, B_OPEN, B_PREPARED, B_COMMITTED, B_ROLLED_BACK, B_RO_DONE };
 
 struct sbranch {
 	char gid[COORDINATOR_GID_SIZE];
-	char resource[8];
+	char resource[16];
 	enum bst st;
 	bool ro, stmt_fail, vote_no;
 };
@@ -513,7 +513,7 @@ static long reconcile_all(struct sim *s, const struct coordinator_recovery *r)
 	coordinator_fx_init(&fx);
 	for (int res = 1; res <= 3; res++) {
 		const char *gids[MAXB];
-		char name[8];
+		char name[16];
 		size_t n = 0;
 		long k;
 

@@ -81,6 +81,7 @@ START_TEST(two_branches_commit_with_one_forced_write)
 	ck_assert_int_eq(txn(e, id)->outcome, COORDINATOR_OUTCOME_COMMITTED);
 	coordinator_fx_clear(&fx);
 	coordinator_fx_clear(&all);
+	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 }
 END_TEST
@@ -115,6 +116,7 @@ START_TEST(statement_error_aborts_naming_the_branch)
 	ck_assert_int_eq(feed_ran(e, id, 2, COORDINATOR_ST_OK, NULL, NULL, &fx),
 			 COORDINATOR_ESTALE);
 	ck_assert_uint_eq(fx.n, 0);
+	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 }
 END_TEST
@@ -183,6 +185,7 @@ START_TEST(prepare_timeout_aborts_txn)
 	coordinator_fx_clear(&fx);
 	ck_assert_int_eq(feed_timer(e, &timer, 1002, &fx), COORDINATOR_ESTALE);
 	ck_assert_uint_eq(fx.n, 0);
+	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 }
 END_TEST
@@ -439,6 +442,7 @@ START_TEST(forced_writes_match_the_design_table)
 	ck_assert_int_eq(out, COORDINATOR_OUTCOME_COMMITTED);
 	ck_assert_int_eq(forced, 1);
 	ck_assert_int_eq(total, 2);
+	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 }
 END_TEST
@@ -595,6 +599,7 @@ START_TEST(bad_input_gets_an_error_and_changes_nothing)
 	br[1].resource = "r2";
 	ck_assert_int_eq(coordinator_engine_begin(e, &req, 0, &fx, id, sizeof(id)),
 			 COORDINATOR_ENOT_READY);
+	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 	e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
 	br[1].resource = "";
@@ -645,6 +650,7 @@ START_TEST(bad_input_gets_an_error_and_changes_nothing)
 	ck_assert_int_eq(coordinator_engine_step(e, &ev, 0, &fx), COORDINATOR_EBAD_EVENT);
 	ck_assert_uint_eq(fx.n, 0);
 	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_ACTIVE);
+	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 }
 END_TEST
@@ -688,6 +694,7 @@ START_TEST(failed_commit_write_leaves_txn_in_doubt)
 	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 3, NULL, &fx, id2),
 			 COORDINATOR_ELOG_FAILED);
 	ck_assert_uint_eq(fx.n, 0);
+	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 }
 END_TEST

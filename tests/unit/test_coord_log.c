@@ -141,6 +141,7 @@ static void on_done(void *arg, int status)
 
 static int count_rec(void *arg, const struct coordinator_record *rec)
 {
+	(void)rec;
 	(*(int *)arg)++;
 	return 0;
 }
