@@ -16,5 +16,6 @@ struct cmd {
 int cmd_wants_help(int argc, char **argv);
 
 int cmd_version(int argc, char **argv);
+int cmd_wal(int argc, char **argv);
 
 #endif

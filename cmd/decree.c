@@ -13,6 +13,7 @@
 
 static const struct cmd commands[] = {
 	{"version", "print the version", cmd_version},
+	{"wal", "inspect a write-ahead log (wal dump DIR)", cmd_wal},
 };
 
 static const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
