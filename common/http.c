@@ -1442,10 +1442,14 @@ static int receive(int fd, http_parser *parser, struct cstate *cs,
 					   (size_t)n);
 		if (cs->done)
 			break;
+		if (cs->err)
+			return cs->err;
+		/* EOF: a body read until close ended above; else it is cut. */
+		if (n == 0 ||
+		    HTTP_PARSER_ERRNO(parser) == HPE_INVALID_EOF_STATE)
+			return -ECONNRESET;
 		if (HTTP_PARSER_ERRNO(parser) != HPE_OK)
-			return cs->err ? cs->err : -EPROTO;
-		if (n == 0) /* EOF: a body read until close ends here */
-			return cs->done ? 0 : -ECONNRESET;
+			return -EPROTO;
 		if (used != (size_t)n)
 			return -EPROTO;
 	}

@@ -14,6 +14,7 @@
 #include <check.h>
 #include <errno.h>
 #include <http_parser.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -812,6 +813,16 @@ START_TEST(http10_and_connection_close_end_the_connection)
 	ck_assert_int_eq(w.nresp, 1);
 	ck_assert_str_eq(w.resp[0].connection, "close");
 	ck_assert_int_eq(w.handled, 2);
+
+	/* We speak no other protocol: an Upgrade is answered, then closed. */
+	raw_open(&w);
+	raw_send(&w, "GET /nothing HTTP/1.1\r\nConnection: Upgrade\r\n"
+		     "Upgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n\r\n");
+	ck_assert(run_until(&w, is_eof));
+	ck_assert_int_eq(w.nresp, 1);
+	ck_assert_int_eq(w.resp[0].status, 404);
+	ck_assert_str_eq(w.resp[0].connection, "close");
+	ck_assert_int_eq(w.handled, 3);
 	finish(&w);
 }
 END_TEST
@@ -1039,6 +1050,124 @@ START_TEST(blocking_client_reports_errors)
 }
 END_TEST
 
+/* ---- the blocking client against canned answers ------------------------ */
+
+struct canned {
+	int lfd;
+	int port;
+	const char *answers[8];
+	bool byte_by_byte[8];
+	int n;
+	pthread_t thread;
+};
+
+/* Serves one connection per answer: reads the request head, writes the
+ * answer, closes. */
+static void *canned_thread(void *arg)
+{
+	struct canned *c = arg;
+
+	for (int i = 0; i < c->n; i++) {
+		char buf[4096];
+		size_t got = 0;
+		int fd = accept(c->lfd, NULL, NULL);
+		const char *a = c->answers[i];
+
+		if (fd < 0)
+			break;
+		while (got < sizeof(buf) - 1) {
+			ssize_t n =
+			    recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+			buf[got] = '\0';
+			if (strstr(buf, "\r\n\r\n") != NULL)
+				break;
+		}
+		if (c->byte_by_byte[i]) {
+			for (size_t k = 0; a[k] != '\0'; k++)
+				send(fd, a + k, 1, MSG_NOSIGNAL);
+		} else {
+			send(fd, a, strlen(a), MSG_NOSIGNAL);
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+static void canned_start(struct canned *c)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sin);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	c->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(c->lfd, 0);
+	ck_assert_int_eq(bind(c->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(c->lfd, 8), 0);
+	ck_assert_int_eq(getsockname(c->lfd, (struct sockaddr *)&sin, &len), 0);
+	c->port = ntohs(sin.sin_port);
+	ck_assert_int_eq(pthread_create(&c->thread, NULL, canned_thread, c), 0);
+}
+
+START_TEST(blocking_client_parses_odd_answers)
+{
+	struct canned c = {.n = 6};
+	struct http_response r;
+	char addr[64];
+
+	/* Body until close, no Content-Length. */
+	c.answers[0] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+		       "until the end";
+	/* An interim 100, then the answer, one byte at a time. */
+	c.answers[1] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n"
+		       "location: /v1/txn/7\r\nTransfer-Encoding: chunked\r\n"
+		       "\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+	c.byte_by_byte[1] = true;
+	c.answers[2] = "SMTP ready\r\n"; /* not HTTP */
+	c.answers[3] = "";		 /* just closes */
+	c.answers[4] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort";
+	c.answers[5] = "HTTP/1.1 204 No Content\r\n\r\n";
+	canned_start(&c);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", c.port);
+
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "/", NULL, NULL, 0, 5000, &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, "until the end");
+	ck_assert_str_eq(r.content_type, "text/plain");
+	http_response_free(&r);
+
+	ck_assert_int_eq(http_client_request(addr, "POST", "/v1/txn", NULL,
+					     "{}", 2, 5000, &r),
+			 0);
+	ck_assert_int_eq(r.status, 201);
+	ck_assert_str_eq(r.body, "abcde");
+	ck_assert_str_eq(r.location, "/v1/txn/7");
+	http_response_free(&r);
+
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "/", NULL, NULL, 0, 5000, &r),
+	    -EPROTO);
+	ck_assert_ptr_null(r.body);
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "/", NULL, NULL, 0, 5000, &r),
+	    -ECONNRESET);
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "/", NULL, NULL, 0, 5000, &r),
+	    -ECONNRESET);
+	ck_assert_int_eq(
+	    http_client_request(addr, "GET", "/", NULL, NULL, 0, 5000, &r), 0);
+	ck_assert_int_eq(r.status, 204);
+	ck_assert_str_eq(r.body, "");
+	http_response_free(&r);
+	pthread_join(c.thread, NULL);
+	close(c.lfd);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common_http");
@@ -1070,6 +1199,7 @@ int main(void)
 	tcase_add_test(tc, url_decode_rules);
 	tcase_add_test(tc, blocking_client_against_threaded_server);
 	tcase_add_test(tc, blocking_client_reports_errors);
+	tcase_add_test(tc, blocking_client_parses_odd_answers);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
