@@ -643,6 +643,7 @@ struct uv_loop_s; /* uv_loop_t */
 	X(REFUSED, "max_prepared_transactions is 0 on the server")             \
 	X(ROLLED_BACK, "the transaction was rolled back by the server")        \
 	X(BAD_GID, "invalid transaction id")                                   \
+	X(ENDED, "a statement ended the branch's transaction")                 \
 	X(CLOSED, "the resource is closed")
 
 enum {
@@ -674,6 +675,12 @@ struct coordinator_pg_config {
 	uint64_t backoff_min_ms;     /* first reconnect delay; 0 means 100 */
 	uint64_t backoff_max_ms;     /* reconnect delay cap; 0 means 5000 */
 	size_t row_limit;            /* rows kept per statement; 0 means 1000 */
+	/* After a branch that ran statements, its connection is reset (what
+	 * DISCARD ALL does, then the settings above) so no SET, advisory
+	 * lock, temp table or prepared statement leaks into the next branch.
+	 * true skips that round trip, for statements known not to change the
+	 * session. */
+	bool keep_session_state;
 };
 
 /* What an operation came to. */

@@ -80,7 +80,8 @@ enum op {
 	OP_ROLLBACK,
 	OP_COMMIT_PREPARED,
 	OP_ROLLBACK_PREPARED,
-	OP_LIST
+	OP_LIST,
+	OP_RESET /* internal: what DISCARD ALL does, then the setup again */
 };
 
 /* Steps of OP_PREPARE. */
@@ -107,6 +108,7 @@ struct conn {
 	uv_timer_t timer; /* connect timeout or client statement timer */
 	struct req *req;
 	struct coordinator_pg_branch *branch;
+	bool dirty; /* ran user statements since the last reset */
 	/* A send failed inside an API call: handled by the defer timer. */
 	int fail_code;
 	char fail_msg[256];
@@ -168,6 +170,7 @@ struct coordinator_pg {
 	uint64_t backoff_min_ms;
 	uint64_t backoff_max_ms;
 	size_t row_limit;
+	bool keep_session_state;
 
 	struct conn *conns;
 	struct req *qhead, *qtail;
@@ -266,6 +269,8 @@ static const char *op_action(enum op op)
 		return "roll back prepared transaction";
 	case OP_LIST:
 		return "list prepared transactions";
+	case OP_RESET:
+		return "reset session";
 	}
 	return "use resource";
 }
@@ -514,6 +519,7 @@ static void close_conn(struct conn *c)
 	c->state = C_EMPTY;
 	c->req = NULL;
 	c->branch = NULL;
+	c->dirty = false;
 	c->fail_code = 0;
 }
 
@@ -659,6 +665,7 @@ static void send_req(struct conn *c, struct req *r)
 	char *owned = NULL;
 	const char *vals[3];
 	char tmo[32];
+	char reset[640];
 	int nparams = 0;
 	const char *const *params = NULL;
 	bool single_row = false;
@@ -696,6 +703,26 @@ static void send_req(struct conn *c, struct req *r)
 		nparams = r->nparams;
 		params = (const char *const *)r->params;
 		single_row = true;
+		c->dirty = true;
+		break;
+	case OP_RESET:
+		/* Our own constants only: safe as text, and one round trip.
+		 * DISCARD ALL itself refuses to run in the implicit block of
+		 * a multi-statement query, so spell out what it does. */
+		snprintf(reset, sizeof(reset),
+			 "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET "
+			 "ALL; DEALLOCATE ALL; UNLISTEN *; SELECT "
+			 "pg_advisory_unlock_all(); DISCARD PLANS; DISCARD "
+			 "TEMP; DISCARD SEQUENCES; "
+			 "SELECT set_config('statement_timeout', "
+			 "'%" PRIu64 "', false), set_config('application_name', "
+			 "'decree', false)%s",
+			 pg->statement_timeout_ms,
+			 PQserverVersion(c->pq) >= 140000
+				 ? ", set_config('client_connection_check_"
+				   "interval', '1000', false)"
+				 : "");
+		sql = reset;
 		break;
 	case OP_PREPARE:
 		if (r->step == STEP_XID) {
@@ -739,8 +766,11 @@ static void send_req(struct conn *c, struct req *r)
 		fail_later(c, code, m);
 		return;
 	}
-	rc = PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL, NULL,
-			       0);
+	if (r->op == OP_RESET)
+		rc = PQsendQuery(c->pq, sql);
+	else
+		rc = PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL,
+				       NULL, 0);
 	mem_free(owned);
 	if (rc != 1) {
 		fail_later(c, COORDINATOR_PG_ECONNLOST, PQerrorMessage(c->pq));
@@ -937,6 +967,16 @@ static void release(struct conn *c)
 			send_req(c, r);
 		return;
 	}
+	if (ts == PQTRANS_IDLE && c->dirty && !c->pg->keep_session_state) {
+		struct req *r = req_new(c->pg, OP_RESET, NULL, NULL);
+
+		c->dirty = false;
+		if (r == NULL)
+			close_conn(c);
+		else
+			send_req(c, r);
+		return;
+	}
 	if (ts != PQTRANS_IDLE || watch(c, UV_READABLE) < 0) {
 		close_conn(c);
 		return;
@@ -1034,10 +1074,35 @@ static void finish(struct conn *c)
 		}
 		break;
 	case OP_EXEC:
+		if (PQtransactionStatus(c->pq) == PQTRANS_IDLE) {
+			/* The user's COMMIT, ROLLBACK or PREPARE TRANSACTION
+			 * ended the transaction: the branch is over, and a
+			 * later prepare must not report it read-only. */
+			static const char why[] =
+				"the statement ended the branch's transaction "
+				"(COMMIT, ROLLBACK and PREPARE TRANSACTION are "
+				"not allowed in a branch)";
+
+			if (r->outcome != COORDINATOR_PG_FAILED)
+				req_fail(r, COORDINATOR_PG_EENDED, why);
+			b->state = B_BROKEN;
+			b->broken_code = COORDINATOR_PG_EENDED;
+			snprintf(b->broken_msg, sizeof(b->broken_msg), "%s",
+				 why);
+			b->conn = NULL;
+			release(c);
+			break;
+		}
 		c->state = C_IDLE;
 		if (watch(c, UV_READABLE) < 0)
 			conn_lost(c, COORDINATOR_PG_ECONNLOST,
 				  "cannot poll the connection's socket");
+		break;
+	case OP_RESET:
+		if (r->outcome == COORDINATOR_PG_FAILED)
+			close_conn(c);
+		else
+			release(c);
 		break;
 	case OP_PREPARE:
 	case OP_COMMIT:
@@ -1557,6 +1622,7 @@ int coordinator_pg_open(uv_loop_t *loop, const struct coordinator_pg_config *cfg
 		pg->backoff_max_ms = pg->backoff_min_ms;
 	pg->backoff_ms = pg->backoff_min_ms;
 	pg->row_limit = cfg->row_limit ? cfg->row_limit : 1000;
+	pg->keep_session_state = cfg->keep_session_state;
 	pg->up = true;
 	pg->name = mem_strdup(cfg->name);
 	if (pg->name == NULL)

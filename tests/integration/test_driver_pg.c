@@ -656,6 +656,78 @@ START_TEST(list_matches_the_prefix_literally)
 }
 END_TEST
 
+START_TEST(statement_that_ends_the_transaction_breaks_the_branch)
+{
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	char v[64];
+
+	open_server(&t, 0, "bank_a");
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS end_t (v text)", 0, NULL);
+	b = begin_ok(&t);
+	exec_ok(&t, b, "INSERT INTO end_t VALUES ('sneaky')", 0, NULL, &g);
+	exec_got(&t, b, "ROLLBACK", 0, NULL, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_EENDED);
+	ck_assert_msg(strstr(g.msg, "not allowed in a branch") != NULL, "%s",
+		      g.msg);
+	/* Not mistaken for read-only: prepare votes no. */
+	prepare_got(&t, b, "endtest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_EENDED);
+	query_one(&t, "SELECT count(*) FROM end_t", v, sizeof(v));
+	ck_assert_str_eq(v, "0");
+	ctx_close(&t);
+}
+END_TEST
+
+/* Runs a branch that changes session state, then looks at it from the next
+ * branch on the same (only) connection. */
+static void session_state_after(bool keep, char *timeout, size_t tlen,
+				char *locks, size_t llen)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_stats st;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	cfg.keep_session_state = keep;
+	ctx_open(&t, &cfg);
+	b = begin_ok(&t);
+	exec_ok(&t, b, "SET statement_timeout = 0", 0, NULL, &g);
+	exec_ok(&t, b, "SELECT pg_advisory_lock(4242)", 0, NULL, &g);
+	end_branch(&t, b, coordinator_pg_branch_commit, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	query_one(&t, "SHOW statement_timeout", timeout, tlen);
+	query_one(&t,
+		  "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+		  "AND objid = 4242",
+		  locks, llen);
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_uint_eq(st.connects, 1);
+	ctx_close(&t);
+}
+
+START_TEST(session_state_does_not_leak_between_branches)
+{
+	char timeout[64], locks[64];
+
+	session_state_after(false, timeout, sizeof(timeout), locks,
+			    sizeof(locks));
+	ck_assert_str_eq(timeout, "10s");
+	ck_assert_str_eq(locks, "0");
+	/* The opt-out keeps it (and shows the test can fail). */
+	session_state_after(true, timeout, sizeof(timeout), locks,
+			    sizeof(locks));
+	ck_assert_str_eq(timeout, "0");
+	ck_assert_str_eq(locks, "1");
+}
+END_TEST
+
 START_TEST(pool_is_bounded_and_queues)
 {
 	struct coordinator_pg_config cfg;
@@ -1298,6 +1370,8 @@ int main(void)
 	tcase_add_test(tc, bad_gids_are_refused_and_change_nothing);
 	tcase_add_test(tc, list_matches_the_prefix_literally);
 	tcase_add_test(tc, unix_socket_conninfo_works);
+	tcase_add_test(tc, statement_that_ends_the_transaction_breaks_the_branch);
+	tcase_add_test(tc, session_state_does_not_leak_between_branches);
 	tcase_add_test(tc, many_requests_share_a_small_pool);
 	tcase_add_test(tc, allocation_failures_fail_cleanly);
 	tcase_add_test(tc, pool_is_bounded_and_queues);
