@@ -965,6 +965,131 @@ config_node_resource(const struct config_node *node, const char *name)
 	return NULL;
 }
 
+/* ---- effective config ------------------------------------------------- */
+
+/* obj[key] = v, taking v; false if v is NULL or the set fails. */
+static bool put_new(json_t *obj, const char *key, json_t *v)
+{
+	return v != NULL && json_object_set_new(obj, key, v) == 0;
+}
+
+static json_t *resource_json(const struct config_resource *r)
+{
+	json_t *o = json_object();
+	bool ok =
+	    o != NULL && put_new(o, "name", json_string(r->name)) &&
+	    put_new(o, "driver", json_string(config_driver_names[r->driver])) &&
+	    put_new(o, "pool_size", json_integer(r->pool_size));
+
+	if (ok && r->address != NULL)
+		ok = put_new(o, "address", json_string(r->address));
+	if (ok && r->conninfo != NULL) {
+		/* "***" replaces a value of at least one byte after at
+		 * least "password=": the text grows by under a half. */
+		size_t len = 2 * strlen(r->conninfo) + 16;
+		char *red = mem_alloc(len);
+
+		ok = red != NULL &&
+		     config_conninfo_redact(r->conninfo, red, len) == 0 &&
+		     put_new(o, "conninfo", json_string(red));
+		mem_free(red);
+	}
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+int config_node_to_json(const struct config_node *n, json_t **out)
+{
+	const struct config_timeouts *t = &n->timeouts;
+	const struct config_limits *l = &n->limits;
+	json_t *o = json_object();
+	json_t *listen = json_object();
+	json_t *res = json_array();
+	json_t *tim = json_object();
+	json_t *lim = json_object();
+	json_t *mem = NULL;
+	bool ok = o != NULL && listen != NULL && res != NULL && tim != NULL &&
+		  lim != NULL;
+
+	ok = ok && put_new(o, "node_id", json_string(n->node_id)) &&
+	     put_new(o, "cluster_id", json_string(n->cluster_id)) &&
+	     put_new(o, "data_dir", json_string(n->data_dir)) &&
+	     put_new(listen, "http", json_string(n->listen_http)) &&
+	     (n->listen_peer == NULL ||
+	      put_new(listen, "peer", json_string(n->listen_peer)));
+	for (size_t i = 0; ok && i < n->nresources; i++)
+		ok = json_array_append_new(
+			 res, resource_json(&n->resources[i])) == 0;
+	if (ok && n->nmembers > 0) {
+		mem = json_array();
+		ok = mem != NULL;
+		for (size_t i = 0; ok && i < n->nmembers; i++) {
+			json_t *m = json_object();
+
+			ok =
+			    m != NULL && json_array_append_new(mem, m) == 0 &&
+			    put_new(m, "id", json_string(n->members[i].id)) &&
+			    put_new(m, "peer",
+				    json_string(n->members[i].peer)) &&
+			    put_new(m, "http", json_string(n->members[i].http));
+		}
+	}
+	ok =
+	    ok && put_new(tim, "prepare_ms", json_integer(t->prepare_ms)) &&
+	    put_new(tim, "statement_ms", json_integer(t->statement_ms)) &&
+	    put_new(tim, "retry_initial_ms",
+		    json_integer(t->retry_initial_ms)) &&
+	    put_new(tim, "retry_max_ms", json_integer(t->retry_max_ms)) &&
+	    put_new(tim, "election_ms", json_integer(t->election_ms)) &&
+	    put_new(tim, "heartbeat_ms", json_integer(t->heartbeat_ms)) &&
+	    put_new(lim, "max_body_bytes",
+		    json_integer((json_int_t)l->max_body_bytes)) &&
+	    put_new(lim, "max_branches", json_integer(l->max_branches)) &&
+	    put_new(lim, "max_concurrency", json_integer(l->max_concurrency)) &&
+	    put_new(lim, "max_rows", json_integer(l->max_rows)) &&
+	    put_new(o, "sync_mode",
+		    json_string(config_sync_names[n->sync_mode])) &&
+	    put_new(o, "log_level",
+		    json_string(log_level_names[n->log_level])) &&
+	    (n->crash_point == NULL ||
+	     put_new(o, "crash_point", json_string(n->crash_point)));
+	/* The containers go in last so each is freed exactly once below. */
+	if (ok) {
+		ok = put_new(o, "listen", listen);
+		listen = NULL;
+	}
+	if (ok) {
+		ok = put_new(o, "resources", res);
+		res = NULL;
+	}
+	if (ok) {
+		ok = put_new(o, "timeouts", tim);
+		tim = NULL;
+	}
+	if (ok) {
+		ok = put_new(o, "limits", lim);
+		lim = NULL;
+	}
+	if (ok && mem != NULL) {
+		ok = put_new(o, "members", mem);
+		mem = NULL;
+	}
+	json_decref(listen);
+	json_decref(res);
+	json_decref(tim);
+	json_decref(lim);
+	json_decref(mem);
+	if (!ok) {
+		json_decref(o);
+		return -ENOMEM;
+	}
+	*out = o;
+	return 0;
+}
+
 /* ---- conninfo redaction ------------------------------------------------- */
 
 struct out {

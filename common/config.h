@@ -219,6 +219,14 @@ const struct config_resource *
 config_node_resource(const struct config_node *node, const char *name);
 
 /*
+ * The effective config (every default filled in) as a JSON object in the
+ * file's own schema, with conninfo passwords redacted: for the start-up
+ * log line and status pages.  Loading its dump gives the same node (bar
+ * the redacted passwords).  The caller json_decref()s *out.  -ENOMEM.
+ */
+int config_node_to_json(const struct config_node *node, json_t **out);
+
+/*
  * Copies a libpq conninfo (keyword=value form or a postgres:// URI) into
  * out with every password value replaced by "***" ("password", "sslpassword"
  * keywords, URI user:password@ and ?password=), for logs and messages.

@@ -619,6 +619,85 @@ START_TEST(redaction_into_a_small_buffer_never_leaks)
 }
 END_TEST
 
+/* The effective config reloads to the same node, passwords redacted. */
+START_TEST(effective_config_round_trips_with_passwords_redacted)
+{
+	struct config_node *a = NULL, *b = NULL;
+	char err[CONFIG_ERR_MAX];
+	char *text;
+	char *secret = strdup(js(full_config));
+	char *at = strstr(secret, "dbname=bank");
+	json_t *j;
+
+	/* Give bank_a a password: "... dbname=bank" -> "... password=pw1" */
+	ck_assert_ptr_nonnull(at);
+	memcpy(at, "password=pw", 11);
+	ck_assert_int_eq(
+	    config_node_load_string(secret, "t.json", &a, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_node_to_json(a, &j), 0);
+	text = json_dumps(j, JSON_SORT_KEYS);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_null(strstr(text, "pw"));
+	ck_assert_int_eq(
+	    config_node_load_string(text, "again.json", &b, err, sizeof(err)),
+	    0);
+	ck_assert_str_eq(b->resources[0].conninfo,
+			 "host=/tmp/pg1 port=5432 password=***");
+	ck_assert_str_eq(b->node_id, a->node_id);
+	ck_assert_str_eq(b->cluster_id, a->cluster_id);
+	ck_assert_str_eq(b->listen_http, a->listen_http);
+	ck_assert_str_eq(b->listen_peer, a->listen_peer);
+	ck_assert_str_eq(b->data_dir, a->data_dir);
+	ck_assert_uint_eq(b->nmembers, a->nmembers);
+	ck_assert_str_eq(b->members[2].peer, a->members[2].peer);
+	ck_assert_uint_eq(b->nresources, a->nresources);
+	ck_assert_str_eq(b->resources[1].address, a->resources[1].address);
+	ck_assert_uint_eq(b->resources[0].pool_size, 4);
+	ck_assert_int_eq(b->resources[2].driver, CONFIG_DRIVER_KV);
+	ck_assert_mem_eq(&b->timeouts, &a->timeouts, sizeof(a->timeouts));
+	ck_assert_mem_eq(&b->limits, &a->limits, sizeof(a->limits));
+	ck_assert_int_eq(b->sync_mode, a->sync_mode);
+	ck_assert_int_eq(b->log_level, a->log_level);
+	ck_assert_str_eq(b->crash_point, a->crash_point);
+	free(text);
+	json_decref(j);
+	config_node_free(b);
+	config_node_free(a);
+	free(secret);
+}
+END_TEST
+
+START_TEST(effective_config_survives_allocation_failures)
+{
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+	bool succeeded = false;
+
+	ck_assert_int_eq(config_node_load_string(js(full_config), "t.json", &n,
+						 err, sizeof(err)),
+			 0);
+	json_set_alloc_funcs(mem_alloc, mem_free);
+	for (long k = 1; k < 400 && !succeeded; k++) {
+		json_t *j = NULL;
+		int rc;
+
+		mem_fail_after(k);
+		rc = config_node_to_json(n, &j);
+		mem_fail_reset();
+		ck_assert_msg(rc == 0 || rc == -ENOMEM, "k=%ld rc=%d", k, rc);
+		if (rc == 0) {
+			ck_assert_uint_eq(json_object_size(j), 11);
+			json_decref(j);
+			succeeded = true;
+		} else {
+			ck_assert_ptr_null(j);
+		}
+	}
+	ck_assert(succeeded);
+	config_node_free(n);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common_config");
@@ -649,6 +728,9 @@ int main(void)
 	tcase_add_test(tc, allocation_failures_fail_cleanly);
 	tcase_add_test(tc, conninfo_passwords_are_redacted);
 	tcase_add_test(tc, redaction_into_a_small_buffer_never_leaks);
+	tcase_add_test(tc,
+		       effective_config_round_trips_with_passwords_redacted);
+	tcase_add_test(tc, effective_config_survives_allocation_failures);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
