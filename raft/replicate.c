@@ -396,7 +396,6 @@ static bool maybe_decr_to(struct raft_progress *pr, uint64_t rejected,
 int raft__handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
 	struct raft_progress *pr = raft__progress(r, m->from);
-	bool was_paused;
 	int rc;
 
 	if (pr == NULL)
@@ -417,7 +416,6 @@ int raft__handle_append_resp(struct raft *r, const struct raft_msg *m)
 	}
 	if (m->index > raft__last_index(&r->log))
 		return -RAFT_EPROTO; /* acknowledges entries we never had */
-	was_paused = paused(r, pr);
 	if (m->index <= pr->match) {
 		if (pr->state == PR_PROBE && m->index == pr->next - 1)
 			pr->probe_sent = false;
@@ -441,9 +439,10 @@ int raft__handle_append_resp(struct raft *r, const struct raft_msg *m)
 	if (raft__maybe_commit(r)) {
 		if (r->role != RAFT_LEADER)
 			return 0;
-		return raft__bcast_append(r);
+		rc = raft__bcast_append(r); /* tells everyone the new commit */
+		if (rc != 0)
+			return rc;
 	}
-	(void)was_paused;
 	/* keep the pipeline full */
 	while ((rc = maybe_send_append(r, pr, false)) > 0)
 		;

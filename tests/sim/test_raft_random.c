@@ -6,7 +6,7 @@
  *
  *   RAFT_SEEDS=n       number of seeds (default 2000; larger for soak runs)
  *   RAFT_SEED_BASE=b   first seed (default 1)
- *   RAFT_STEPS=n       steps per seed (default 2500)
+ *   RAFT_STEPS=n       steps per seed (default 10000)
  *   RAFT_SEED=s        run only seed s and print its trace to stdout
  */
 #include "sim/raft_sim.h"
@@ -31,7 +31,7 @@ START_TEST(random_seeds_keep_raft_safe_and_live)
 {
 	unsigned long long seeds = env_ull("RAFT_SEEDS", 2000);
 	unsigned long long base = env_ull("RAFT_SEED_BASE", 1);
-	unsigned steps = (unsigned)env_ull("RAFT_STEPS", 2500);
+	unsigned steps = (unsigned)env_ull("RAFT_STEPS", 10000);
 	const char *one = getenv("RAFT_SEED");
 	unsigned failures = 0;
 	char msg[640];
