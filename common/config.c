@@ -48,8 +48,12 @@ const char *config_strerror(int err)
 
 const char *const config_driver_names[] = {"postgres", "agent", "kv", NULL};
 const char *const config_sync_names[] = {"fdatasync", "dsync", "none", NULL};
+/* Indexed by enum log_level, in log.h's order. */
 static const char *const log_level_names[] = {"debug", "info", "warn",
 					      "error", "off",  NULL};
+_Static_assert(LOG_DEBUG == 0 && LOG_INFO == 1 && LOG_WARN == 2 &&
+		   LOG_ERROR == 3 && LOG_OFF == 4,
+	       "log_level_names follows enum log_level");
 
 /* ---- messages ----------------------------------------------------------- */
 

@@ -179,6 +179,10 @@ START_TEST(file_is_read_and_missing_file_is_named)
 	snprintf(want, sizeof(want),
 		 "config %s: cannot open: No such file or directory", path);
 	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(config_node_load("/tmp", &n, err, sizeof(err)),
+			 -EISDIR);
+	ck_assert_str_eq(err, "config /tmp: cannot read: Is a directory");
+	ck_assert_ptr_null(n);
 }
 END_TEST
 
