@@ -180,8 +180,11 @@ typedef int (*coordinator_log_replay_cb)(void *arg, const void *buf,
  * The decision log: local WAL, in memory (tests) or, later, Raft.  Engines do
  * not know which.  append() copies buf; if it returns a negative code the
  * callback never fires.  A forced record is durable when its callback says
- * 0, and so is every record appended before it.  close() frees everything;
- * pending callbacks fire with -ECANCELED before it returns.
+ * 0, and so is every record appended before it.  A failed append means the
+ * log is failed for good (DESIGN.md section 9: no retry after a failed
+ * fsync): restart and replay.  close() stops the log: pending appends
+ * complete with a negative status (at once, or later on the loop for a
+ * threaded WAL) and the log must not be used again.
  */
 struct coordinator_log_ops {
 	int (*append)(void *data, const void *buf, size_t len, bool forced,
@@ -227,6 +230,24 @@ struct coordinator_memlog_stats {
 };
 void coordinator_memlog_stats_get(const struct coordinator_log *log,
 				  struct coordinator_memlog_stats *out);
+
+/*
+ * The local decision log on a wal/ log (DESIGN.md section 5): cfg says where
+ * (dir or storage), how (sync mode) and on which loop (NULL: manual mode,
+ * drive it with wal_step() on coordinator_walog_wal()).  Opening recovers
+ * the WAL (report may be NULL).  Every record is one WAL record of type
+ * COORDINATOR_WAL_TYPE.
+ */
+#define COORDINATOR_WAL_TYPE 0x444c /* "DL" */
+struct wal;
+struct wal_config;
+struct wal_recovery_report;
+int coordinator_walog_open(const struct wal_config *cfg,
+			   struct coordinator_log *out,
+			   struct wal_recovery_report *report);
+/* The WAL under a log from coordinator_walog_open(), or NULL for another
+ * kind of log (for stats, wal_step and wal_failed). */
+struct wal *coordinator_walog_wal(struct coordinator_log *log);
 
 /* ------------------------------------------------------ the txn table */
 
@@ -663,7 +684,7 @@ const char *coordinator_pg_strerror(int code);
 struct coordinator_pg_config {
 	const char *name;     /* resource name, used in every message */
 	const char *conninfo; /* libpq conninfo; never logged or shown */
-	int pool_size;        /* connections, 1..1000; 0 means 4 */
+	int pool_size;        /* connections, 1..1024; 0 means 4 */
 	int queue_limit;      /* requests waiting for a connection; 0: 1024 */
 	/* SET statement_timeout on each connection; 0 disables.  The client
 	 * gives the server this long plus timeout_grace_ms to answer before it

@@ -1582,10 +1582,10 @@ int coordinator_pg_open(uv_loop_t *loop, const struct coordinator_pg_config *cfg
 			cfg->name);
 		return -EINVAL;
 	}
-	if (cfg->pool_size < 0 || cfg->pool_size > 1000 ||
+	if (cfg->pool_size < 0 || cfg->pool_size > 1024 ||
 	    cfg->queue_limit < 0) {
 		set_err(errbuf, errlen,
-			"postgres resource %s: pool_size must be 1..1000 and "
+			"postgres resource %s: pool_size must be 1..1024 and "
 			"queue_limit not negative",
 			cfg->name);
 		return -EINVAL;
