@@ -67,6 +67,10 @@ void wal__seg_name(char out[WAL__NAME_MAX], uint64_t first_lsn);
 /* True and *first set if name is a segment name. */
 bool wal__seg_name_parse(const char *name, uint64_t *first_lsn);
 
+/* storage_file.c: create false fails with -ENOENT if dir is missing */
+int wal__file_storage_open(const char *dir, bool create,
+			   struct wal_storage **out);
+
 /* ---- requests */
 enum wal__req_kind {
 	WAL__REQ_APPEND,

@@ -336,7 +336,7 @@ int wal_open(const struct wal_config *cfg, struct wal **out,
 	w->loop = cfg->loop;
 	w->st = cfg->storage;
 	if (!w->st) {
-		rc = wal_file_storage_new(cfg->dir, &w->own_st);
+		rc = wal__file_storage_open(cfg->dir, !cfg->read_only, &w->own_st);
 		if (rc < 0)
 			goto err_free;
 		w->st = w->own_st;
