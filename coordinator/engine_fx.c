@@ -5,6 +5,7 @@
  */
 #include "coordinator/coordinator.h"
 #include "common/common.h"
+#include "wal/wal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,6 +23,8 @@ const char *coordinator_strerror(int code)
 		return "success";
 	if (code > COORDINATOR_EBASE && code < COORDINATOR_ELAST)
 		return error_text[code - COORDINATOR_EBASE - 1];
+	if (code <= -7001 && code >= -7099)
+		return wal_strerror(code);
 	if (code < 0 && code > -4096)
 		return strerror(-code);
 	return "unknown error";
