@@ -1058,6 +1058,7 @@ struct canned {
 	const char *answers[8];
 	bool byte_by_byte[8];
 	int n;
+	int served; /* accepted so far (atomic) */
 	pthread_t thread;
 };
 
@@ -1075,6 +1076,7 @@ static void *canned_thread(void *arg)
 
 		if (fd < 0)
 			break;
+		__atomic_add_fetch(&c->served, 1, __ATOMIC_SEQ_CST);
 		while (got < sizeof(buf) - 1) {
 			ssize_t n =
 			    recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
@@ -1168,6 +1170,45 @@ START_TEST(blocking_client_parses_odd_answers)
 }
 END_TEST
 
+/* Every allocation failure in the client is an error return, never a leak. */
+START_TEST(blocking_client_survives_allocation_failures)
+{
+	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: a/b\r\n"
+				 "Location: /x\r\nContent-Length: 2\r\n\r\nok";
+	struct canned c = {.n = 8};
+	struct http_response r;
+	char addr[64];
+	int fails = 0;
+
+	for (int i = 0; i < c.n; i++)
+		c.answers[i] = ok;
+	canned_start(&c);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", c.port);
+	for (long n = 1; __atomic_load_n(&c.served, __ATOMIC_SEQ_CST) < c.n;
+	     n++) {
+		int rv;
+
+		mem_fail_after(n);
+		rv = http_client_request(addr, "PUT", "/p", "a/b", "xy", 2,
+					 5000, &r);
+		mem_fail_reset();
+		if (rv == 0) {
+			ck_assert_int_eq(r.status, 200);
+			ck_assert_str_eq(r.body, "ok");
+			ck_assert_str_eq(r.location, "/x");
+			http_response_free(&r);
+		} else {
+			ck_assert_int_eq(rv, -ENOMEM);
+			ck_assert_ptr_null(r.body);
+			fails++;
+		}
+	}
+	ck_assert_int_gt(fails, 0);
+	pthread_join(c.thread, NULL);
+	close(c.lfd);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common_http");
@@ -1200,6 +1241,7 @@ int main(void)
 	tcase_add_test(tc, blocking_client_against_threaded_server);
 	tcase_add_test(tc, blocking_client_reports_errors);
 	tcase_add_test(tc, blocking_client_parses_odd_answers);
+	tcase_add_test(tc, blocking_client_survives_allocation_failures);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
