@@ -32,8 +32,8 @@
 #define METRICS_ERRORS(X)                                                      \
 	X(EINVAL, "invalid metric name, label name or bucket list")            \
 	X(EEXIST, "a series with this name and these labels already exists")   \
-	X(EPROTOTYPE, "metric name already registered with another type or "   \
-		      "help text")                                             \
+	X(EPROTOTYPE, "metric name already registered with another type, "     \
+		      "help text or buckets")                                  \
 	X(ENOMEM, "out of memory")
 
 /* Text for a negative code from this module; "unknown metrics error" else. */

@@ -211,6 +211,24 @@ START_TEST(bad_names_and_conflicts_are_refused)
 			 -EPROTOTYPE);
 	ck_assert_int_eq(metrics_counter_new(r, "ok:name_1", "x", NULL, &c),
 			 -EEXIST);
+	/* A histogram family keeps one set of buckets. */
+	{
+		const double b1[] = {1, 2};
+		const double b2[] = {1, 3};
+		const char *const l1[] = {"k", "1", NULL};
+		const char *const l2[] = {"k", "2", NULL};
+
+		ck_assert_int_eq(
+		    metrics_histogram_new(r, "hb", "x", l1, b1, 2, &h), 0);
+		ck_assert_int_eq(
+		    metrics_histogram_new(r, "hb", "x", l2, b2, 2, &h),
+		    -EPROTOTYPE);
+		ck_assert_int_eq(
+		    metrics_histogram_new(r, "hb", "x", l2, b1, 1, &h),
+		    -EPROTOTYPE);
+		ck_assert_int_eq(
+		    metrics_histogram_new(r, "hb", "x", l2, b1, 2, &h), 0);
+	}
 	ck_assert_str_eq(metrics_strerror(-EEXIST),
 			 "a series with this name and these labels already "
 			 "exists");
@@ -218,7 +236,19 @@ START_TEST(bad_names_and_conflicts_are_refused)
 	out = render(r);
 	ck_assert_str_eq(out, "# HELP ok:name_1 x\n"
 			      "# TYPE ok:name_1 counter\n"
-			      "ok:name_1 0\n");
+			      "ok:name_1 0\n"
+			      "# HELP hb x\n"
+			      "# TYPE hb histogram\n"
+			      "hb_bucket{k=\"1\",le=\"1\"} 0\n"
+			      "hb_bucket{k=\"1\",le=\"2\"} 0\n"
+			      "hb_bucket{k=\"1\",le=\"+Inf\"} 0\n"
+			      "hb_sum{k=\"1\"} 0\n"
+			      "hb_count{k=\"1\"} 0\n"
+			      "hb_bucket{k=\"2\",le=\"1\"} 0\n"
+			      "hb_bucket{k=\"2\",le=\"2\"} 0\n"
+			      "hb_bucket{k=\"2\",le=\"+Inf\"} 0\n"
+			      "hb_sum{k=\"2\"} 0\n"
+			      "hb_count{k=\"2\"} 0\n");
 	mem_free(out);
 	metrics_registry_free(r);
 }
