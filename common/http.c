@@ -1148,11 +1148,12 @@ int http_respond_json(struct http_request *req, int status, json_t *json)
 	}
 	s = json != NULL ? json_dumps(json, JSON_COMPACT) : NULL;
 	json_decref(json);
-	if (s == NULL)
-		return http_respond(req, 500, "application/json", oops,
-				    sizeof(oops) - 1) == 0
-			   ? -EINVAL
-			   : -ECANCELED;
+	if (s == NULL) {
+		/* No JSON, or jansson ran out of memory: still answer once. */
+		rv = http_respond(req, 500, "application/json", oops,
+				  sizeof(oops) - 1);
+		return rv < 0 ? rv : -EINVAL;
+	}
 	rv = sbuf_adds(&b, s);
 	json_get_alloc_funcs(&jmalloc, &jfree);
 	jfree(s);

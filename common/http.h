@@ -133,7 +133,11 @@ int http_respond_header(struct http_request *req, const char *name,
  */
 int http_respond(struct http_request *req, int status, const char *content_type,
 		 const void *body, size_t len);
-/* http_respond() with application/json; steals the reference to json. */
+/*
+ * http_respond() with application/json; steals the reference to json.  A
+ * NULL json (or one that cannot be encoded) is answered with 500 and
+ * -EINVAL.
+ */
 int http_respond_json(struct http_request *req, int status, json_t *json);
 
 /* "Not Found" for 404 and so on; "Unknown" for codes it does not know. */

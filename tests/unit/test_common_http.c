@@ -108,6 +108,8 @@ static void handler(struct http_request *req, void *data)
 		l->timer.data = l;
 		uv_timer_init(&w->loop, &l->timer);
 		uv_timer_start(&l->timer, on_late, ms ? atoi(ms) : 10, 0);
+	} else if (strcmp(req->path, "/nulljson") == 0) {
+		w->hdr_rv[0] = http_respond_json(req, 200, NULL);
 	} else if (strcmp(req->path, "/hold") == 0) {
 		w->held = req;
 	} else if (strcmp(req->path, "/redirect") == 0) {
@@ -858,6 +860,12 @@ START_TEST(response_headers_are_checked)
 	ck_assert_int_eq(w.hdr_rv[1], -EINVAL);
 	ck_assert_int_eq(w.hdr_rv[2], -EINVAL);
 	ck_assert_int_eq(w.hdr_rv[3], -EINVAL);
+
+	/* A handler bug (no JSON) still answers the request: 500. */
+	raw_send(&w, "GET /nulljson HTTP/1.1\r\n\r\n");
+	wait_responses(&w, 2);
+	ck_assert_int_eq(w.resp[1].status, 500);
+	ck_assert_int_eq(w.hdr_rv[0], -EINVAL);
 	finish(&w);
 }
 END_TEST
