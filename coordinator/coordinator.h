@@ -784,6 +784,7 @@ struct coordinator_pg_stats {
 	uint64_t connect_failures;
 	uint64_t timeouts;         /* statements cancelled by the client timer */
 	uint64_t lost;             /* connections lost while open */
+	uint64_t queries;          /* queries sent (round trips) */
 };
 void coordinator_pg_stats_get(const struct coordinator_pg *pg,
 			      struct coordinator_pg_stats *out);

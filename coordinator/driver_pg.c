@@ -152,6 +152,9 @@ struct coordinator_pg_branch {
 	struct conn *conn;
 	enum branch_state state;
 	bool busy;
+	/* A statement surely got a transaction id (DML that changed rows,
+	 * DDL): prepare can skip the read-only probe. */
+	bool wrote;
 	int broken_code;
 	char broken_msg[256];
 	struct coordinator_pg_branch *prev, *next;
@@ -779,6 +782,7 @@ static void send_req(struct conn *c, struct req *r)
 	if (single_row)
 		PQsetSingleRowMode(c->pq);
 	r->sent = true;
+	pg->stats.queries++;
 	rc = PQflush(c->pq);
 	if (rc < 0) {
 		fail_later(c, COORDINATOR_PG_ECONNLOST, PQerrorMessage(c->pq));
@@ -1027,6 +1031,26 @@ static void setup_done(struct conn *c)
 	release(c);
 }
 
+/* True if the statement r ran certainly assigned a transaction id.  A
+ * wrong "false" costs one round trip at prepare; a wrong "true" would only
+ * prepare a read-only transaction instead of committing it, which is still
+ * correct.  So the rule can stay simple. */
+static bool surely_wrote(const struct req *r)
+{
+	static const char *const dml[] = {"INSERT ", "UPDATE ", "DELETE ",
+					  "MERGE "};
+	static const char *const ddl[] = {"CREATE ", "ALTER ", "DROP ",
+					  "TRUNCATE"};
+
+	for (size_t i = 0; i < sizeof(dml) / sizeof(dml[0]); i++)
+		if (strncmp(r->cmd, dml[i], strlen(dml[i])) == 0)
+			return r->rows_affected > 0;
+	for (size_t i = 0; i < sizeof(ddl) / sizeof(ddl[0]); i++)
+		if (strncmp(r->cmd, ddl[i], strlen(ddl[i])) == 0)
+			return true;
+	return false;
+}
+
 /* Sends the next step of a prepare; false if the prepare is over. */
 static bool prepare_next(struct conn *c, struct req *r)
 {
@@ -1093,6 +1117,10 @@ static void finish(struct conn *c)
 			release(c);
 			break;
 		}
+		if (r->outcome == COORDINATOR_PG_OK && surely_wrote(r))
+			b->wrote = true;
+		else if (r->outcome == COORDINATOR_PG_FAILED)
+			b->wrote = false; /* let prepare's probe say why */
 		c->state = C_IDLE;
 		if (watch(c, UV_READABLE) < 0)
 			conn_lost(c, COORDINATOR_PG_ECONNLOST,
@@ -1918,7 +1946,8 @@ static int branch_end(struct coordinator_pg_branch *b, enum op op,
 			return -ENOMEM;
 		}
 	}
-	r->step = STEP_XID;
+	/* Preparing a branch that wrote needs no probe: one round trip. */
+	r->step = op == OP_PREPARE && b->wrote ? STEP_PREPARE : STEP_XID;
 	return run_on_branch(b, r);
 }
 

@@ -485,6 +485,59 @@ START_TEST(read_only_branch_commits_locally)
 }
 END_TEST
 
+/* Queries a prepare of a branch sends (session reset off, so nothing else
+ * runs on the connection). */
+static uint64_t prepare_queries(struct ctx *t, const char *stmt,
+				const char *gid,
+				enum coordinator_pg_outcome *outcome)
+{
+	struct coordinator_pg_stats st;
+	struct coordinator_pg_branch *b = begin_ok(t);
+	struct got g;
+	uint64_t q0;
+
+	exec_ok(t, b, stmt, 0, NULL, &g);
+	coordinator_pg_stats_get(t->pg, &st);
+	q0 = st.queries;
+	prepare_got(t, b, gid, &g);
+	ck_assert_msg(g.outcome != COORDINATOR_PG_FAILED, "%s", g.msg);
+	*outcome = g.outcome;
+	coordinator_pg_stats_get(t->pg, &st);
+	return st.queries - q0;
+}
+
+START_TEST(written_branch_prepares_in_one_round_trip)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	enum coordinator_pg_outcome o;
+	struct got g;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.keep_session_state = true;
+	ctx_open(&t, &cfg);
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS rt_t (v text)", 0, NULL);
+	ck_assert_uint_eq(prepare_queries(&t, "INSERT INTO rt_t VALUES ('a')",
+					  "rttest_1", &o),
+			  1);
+	ck_assert(o == COORDINATOR_PG_OK);
+	ck_assert_uint_eq(prepare_queries(&t, "SELECT 1", "rttest_2", &o), 2);
+	ck_assert(o == COORDINATOR_PG_READ_ONLY);
+	/* An UPDATE that changed nothing is not known to have written. */
+	ck_assert_uint_eq(prepare_queries(&t, "UPDATE rt_t SET v = 'b' WHERE "
+					      "false",
+					  "rttest_3", &o),
+			  2);
+	list_got(&t, "rttest_1", &g);
+	ck_assert_int_eq(g.nrows, 1);
+	gid_op(&t, coordinator_pg_rollback_prepared, "rttest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	gid_op(&t, coordinator_pg_rollback_prepared, "rttest_3", &g);
+	ck_assert(g.outcome != COORDINATOR_PG_FAILED);
+	ctx_close(&t);
+}
+END_TEST
+
 START_TEST(prepare_then_commit_prepared)
 {
 	struct ctx t;
@@ -1364,6 +1417,7 @@ int main(void)
 	tcase_add_test(tc, statement_error_carries_sqlstate_detail_hint);
 	tcase_add_test(tc, read_only_branch_commits_locally);
 	tcase_add_test(tc, prepare_then_commit_prepared);
+	tcase_add_test(tc, written_branch_prepares_in_one_round_trip);
 	tcase_add_test(tc, prepare_then_rollback_prepared);
 	tcase_add_test(tc, unknown_gid_is_not_found);
 	tcase_add_test(tc, gid_is_an_escaped_literal);
