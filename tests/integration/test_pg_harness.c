@@ -1,7 +1,8 @@
 /*
  * test_pg_harness.c - the PostgreSQL test harness (tests/lib/pg.h): real
  * servers, prepared transactions through libpq, crash and restart, and
- * cleanup after destroy and after the owner is SIGKILLed.
+ * cleanup (directories, processes, shared memory) after destroy and after
+ * the owner is SIGKILLed.
  */
 #include "tests/lib/pg.h"
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -262,12 +264,34 @@ START_TEST(bad_arguments_are_refused)
 }
 END_TEST
 
+/* The System V segment id (and key) in a running server's postmaster.pid,
+ * or -1. */
+static int read_shm(const char *dir, key_t *key)
+{
+	char path[4200], line[256];
+	long k = 0;
+	int id = -1, n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/data/postmaster.pid", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (++n == 7 && sscanf(line, "%ld %d", &k, &id) != 2)
+			id = -1;
+	fclose(f);
+	*key = (key_t)k;
+	return id;
+}
+
 START_TEST(destroy_removes_dirs_and_stops_servers)
 {
 	struct pg_harness *h;
 	char *dir[3];
 	pid_t pid[3];
-	int i;
+	key_t shmkey = 0;
+	int i, shmid;
 
 	ck_assert_int_eq(pg_harness_start(3, &h), 0);
 	for (i = 0; i < 3; i++) {
@@ -277,8 +301,18 @@ START_TEST(destroy_removes_dirs_and_stops_servers)
 		ck_assert_ptr_nonnull(strstr(dir[i], "/decree-pg-"));
 		ck_assert(pid_alive(pid[i]));
 	}
+	shmid = read_shm(dir[1], &shmkey);
+	ck_assert_int_ge(shmid, 0);
 	ck_assert_int_eq(pg_harness_kill_server(h, 1), 0);
 	pg_harness_destroy(h);
+	/* The System V segment of the crashed server went with it. */
+	if (shmid >= 0) {
+		struct shmid_ds ds;
+
+		ck_assert_msg(shmctl(shmid, IPC_STAT, &ds) < 0 ||
+				      ds.shm_perm.__key != shmkey,
+			      "shared memory %d of a killed server left", shmid);
+	}
 	for (i = 0; i < 3; i++) {
 		ck_assert_msg(!dir_exists(dir[i]), "%s is still there", dir[i]);
 		ck_assert_msg(!pid_alive(pid[i]), "postmaster %d still runs",

@@ -212,7 +212,11 @@ static void exec_engine(int sock, const char *engine, int n)
 	sigaction(SIGQUIT, &dfl, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (dup2(sock, 0) < 0 || dup2(sock, 1) < 0)
+	/* If the test had closed stdin or stdout, the socket may sit on 0 or
+	 * 1 already; dup2 onto itself would keep its close-on-exec flag. */
+	if (sock < 3)
+		sock = fcntl(sock, F_DUPFD, 3);
+	if (sock < 0 || dup2(sock, 0) < 0 || dup2(sock, 1) < 0)
 		_exit(127);
 	/* Everything else of the test's (sockets, pipes) stays behind. */
 	if (close_range(3, ~0U, 0) < 0) {

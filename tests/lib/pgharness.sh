@@ -39,7 +39,11 @@
 #     time.  An engine that was itself SIGKILLed cannot clean up; the next
 #     engine that starts sweeps away the directories (and servers) of
 #     engines that are gone.
-#  7. A crash (kill) SIGKILLs the postmaster and its backends together, so a
+#  7. Nothing outside the directories: dynamic shared memory is "mmap"
+#     (files in data/pg_dynshmem, not /dev/shm), and the small System V
+#     segment a SIGKILLed postmaster leaves is removed once its processes
+#     are gone.
+#  8. A crash (kill) SIGKILLs the postmaster and its backends together, so a
 #     restart never finds old backends still attached to shared memory.
 #     Processes of a server are found by their working directory, which
 #     PostgreSQL sets to the data directory.
@@ -110,6 +114,23 @@ pgh__kill_dir() {
 	kill -KILL $pids 2>/dev/null
 	# shellcheck disable=SC2086
 	pgh__wait_gone 10 $pids
+}
+
+# After every process of the server with data directory $1 is gone:
+# removes the System V shared memory segment a crashed postmaster leaves
+# behind (postmaster.pid line 7 holds its key and id), if it is still the
+# same segment (same key) and nothing is attached.  A clean shutdown removes
+# it itself; a SIGKILLed postmaster cannot.
+pgh__release_shm() {
+	local key id k n
+	[ -f "$1/postmaster.pid" ] || return 0
+	command -v ipcs >/dev/null 2>&1 || return 0
+	read -r key id 2>/dev/null < <(sed -n 7p "$1/postmaster.pid") || return 0
+	[[ "$key" =~ ^[0-9]+$ && "$id" =~ ^[0-9]+$ ]] || return 0
+	read -r k n < <(ipcs -m 2>/dev/null | awk -v id="$id" '$2 == id { print $1, $6 }')
+	[ -n "$k" ] && [ $((k)) -eq "$key" ] && [ "$n" = 0 ] || return 0
+	ipcrm -m "$id" 2>/dev/null
+	return 0
 }
 
 pgh__bindir() {
@@ -212,6 +233,7 @@ pgh__sweep() {
 		d=${f%/owner}
 		pgh__log "removing $d, left by a harness that is gone"
 		pgh__kill_dir "$d"
+		pgh__release_shm "$d/data"
 		rm -rf -- "$d" 2>/dev/null
 	done
 }
@@ -241,7 +263,7 @@ pgh__write_config() {
 	fsync = on
 	synchronous_commit = on
 	full_page_writes = on
-	dynamic_shared_memory_type = posix
+	dynamic_shared_memory_type = mmap
 	max_wal_size = 256MB
 	logging_collector = off
 	log_min_messages = warning
@@ -330,6 +352,7 @@ pgh__halt() {
 	fi
 	PGH_PIDS[i]=0
 	pgh__kill_dir "$d/data"
+	pgh__release_shm "$d/data"
 }
 
 pgh__cleanup() {
@@ -356,6 +379,7 @@ pgh__cleanup() {
 	for i in "${!PGH_DIRS[@]}"; do
 		PGH_PIDS[i]=0
 		pgh__kill_dir "${PGH_DIRS[$i]}"
+		pgh__release_shm "${PGH_DIRS[$i]}/data"
 		rm -rf -- "${PGH_DIRS[$i]}"
 	done
 	wait 2>/dev/null
