@@ -202,7 +202,7 @@ struct coordinator_pg {
 
 static const char *const err_text[] = {
 #define COORDINATOR_PG_TEXT(name, text) text,
-	COORDINATOR_PG_ERRORS(COORDINATOR_PG_TEXT)
+    COORDINATOR_PG_ERRORS(COORDINATOR_PG_TEXT)
 #undef COORDINATOR_PG_TEXT
 };
 
@@ -553,8 +553,9 @@ static void connect_failed(struct conn *c, int code, const char *detail)
 	pg->last_code = code;
 	snprintf(pg->last_error, sizeof(pg->last_error),
 		 "cannot connect to %s: %s", pg->name, pg->last_detail);
-	log_warn(COMP, "connect_failed", "resource=%s error=%s backoff_ms=%" PRIu64,
-		 log_q(pg->name), log_q(pg->last_detail), pg->backoff_ms);
+	log_warn(COMP, "connect_failed",
+		 "resource=%s error=%s backoff_ms=%" PRIu64, log_q(pg->name),
+		 log_q(pg->last_detail), pg->backoff_ms);
 	if (!pg->closing)
 		arm_retry(pg);
 	if (live_count(pg) == 0 && connecting_count(pg) == 0)
@@ -573,9 +574,10 @@ static void conn_lost(struct conn *c, int code, const char *detail)
 	if (c->state == C_CONNECTING || c->state == C_SETUP) {
 		if (r != NULL)
 			req_free(r);
-		connect_failed(c, code == COORDINATOR_PG_ECONNLOST
-					  ? COORDINATOR_PG_ECONNECT
-					  : code,
+		connect_failed(c,
+			       code == COORDINATOR_PG_ECONNLOST
+				   ? COORDINATOR_PG_ECONNECT
+				   : code,
 			       detail);
 		return;
 	}
@@ -591,11 +593,11 @@ static void conn_lost(struct conn *c, int code, const char *detail)
 		snprintf(b->broken_msg, sizeof(b->broken_msg), "%s", clean);
 	}
 	if (r != NULL) {
-		bool doubt = r->sent && (r->op == OP_COMMIT ||
-					 r->op == OP_COMMIT_PREPARED ||
-					 r->op == OP_ROLLBACK_PREPARED ||
-					 (r->op == OP_PREPARE &&
-					  r->step != STEP_XID));
+		bool doubt =
+		    r->sent &&
+		    (r->op == OP_COMMIT || r->op == OP_COMMIT_PREPARED ||
+		     r->op == OP_ROLLBACK_PREPARED ||
+		     (r->op == OP_PREPARE && r->step != STEP_XID));
 
 		if (r->op == OP_ROLLBACK) {
 			/* The server rolls back a branch whose client went. */
@@ -679,21 +681,22 @@ static void send_req(struct conn *c, struct req *r)
 	c->state = r->op == OP_SETUP ? C_SETUP : C_BUSY;
 	switch (r->op) {
 	case OP_SETUP:
-		snprintf(tmo, sizeof(tmo), "%" PRIu64, pg->statement_timeout_ms);
+		snprintf(tmo, sizeof(tmo), "%" PRIu64,
+			 pg->statement_timeout_ms);
 		vals[0] = tmo;
 		vals[1] = "decree";
 		nparams = 2;
 		params = vals;
 		sql = PQserverVersion(c->pq) >= 140000
-			      ? "SELECT set_config('statement_timeout', $1, "
-				"false), set_config('application_name', $2, "
-				"false), current_setting('max_prepared_"
-				"transactions')::int, set_config('client_"
-				"connection_check_interval', '1000', false)"
-			      : "SELECT set_config('statement_timeout', $1, "
-				"false), set_config('application_name', $2, "
-				"false), current_setting('max_prepared_"
-				"transactions')::int";
+			  ? "SELECT set_config('statement_timeout', $1, "
+			    "false), set_config('application_name', $2, "
+			    "false), current_setting('max_prepared_"
+			    "transactions')::int, set_config('client_"
+			    "connection_check_interval', '1000', false)"
+			  : "SELECT set_config('statement_timeout', $1, "
+			    "false), set_config('application_name', $2, "
+			    "false), current_setting('max_prepared_"
+			    "transactions')::int";
 		break;
 	case OP_CHECK:
 		sql = "SELECT 1";
@@ -718,13 +721,14 @@ static void send_req(struct conn *c, struct req *r)
 			 "pg_advisory_unlock_all(); DISCARD PLANS; DISCARD "
 			 "TEMP; DISCARD SEQUENCES; "
 			 "SELECT set_config('statement_timeout', "
-			 "'%" PRIu64 "', false), set_config('application_name', "
+			 "'%" PRIu64
+			 "', false), set_config('application_name', "
 			 "'decree', false)%s",
 			 pg->statement_timeout_ms,
 			 PQserverVersion(c->pq) >= 140000
-				 ? ", set_config('client_connection_check_"
-				   "interval', '1000', false)"
-				 : "");
+			     ? ", set_config('client_connection_check_"
+			       "interval', '1000', false)"
+			     : "");
 		sql = reset;
 		break;
 	case OP_PREPARE:
@@ -833,9 +837,9 @@ static int copy_rows(struct req *r, const PGresult *res)
 		}
 		if (r->nrows == r->cap) {
 			int cap = r->cap ? r->cap * 2 : 16;
-			char **v = mem_realloc(r->values,
-					       (size_t)cap * (size_t)r->ncols *
-						       sizeof(char *));
+			char **v = mem_realloc(r->values, (size_t)cap *
+							      (size_t)r->ncols *
+							      sizeof(char *));
 
 			if (v == NULL)
 				return -ENOMEM;
@@ -905,9 +909,10 @@ static bool cmd_is(const struct req *r, const char *tag)
 static void evaluate(struct req *r)
 {
 	if (r->err != NULL) {
-		const char *state = PQresultErrorField(r->err, PG_DIAG_SQLSTATE);
-		const char *m = PQresultErrorField(r->err,
-						   PG_DIAG_MESSAGE_PRIMARY);
+		const char *state =
+		    PQresultErrorField(r->err, PG_DIAG_SQLSTATE);
+		const char *m =
+		    PQresultErrorField(r->err, PG_DIAG_MESSAGE_PRIMARY);
 		int code = state != NULL ? COORDINATOR_PG_ESQL
 					 : COORDINATOR_PG_ECONNLOST;
 
@@ -932,7 +937,8 @@ static void evaluate(struct req *r)
 				 "earlier statement failed)");
 		break;
 	case OP_PREPARE:
-		if (r->step == STEP_PREPARE && !cmd_is(r, "PREPARE TRANSACTION"))
+		if (r->step == STEP_PREPARE &&
+		    !cmd_is(r, "PREPARE TRANSACTION"))
 			req_fail(r, COORDINATOR_PG_EROLLED_BACK,
 				 "the server rolled the transaction back (an "
 				 "earlier statement failed)");
@@ -1018,10 +1024,9 @@ static void setup_done(struct conn *c)
 	req_free(r);
 	uv_timer_stop(&c->timer);
 	if (!pg->up || pg->stats.connects == 0)
-		log_info(COMP, "connected",
-			 "resource=%s host=%s port=%s db=%s", log_q(pg->name),
-			 log_q(PQhost(c->pq)), log_q(PQport(c->pq)),
-			 log_q(PQdb(c->pq)));
+		log_info(COMP, "connected", "resource=%s host=%s port=%s db=%s",
+			 log_q(pg->name), log_q(PQhost(c->pq)),
+			 log_q(PQport(c->pq)), log_q(PQdb(c->pq)));
 	pg->stats.connects++;
 	pg->up = true;
 	pg->backoff_ms = pg->backoff_min_ms;
@@ -1091,8 +1096,9 @@ static void finish(struct conn *c)
 			b->conn = c;
 			b->state = B_OPEN;
 			if (watch(c, UV_READABLE) < 0)
-				conn_lost(c, COORDINATOR_PG_ECONNLOST,
-					  "cannot poll the connection's socket");
+				conn_lost(
+				    c, COORDINATOR_PG_ECONNLOST,
+				    "cannot poll the connection's socket");
 		} else {
 			release(c);
 		}
@@ -1103,9 +1109,9 @@ static void finish(struct conn *c)
 			 * ended the transaction: the branch is over, and a
 			 * later prepare must not report it read-only. */
 			static const char why[] =
-				"the statement ended the branch's transaction "
-				"(COMMIT, ROLLBACK and PREPARE TRANSACTION are "
-				"not allowed in a branch)";
+			    "the statement ended the branch's transaction "
+			    "(COMMIT, ROLLBACK and PREPARE TRANSACTION are "
+			    "not allowed in a branch)";
 
 			if (r->outcome != COORDINATOR_PG_FAILED)
 				req_fail(r, COORDINATOR_PG_EENDED, why);
@@ -1391,8 +1397,7 @@ static struct conn *empty_slot(struct coordinator_pg *pg)
 static struct conn *idle_conn(struct coordinator_pg *pg)
 {
 	for (int i = 0; i < pg->pool_size; i++)
-		if (pg->conns[i].state == C_IDLE &&
-		    pg->conns[i].branch == NULL)
+		if (pg->conns[i].state == C_IDLE && pg->conns[i].branch == NULL)
 			return &pg->conns[i];
 	return NULL;
 }
@@ -1443,8 +1448,8 @@ static void on_queue_timer(uv_timer_t *t)
 	uint64_t now = uv_now(pg->loop);
 	char m[160];
 
-	snprintf(m, sizeof(m), "no connection became free within %" PRIu64
-			       " ms",
+	snprintf(m, sizeof(m),
+		 "no connection became free within %" PRIu64 " ms",
 		 pg->queue_timeout_ms);
 	while (!pg->closing && pg->qhead != NULL &&
 	       pg->qhead->queued_at + pg->queue_timeout_ms <= now) {
@@ -1481,8 +1486,7 @@ static void pump(struct coordinator_pg *pg)
 		send_req(c, r);
 	}
 	want = pg->qlen - connecting_count(pg);
-	while (want-- > 0 && !pg->retry_pending &&
-	       (c = empty_slot(pg)) != NULL)
+	while (want-- > 0 && !pg->retry_pending && (c = empty_slot(pg)) != NULL)
 		start_connect(c);
 	arm_queue_timer(pg);
 }
@@ -1518,9 +1522,9 @@ static int submit(struct coordinator_pg *pg, struct req *r)
 {
 	if (!pg->up && pg->retry_pending && live_count(pg) == 0 &&
 	    connecting_count(pg) == 0) {
-		req_fail(r, pg->last_code ? pg->last_code
-					  : COORDINATOR_PG_ECONNECT,
-			 pg->last_detail);
+		req_fail(
+		    r, pg->last_code ? pg->last_code : COORDINATOR_PG_ECONNECT,
+		    pg->last_detail);
 		defer(r);
 		return 0;
 	}
@@ -1581,7 +1585,8 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt,
 		snprintf(errbuf, errlen, fmt, name ? name : "(unnamed)");
 }
 
-int coordinator_pg_open(uv_loop_t *loop, const struct coordinator_pg_config *cfg,
+int coordinator_pg_open(uv_loop_t *loop,
+			const struct coordinator_pg_config *cfg,
 			struct coordinator_pg **out, char *errbuf,
 			size_t errlen)
 {
@@ -1593,8 +1598,8 @@ int coordinator_pg_open(uv_loop_t *loop, const struct coordinator_pg_config *cfg
 	if (errbuf != NULL && errlen > 0)
 		errbuf[0] = '\0';
 	if (loop == NULL || cfg == NULL || out == NULL) {
-		set_err(errbuf, errlen, "postgres resource %s: missing argument",
-			NULL);
+		set_err(errbuf, errlen,
+			"postgres resource %s: missing argument", NULL);
 		return -EINVAL;
 	}
 	if (cfg->name == NULL || cfg->name[0] == '\0' ||
@@ -1641,9 +1646,9 @@ int coordinator_pg_open(uv_loop_t *loop, const struct coordinator_pg_config *cfg
 	pg->statement_timeout_ms = cfg->statement_timeout_ms;
 	pg->grace_ms = cfg->timeout_grace_ms ? cfg->timeout_grace_ms : 1000;
 	pg->connect_timeout_ms =
-		cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000;
+	    cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000;
 	pg->queue_timeout_ms =
-		cfg->queue_timeout_ms ? cfg->queue_timeout_ms : 10000;
+	    cfg->queue_timeout_ms ? cfg->queue_timeout_ms : 10000;
 	pg->backoff_min_ms = cfg->backoff_min_ms ? cfg->backoff_min_ms : 100;
 	pg->backoff_max_ms = cfg->backoff_max_ms ? cfg->backoff_max_ms : 5000;
 	if (pg->backoff_max_ms < pg->backoff_min_ms)
@@ -2002,9 +2007,8 @@ int coordinator_pg_commit_prepared(struct coordinator_pg *pg, const char *gid,
 	return pool_op(pg, OP_COMMIT_PREPARED, mem_strdup(gid), cb, data);
 }
 
-int coordinator_pg_rollback_prepared(struct coordinator_pg *pg,
-				     const char *gid, coordinator_pg_cb cb,
-				     void *data)
+int coordinator_pg_rollback_prepared(struct coordinator_pg *pg, const char *gid,
+				     coordinator_pg_cb cb, void *data)
 {
 	if (pg == NULL)
 		return -EINVAL;

@@ -73,7 +73,8 @@ static void on_result(const struct coordinator_pg_result *r, void *data)
 	snprintf(g->sqlstate, sizeof(g->sqlstate), "%s", r->sqlstate);
 	g->has_detail = r->detail != NULL;
 	g->has_hint = r->hint != NULL;
-	snprintf(g->detail, sizeof(g->detail), "%s", r->detail ? r->detail : "");
+	snprintf(g->detail, sizeof(g->detail), "%s",
+		 r->detail ? r->detail : "");
 	snprintf(g->hint, sizeof(g->hint), "%s", r->hint ? r->hint : "");
 	g->in_doubt = r->in_doubt;
 	g->rows = r->rows_affected;
@@ -121,8 +122,8 @@ static void wait_got(struct ctx *t, struct got *g)
 	ck_assert_msg(run_until(t, &g->done, 20000), "no callback in 20 s");
 }
 
-static void config_defaults(struct coordinator_pg_config *cfg,
-			    const char *name, const char *conninfo)
+static void config_defaults(struct coordinator_pg_config *cfg, const char *name,
+			    const char *conninfo)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->name = name;
@@ -140,9 +141,8 @@ static void ctx_open(struct ctx *t, const struct coordinator_pg_config *cfg)
 	memset(t, 0, sizeof(*t));
 	ck_assert_int_eq(uv_loop_init(&t->loop), 0);
 	ck_assert_int_eq(uv_timer_init(&t->loop, &t->watchdog), 0);
-	ck_assert_int_eq(coordinator_pg_open(&t->loop, cfg, &t->pg, err,
-					     sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+	    coordinator_pg_open(&t->loop, cfg, &t->pg, err, sizeof(err)), 0);
 }
 
 static void open_server(struct ctx *t, int server, const char *name)
@@ -190,7 +190,7 @@ static void exec_got(struct ctx *t, struct coordinator_pg_branch *b,
 	memset(g, 0, sizeof(*g));
 	g->loop = &t->loop;
 	ck_assert_int_eq(
-		coordinator_pg_branch_exec(b, sql, n, params, on_result, g), 0);
+	    coordinator_pg_branch_exec(b, sql, n, params, on_result, g), 0);
 	wait_got(t, g);
 }
 
@@ -199,8 +199,8 @@ static void exec_ok(struct ctx *t, struct coordinator_pg_branch *b,
 		    struct got *g)
 {
 	exec_got(t, b, sql, n, params, g);
-	ck_assert_msg(g->outcome == COORDINATOR_PG_OK && g->code == 0,
-		      "%s: %s", sql, g->msg);
+	ck_assert_msg(g->outcome == COORDINATOR_PG_OK && g->code == 0, "%s: %s",
+		      sql, g->msg);
 }
 
 typedef int (*end_fn)(struct coordinator_pg_branch *, coordinator_pg_cb,
@@ -301,7 +301,7 @@ static void admin_exec(int server, const char *sql)
 	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
 	r = PQexec(c, sql);
 	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
-			      PQresultStatus(r) == PGRES_TUPLES_OK,
+			  PQresultStatus(r) == PGRES_TUPLES_OK,
 		      "%s: %s", sql, PQerrorMessage(c));
 	PQclear(r);
 	PQfinish(c);
@@ -345,8 +345,8 @@ START_TEST(statement_with_params_returns_rows)
 	exec_ok(&t, b, "INSERT INTO params_t VALUES ($1, $2)", 2, ins, &g);
 	ck_assert_int_eq(g.rows, 1);
 	exec_ok(&t, b, "INSERT INTO params_t VALUES ($1, $2)", 2, ins_null, &g);
-	exec_ok(&t, b, "UPDATE params_t SET note = note || '!' WHERE id > 0",
-		0, NULL, &g);
+	exec_ok(&t, b, "UPDATE params_t SET note = note || '!' WHERE id > 0", 0,
+		NULL, &g);
 	ck_assert_int_eq(g.rows, 2);
 	exec_ok(&t, b, "SELECT id, note FROM params_t ORDER BY id", 0, NULL,
 		&g);
@@ -404,11 +404,11 @@ START_TEST(statement_error_carries_sqlstate_detail_hint)
 	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
 	cfg.pool_size = 1;
 	ctx_open(&t, &cfg);
-	run_committed(&t, "CREATE TABLE IF NOT EXISTS err_t (id int PRIMARY KEY)",
-		      0, NULL);
 	run_committed(&t,
-		      "INSERT INTO err_t VALUES ($1) ON CONFLICT DO NOTHING", 1,
-		      one);
+		      "CREATE TABLE IF NOT EXISTS err_t (id int PRIMARY KEY)",
+		      0, NULL);
+	run_committed(
+	    &t, "INSERT INTO err_t VALUES ($1) ON CONFLICT DO NOTHING", 1, one);
 
 	b = begin_ok(&t);
 	exec_got(&t, b, "SELECT * FROM no_such_table", 0, NULL, &g);
@@ -524,8 +524,9 @@ START_TEST(written_branch_prepares_in_one_round_trip)
 	ck_assert_uint_eq(prepare_queries(&t, "SELECT 1", "rttest_2", &o), 2);
 	ck_assert(o == COORDINATOR_PG_READ_ONLY);
 	/* An UPDATE that changed nothing is not known to have written. */
-	ck_assert_uint_eq(prepare_queries(&t, "UPDATE rt_t SET v = 'b' WHERE "
-					      "false",
+	ck_assert_uint_eq(prepare_queries(&t,
+					  "UPDATE rt_t SET v = 'b' WHERE "
+					  "false",
 					  "rttest_3", &o),
 			  2);
 	list_got(&t, "rttest_1", &g);
@@ -636,21 +637,22 @@ START_TEST(bad_gids_are_refused_and_change_nothing)
 	memset(longgid, 'a', sizeof(longgid) - 1);
 	longgid[sizeof(longgid) - 1] = '\0';
 	open_server(&t, 0, "bank_a");
-	ck_assert_int_eq(coordinator_pg_commit_prepared(t.pg, "", on_result, &g),
-			 COORDINATOR_PG_EBAD_GID);
-	ck_assert_int_eq(coordinator_pg_rollback_prepared(t.pg, longgid,
-							  on_result, &g),
-			 COORDINATOR_PG_EBAD_GID);
-	ck_assert_int_eq(coordinator_pg_commit_prepared(t.pg, NULL, on_result,
-							&g),
-			 COORDINATOR_PG_EBAD_GID);
+	ck_assert_int_eq(
+	    coordinator_pg_commit_prepared(t.pg, "", on_result, &g),
+	    COORDINATOR_PG_EBAD_GID);
+	ck_assert_int_eq(
+	    coordinator_pg_rollback_prepared(t.pg, longgid, on_result, &g),
+	    COORDINATOR_PG_EBAD_GID);
+	ck_assert_int_eq(
+	    coordinator_pg_commit_prepared(t.pg, NULL, on_result, &g),
+	    COORDINATOR_PG_EBAD_GID);
 	b = begin_ok(&t);
-	ck_assert_int_eq(coordinator_pg_branch_prepare(b, longgid, on_result,
-						       &g),
-			 COORDINATOR_PG_EBAD_GID);
-	ck_assert_int_eq(coordinator_pg_branch_exec(b, NULL, 0, NULL,
-						    on_result, &g),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    coordinator_pg_branch_prepare(b, longgid, on_result, &g),
+	    COORDINATOR_PG_EBAD_GID);
+	ck_assert_int_eq(
+	    coordinator_pg_branch_exec(b, NULL, 0, NULL, on_result, &g),
+	    -EINVAL);
 	/* The branch is still usable: nothing changed. */
 	exec_ok(&t, b, "SELECT 1", 0, NULL, &g);
 	/* One operation at a time per branch. */
@@ -658,9 +660,9 @@ START_TEST(bad_gids_are_refused_and_change_nothing)
 	ck_assert_int_eq(coordinator_pg_branch_exec(b, "SELECT pg_sleep(0.05)",
 						    0, NULL, on_result, &g),
 			 0);
-	ck_assert_int_eq(coordinator_pg_branch_exec(b, "SELECT 2", 0, NULL,
-						    on_result, &g),
-			 -EBUSY);
+	ck_assert_int_eq(
+	    coordinator_pg_branch_exec(b, "SELECT 2", 0, NULL, on_result, &g),
+	    -EBUSY);
 	wait_got(&t, &g);
 	ck_assert(g.outcome == COORDINATOR_PG_OK);
 	ck_assert_int_eq(g.nrows, 1);
@@ -674,7 +676,7 @@ START_TEST(list_matches_the_prefix_literally)
 {
 	struct ctx t;
 	struct got g;
-	static const char *const gids[] = {"lp_a_1", "lpXa_1", "lp%a_1",
+	static const char *const gids[] = {"lp_a_1",  "lpXa_1", "lp%a_1",
 					   "lpQQa_1", "lp!a_1", "lother_1"};
 	size_t i;
 
@@ -979,22 +981,20 @@ START_TEST(bad_config_is_refused)
 	char err[256];
 
 	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	config_defaults(&cfg, "bank_a", "host=127.0.0.1 password=hunter2 bogus");
-	ck_assert_int_eq(coordinator_pg_open(&loop, &cfg, &pg, err,
-					     sizeof(err)),
-			 -EINVAL);
+	config_defaults(&cfg, "bank_a",
+			"host=127.0.0.1 password=hunter2 bogus");
+	ck_assert_int_eq(
+	    coordinator_pg_open(&loop, &cfg, &pg, err, sizeof(err)), -EINVAL);
 	ck_assert_ptr_null(pg);
 	ck_assert_msg(strstr(err, "bank_a") != NULL, "%s", err);
 	ck_assert(strstr(err, "hunter2") == NULL);
 	config_defaults(&cfg, "", "host=127.0.0.1");
-	ck_assert_int_eq(coordinator_pg_open(&loop, &cfg, &pg, err,
-					     sizeof(err)),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    coordinator_pg_open(&loop, &cfg, &pg, err, sizeof(err)), -EINVAL);
 	config_defaults(&cfg, "bank_a", "host=127.0.0.1");
 	cfg.pool_size = -1;
-	ck_assert_int_eq(coordinator_pg_open(&loop, &cfg, &pg, err,
-					     sizeof(err)),
-			 -EINVAL);
+	ck_assert_int_eq(
+	    coordinator_pg_open(&loop, &cfg, &pg, err, sizeof(err)), -EINVAL);
 	ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
@@ -1038,8 +1038,8 @@ START_TEST(close_fails_pending_requests)
 	ctx_open(&t, &cfg);
 	b1 = begin_ok(&t);
 	ck_assert_int_eq(coordinator_pg_begin(t.pg, on_result, &g2, &b2), 0);
-	ck_assert_int_eq(coordinator_pg_branch_exec(b1, "SELECT pg_sleep(5)",
-						    0, NULL, on_result, &g3),
+	ck_assert_int_eq(coordinator_pg_branch_exec(b1, "SELECT pg_sleep(5)", 0,
+						    NULL, on_result, &g3),
 			 0);
 	coordinator_pg_close(t.pg, on_closed, &t.closed);
 	ck_assert(g2.done && g3.done);
@@ -1105,12 +1105,11 @@ START_TEST(many_requests_share_a_small_pool)
 	m.t = &t;
 	for (int i = 0; i < 20; i++) {
 		snprintf(gid, sizeof(gid), "many_%d", i);
-		ck_assert_int_eq(coordinator_pg_commit_prepared(t.pg, gid,
-								on_many, &m),
-				 0);
-		ck_assert_int_eq(coordinator_pg_list_prepared(t.pg, "many_",
-							      on_many, &m),
-				 0);
+		ck_assert_int_eq(
+		    coordinator_pg_commit_prepared(t.pg, gid, on_many, &m), 0);
+		ck_assert_int_eq(
+		    coordinator_pg_list_prepared(t.pg, "many_", on_many, &m),
+		    0);
 		ck_assert_int_eq(coordinator_pg_check(t.pg, on_many, &m), 0);
 	}
 	ck_assert(run_until(&t, &m.all, 20000));
@@ -1138,9 +1137,10 @@ START_TEST(allocation_failures_fail_cleanly)
 		memset(&g, 0, sizeof(g));
 		mem_fail_after(n);
 		rc = coordinator_pg_branch_exec(
-			b, "SELECT $1::int AS v, 'x' AS w FROM "
-			   "generate_series(1, 3)",
-			1, p, on_result, &g);
+		    b,
+		    "SELECT $1::int AS v, 'x' AS w FROM "
+		    "generate_series(1, 3)",
+		    1, p, on_result, &g);
 		if (rc < 0) {
 			mem_fail_reset();
 			ck_assert_int_eq(rc, -ENOMEM);
@@ -1243,13 +1243,14 @@ START_TEST(killed_server_gives_clean_error_and_pool_reconnects)
 	ck_assert(strstr(g.msg, "hunter2") == NULL);
 	prepare_got(&t, b, "killtest_1", &g);
 	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
-	ck_assert_msg(strstr(g.msg, "cannot prepare branch on bank_b:") == g.msg,
+	ck_assert_msg(strstr(g.msg, "cannot prepare branch on bank_b:") ==
+			  g.msg,
 		      "%s", g.msg);
 	/* While it is down, new work fails with a connect error. */
 	gid_op(&t, coordinator_pg_commit_prepared, "killtest_1", &g);
 	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
 	ck_assert_msg(g.code == COORDINATOR_PG_ECONNECT ||
-			      g.code == COORDINATOR_PG_ECONNLOST,
+			  g.code == COORDINATOR_PG_ECONNLOST,
 		      "%d %s", g.code, g.msg);
 	ck_assert(strstr(g.msg, "hunter2") == NULL);
 
@@ -1329,8 +1330,8 @@ START_TEST(lost_answers_are_in_doubt)
 	admin_exec(1, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
 	admin_exec(1, "SELECT pg_reload_conf()");
 	ck_assert(admin_wait_value(
-		1, "SELECT current_setting('synchronous_standby_names')",
-		"nobody"));
+	    1, "SELECT current_setting('synchronous_standby_names')",
+	    "nobody"));
 
 	b = begin_ok(&t);
 	for (int i = 0; i < 500 && strcmp(v, "nobody") != 0; i++) {
@@ -1356,7 +1357,7 @@ START_TEST(lost_answers_are_in_doubt)
 	admin_exec(1, "ALTER SYSTEM RESET synchronous_standby_names");
 	admin_exec(1, "SELECT pg_reload_conf()");
 	ck_assert(admin_wait_value(
-		1, "SELECT current_setting('synchronous_standby_names')", ""));
+	    1, "SELECT current_setting('synchronous_standby_names')", ""));
 	/* In doubt means exactly that: the prepare may have landed.  Abort
 	 * is ROLLBACK PREPARED, and "not found" means nothing to undo. */
 	/* A pooled backend may run one more command under the old setting
@@ -1365,14 +1366,14 @@ START_TEST(lost_answers_are_in_doubt)
 		memset(&g, 0, sizeof(g));
 		g.loop = &t.loop;
 		ck_assert_int_eq(coordinator_pg_rollback_prepared(
-					 t.pg, "doubttest_1", on_result, &g),
+				     t.pg, "doubttest_1", on_result, &g),
 				 0);
 		wait_got(&t, &g);
 		if (g.outcome != COORDINATOR_PG_FAILED)
 			break;
 	}
 	ck_assert_msg(g.outcome == COORDINATOR_PG_OK ||
-			      g.outcome == COORDINATOR_PG_NOT_FOUND,
+			  g.outcome == COORDINATOR_PG_NOT_FOUND,
 		      "%s", g.msg);
 	list_got(&t, "doubttest_", &g);
 	ck_assert_int_eq(g.nrows, 0);
@@ -1424,7 +1425,8 @@ int main(void)
 	tcase_add_test(tc, bad_gids_are_refused_and_change_nothing);
 	tcase_add_test(tc, list_matches_the_prefix_literally);
 	tcase_add_test(tc, unix_socket_conninfo_works);
-	tcase_add_test(tc, statement_that_ends_the_transaction_breaks_the_branch);
+	tcase_add_test(tc,
+		       statement_that_ends_the_transaction_breaks_the_branch);
 	tcase_add_test(tc, session_state_does_not_leak_between_branches);
 	tcase_add_test(tc, many_requests_share_a_small_pool);
 	tcase_add_test(tc, allocation_failures_fail_cleanly);
@@ -1432,7 +1434,8 @@ int main(void)
 	tcase_add_test(tc, queued_request_times_out);
 	tcase_add_test(tc, server_timeout_cancels_sleep);
 	tcase_add_test(tc, client_timer_cancels_and_drops_silent_server);
-	tcase_add_test(tc, unreachable_server_error_names_resource_hides_password);
+	tcase_add_test(tc,
+		       unreachable_server_error_names_resource_hides_password);
 	tcase_add_test(tc, close_fails_pending_requests);
 	tcase_add_test(tc, killed_server_gives_clean_error_and_pool_reconnects);
 	tcase_add_test(tc, server_without_prepared_transactions_is_refused);
