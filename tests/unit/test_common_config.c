@@ -702,6 +702,168 @@ START_TEST(effective_config_survives_allocation_failures)
 }
 END_TEST
 
+/*
+ * Systematic: every value of the full config, replaced by a value of each
+ * other JSON type, is reported at exactly its own key path; and an unknown
+ * key added to every object is reported at its path.
+ */
+static json_t *mut_doc;
+static int mut_checked;
+
+static void expect_at(const char *path, const char *what)
+{
+	struct config_node *n = NULL;
+	char err[CONFIG_ERR_MAX];
+	char want[CONFIG_ERR_MAX];
+	char *text = json_dumps(mut_doc, 0);
+	int rc;
+
+	ck_assert_ptr_nonnull(text);
+	rc = config_node_load_string(text, "t.json", &n, err, sizeof(err));
+	snprintf(want, sizeof(want), "config t.json: key \"%s\": %s", path,
+		 what);
+	ck_assert_msg(rc == -EINVAL && strncmp(err, want, strlen(want)) == 0,
+		      "mutating %s: rc %d, message: %s", path, rc, err);
+	ck_assert_ptr_null(n);
+	free(text);
+	mut_checked++;
+}
+
+static bool same_kind(const json_t *a, const json_t *b)
+{
+	if (json_is_boolean(a) && json_is_boolean(b))
+		return true;
+	return json_typeof(a) == json_typeof(b);
+}
+
+/* Replaces the value at (parent, key | idx) by each other type. */
+static void mutate(json_t *parent, const char *key, size_t idx, json_t *v,
+		   const char *path)
+{
+	json_t *alts[] = {json_null(),	  json_true(),	    json_integer(7),
+			  json_real(1.5), json_string("s"), json_array(),
+			  json_object()};
+	json_t *keep = json_incref(v);
+
+	for (size_t i = 0; i < sizeof(alts) / sizeof(alts[0]); i++) {
+		if (!same_kind(alts[i], keep)) {
+			if (key != NULL)
+				json_object_set(parent, key, alts[i]);
+			else
+				json_array_set(parent, idx, alts[i]);
+			expect_at(path, "expected ");
+		}
+		json_decref(alts[i]);
+	}
+	if (key != NULL)
+		json_object_set(parent, key, keep);
+	else
+		json_array_set(parent, idx, keep);
+	json_decref(keep);
+}
+
+static void walk(json_t *v, const char *path)
+{
+	char child[CONFIG_PATH_MAX + 32];
+
+	if (json_is_object(v)) {
+		const char *key;
+		json_t *m;
+		void *tmp;
+
+		snprintf(child, sizeof(child), "%s%szz", path,
+			 path[0] ? "." : "");
+		json_object_set_new(v, "zz", json_true());
+		expect_at(child, "unknown key (allowed: ");
+		json_object_del(v, "zz");
+		json_object_foreach_safe(v, tmp, key, m)
+		{
+			snprintf(child, sizeof(child), "%s%s%s", path,
+				 path[0] ? "." : "", key);
+			mutate(v, key, 0, m, child);
+			walk(json_object_get(v, key), child);
+		}
+	} else if (json_is_array(v)) {
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			snprintf(child, sizeof(child), "%s[%zu]", path, i);
+			mutate(v, NULL, i, json_array_get(v, i), child);
+			walk(json_array_get(v, i), child);
+		}
+	}
+}
+
+START_TEST(every_wrong_type_and_stray_key_is_reported_at_its_path)
+{
+	json_error_t jerr;
+
+	mut_doc = json_loads(js(full_config), 0, &jerr);
+	ck_assert_ptr_nonnull(mut_doc);
+	walk(mut_doc, "");
+	ck_assert_int_ge(mut_checked, 200);
+	json_decref(mut_doc);
+}
+END_TEST
+
+/*
+ * Random damage (flipped bytes, cuts, inserted bytes) never crashes or
+ * leaks: the result either loads or fails with a message naming the file.
+ */
+START_TEST(random_damage_is_an_error_never_a_crash)
+{
+	const char *good = js(full_config);
+	size_t len = strlen(good);
+	char *buf = malloc(len + 16);
+	uint64_t x = 20261122;
+
+	ck_assert_ptr_nonnull(buf);
+	for (int round = 0; round < 3000; round++) {
+		struct config_node *n = NULL;
+		char err[CONFIG_ERR_MAX];
+		size_t blen = len;
+		int rc;
+
+		memcpy(buf, good, len + 1);
+		for (int k = 0; k < 1 + round % 3; k++) {
+			size_t at;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			at = (size_t)(x >> 8) % blen;
+			switch (x % 3) {
+			case 0:
+				buf[at] = (char)(x >> 40);
+				if (buf[at] == '\0')
+					buf[at] = '~';
+				break;
+			case 1:
+				blen = at;
+				buf[blen] = '\0';
+				break;
+			default:
+				memmove(buf + at + 1, buf + at, blen - at + 1);
+				buf[at] = "{}[],:\"0a"[(x >> 32) % 9];
+				blen++;
+				break;
+			}
+			if (blen == 0)
+				break;
+		}
+		rc = config_node_load_string(buf, "t.json", &n, err,
+					     sizeof(err));
+		if (rc == 0) {
+			config_node_free(n);
+			continue;
+		}
+		ck_assert_msg(rc == -EINVAL, "round %d (seed 20261122): rc %d",
+			      round, rc);
+		ck_assert_msg(strncmp(err, "config t.json: ", 15) == 0,
+			      "round %d (seed 20261122): %s", round, err);
+	}
+	free(buf);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common_config");
@@ -735,6 +897,9 @@ int main(void)
 	tcase_add_test(tc,
 		       effective_config_round_trips_with_passwords_redacted);
 	tcase_add_test(tc, effective_config_survives_allocation_failures);
+	tcase_add_test(tc,
+		       every_wrong_type_and_stray_key_is_reported_at_its_path);
+	tcase_add_test(tc, random_damage_is_an_error_never_a_crash);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
