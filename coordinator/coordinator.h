@@ -806,10 +806,13 @@ int coordinator_pg_begin(struct coordinator_pg *pg, coordinator_pg_cb cb,
 /*
  * Runs one statement of the user's with text parameters ($1..$n) on the
  * branch.  The result has rows affected and up to row_limit returned rows,
- * or the server's error (SQLSTATE, message, detail, hint); after an error
- * the branch stays open (the server's transaction is aborted) and must be
- * rolled back.  -EBUSY if an operation of the branch is still running,
- * -EINVAL on a NULL statement.
+ * or the server's error (SQLSTATE, message, detail, hint), after which the
+ * server's transaction is aborted: roll the branch back.  No exec result
+ * ends the branch, not even a lost connection (ECONNLOST, ETIMEOUT) or a
+ * statement that ended the transaction (EENDED): the branch object lives
+ * until prepare, commit or rollback ends it, and on a broken branch those
+ * complete at once (rollback with OK).  -EBUSY if an operation of the
+ * branch is still running, -EINVAL on a NULL statement.
  */
 int coordinator_pg_branch_exec(struct coordinator_pg_branch *b, const char *sql,
 			       int nparams, const char *const *params,
