@@ -366,8 +366,10 @@ static void disk_set_snapshot(struct disk *d, const struct raft_snapshot *snap)
 		mem_free(d->e[drop].data);
 		drop++;
 	}
-	memmove(d->e, d->e + drop, (d->n - drop) * sizeof(*d->e));
-	d->n -= drop;
+	if (drop > 0) {
+		memmove(d->e, d->e + drop, (d->n - drop) * sizeof(*d->e));
+		d->n -= drop;
+	}
 	/* entries that do not continue the snapshot are unusable */
 	if (d->n > 0 && d->e[0].index != snap->index + 1)
 		disk_truncate_from(d, 0);
