@@ -146,6 +146,9 @@ struct coordinator_record {
 	uint64_t epoch;                  /* EPOCH only */
 	char txn[COORDINATOR_GID_SIZE];  /* others: the transaction id */
 	enum coordinator_protocol protocol;
+	/* BEGIN/COMMIT/ABORT: the idempotency key, "" if none, so a retried
+	 * request finds a committed transaction after a restart too */
+	char key[COORDINATOR_KEY_MAX + 1];
 	size_t nbranches;
 	struct coordinator_rec_branch *branches;
 };
@@ -602,6 +605,14 @@ const struct coordinator_record *coordinator_recovery_get(const struct coordinat
 /* True if the log holds a commit decision for this txn id. */
 bool coordinator_recovery_is_committed(const struct coordinator_recovery *r,
 				       const char *txn);
+/* Calls fn for each transaction the log names with an idempotency key, in
+ * log order: committed (a COMMIT was seen) and open (no END yet).  fn
+ * returning non-zero stops the walk.  Returns how many were visited. */
+size_t coordinator_recovery_keys(const struct coordinator_recovery *r,
+				 int (*fn)(void *arg, const char *txn,
+					   const char *key, bool committed,
+					   bool open),
+				 void *arg);
 
 enum coordinator_action {
 	COORDINATOR_ACT_NONE,     /* not ours, current epoch, or unparsable */
@@ -850,5 +861,57 @@ int coordinator_pg_rollback_prepared(struct coordinator_pg *pg,
  * "gid", no row limit. */
 int coordinator_pg_list_prepared(struct coordinator_pg *pg, const char *prefix,
 				 coordinator_pg_cb cb, void *data);
+
+
+/* ------------------------------------------- the server (libuv runtime) */
+
+/*
+ * The coordinator process's runtime (coordinator/server.c, api.c): it runs
+ * the engine on a libuv loop with the postgres driver, the local WAL
+ * decision log (<data_dir>/decision-log) and the HTTP API (docs/api.md).
+ * recovery/ drives its start-up through the accessors below.
+ *
+ * Ownership: cfg must outlive the server.  coordinator_server_close() stops
+ * serving and closes every handle; its callback fires when the loop holds
+ * nothing of the server's, and then coordinator_server_free() releases it.
+ */
+struct config_node;
+struct coordinator_server;
+
+int coordinator_server_new(struct uv_loop_s *loop,
+			   const struct config_node *cfg,
+			   struct coordinator_server **out, char *err,
+			   size_t errlen);
+/* Starts the HTTP API on cfg->listen_http. */
+int coordinator_server_listen(struct coordinator_server *s, char *err,
+			      size_t errlen);
+/* The bound HTTP port, or -1 before listen. */
+int coordinator_server_port(const struct coordinator_server *s);
+void coordinator_server_close(struct coordinator_server *s,
+			      void (*cb)(void *data), void *data);
+void coordinator_server_free(struct coordinator_server *s);
+
+struct coordinator_engine *coordinator_server_engine(struct coordinator_server *s);
+struct coordinator_log *coordinator_server_log(struct coordinator_server *s);
+const struct config_node *coordinator_server_config(const struct coordinator_server *s);
+struct uv_loop_s *coordinator_server_loop(struct coordinator_server *s);
+/* The loop's clock in ms: the engine's `now`. */
+uint64_t coordinator_server_now(const struct coordinator_server *s);
+/* Executes the effects in fx (and clears it). */
+void coordinator_server_apply(struct coordinator_server *s,
+			      struct coordinator_fx *fx);
+size_t coordinator_server_resources(const struct coordinator_server *s);
+const char *coordinator_server_resource_name(const struct coordinator_server *s,
+					     size_t i);
+/*
+ * Lists the prepared gids with this cluster's prefix on a resource.  cb gets
+ * them (valid during the call) or, if the resource could not answer, err.
+ */
+typedef void (*coordinator_server_list_cb)(const char *resource,
+					   const char *const *gids, size_t n,
+					   const char *err, void *data);
+int coordinator_server_list_prepared(struct coordinator_server *s,
+				     const char *resource,
+				     coordinator_server_list_cb cb, void *data);
 
 #endif

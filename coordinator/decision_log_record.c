@@ -13,9 +13,11 @@
  *   4       8     epoch, >= 1
  *   BEGIN, COMMIT, ABORT, END:
  *   4       1     protocol: 1 2pc-pa, 2 2pc-pn
- *   5       1     L, length of the transaction id, 1..199
- *   6       L     transaction id <cluster>_<epoch>_<seq>, no NUL
- *   6+L     1     N, number of branches, 0..64 (0 for END)
+ *   5       1     K, length of the idempotency key, 0..128 (0 for END)
+ *   6       K     key, no NUL
+ *   6+K     1     L, length of the transaction id, 1..199
+ *   7+K     L     transaction id <cluster>_<epoch>_<seq>, no NUL
+ *   7+K+L   1     N, number of branches, 0..64 (0 for END)
  *   then N times:
  *           1     R, resource name length, 1..63
  *           R     resource name
@@ -97,6 +99,9 @@ static int validate(const struct coordinator_record *rec)
 		return COORDINATOR_EREC_FIELD;
 	if (coordinator_txnid_parse(rec->txn, &g) < 0)
 		return COORDINATOR_EREC_FIELD;
+	if (strnlen(rec->key, sizeof(rec->key)) > COORDINATOR_KEY_MAX ||
+	    (rec->type == COORDINATOR_REC_END && rec->key[0] != '\0'))
+		return COORDINATOR_EREC_FIELD;
 	if (rec->nbranches > COORDINATOR_BRANCHES_MAX ||
 	    (rec->type == COORDINATOR_REC_END && rec->nbranches > 0) ||
 	    (rec->nbranches > 0 && rec->branches == NULL))
@@ -118,7 +123,7 @@ long coordinator_record_size(const struct coordinator_record *rec)
 		return rc;
 	if (rec->type == COORDINATOR_REC_EPOCH)
 		return 12;
-	n = 4 + 1 + 1 + (long)strlen(rec->txn) + 1;
+	n = 4 + 1 + 1 + (long)strlen(rec->key) + 1 + (long)strlen(rec->txn) + 1;
 	for (size_t i = 0; i < rec->nbranches; i++)
 		n += 2 + (long)strlen(rec->branches[i].resource) +
 		     (long)strlen(rec->branches[i].gid);
@@ -146,6 +151,10 @@ long coordinator_record_encode(const struct coordinator_record *rec,
 		return size;
 	}
 	*p++ = (unsigned char)rec->protocol;
+	l = strlen(rec->key);
+	*p++ = (unsigned char)l;
+	memcpy(p, rec->key, l);
+	p += l;
 	l = strlen(rec->txn);
 	*p++ = (unsigned char)l;
 	memcpy(p, rec->txn, l);
@@ -222,6 +231,17 @@ int coordinator_record_decode(const void *buf, size_t len,
 			goto err_free;
 		}
 		rec->protocol = (enum coordinator_protocol)*p++;
+		if (p >= end) {
+			rc = COORDINATOR_EREC_TRUNCATED;
+			goto err_free;
+		}
+		if (*p == 0) {
+			p++;
+		} else {
+			rc = take_str(&p, end, rec->key, COORDINATOR_KEY_MAX);
+			if (rc < 0)
+				goto err_free;
+		}
 		rc = take_str(&p, end, rec->txn, COORDINATOR_GID_SIZE - 1);
 		if (rc < 0)
 			goto err_free;

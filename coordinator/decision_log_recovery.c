@@ -27,6 +27,7 @@
 
 struct entry {
 	char *id;
+	char *key;                     /* idempotency key, NULL if none */
 	bool committed;                /* a COMMIT decision was seen */
 	struct coordinator_record *open; /* BEGIN/COMMIT/ABORT without END */
 };
@@ -82,6 +83,7 @@ void coordinator_recovery_free(struct coordinator_recovery *r)
 		return;
 	for (size_t i = 0; i < r->n; i++) {
 		mem_free(r->v[i].id);
+		mem_free(r->v[i].key);
 		coordinator_record_free(r->v[i].open);
 	}
 	mem_free(r->v);
@@ -185,6 +187,13 @@ int coordinator_recovery_add(struct coordinator_recovery *r,
 		return -ENOMEM;
 	}
 	r->stale = true;
+	if (rec->key[0] != '\0' && e->key == NULL) {
+		e->key = mem_strdup(rec->key);
+		if (e->key == NULL) {
+			coordinator_record_free(copy);
+			return -ENOMEM;
+		}
+	}
 	switch (rec->type) {
 	case COORDINATOR_REC_BEGIN:
 	case COORDINATOR_REC_ABORT:
@@ -292,4 +301,24 @@ enum coordinator_action coordinator_recovery_classify(const struct coordinator_r
 	*strrchr(id, '_') = '\0';
 	return coordinator_recovery_is_committed(r, id) ? COORDINATOR_ACT_COMMIT
 							: COORDINATOR_ACT_ROLLBACK;
+}
+
+size_t coordinator_recovery_keys(const struct coordinator_recovery *r,
+				 int (*fn)(void *arg, const char *txn,
+					   const char *key, bool committed,
+					   bool open),
+				 void *arg)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n; i++) {
+		const struct entry *e = &r->v[i];
+
+		if (e->key == NULL)
+			continue;
+		n++;
+		if (fn(arg, e->id, e->key, e->committed, e->open != NULL) != 0)
+			break;
+	}
+	return n;
 }

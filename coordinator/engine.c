@@ -301,6 +301,8 @@ static uint64_t log_rec(struct coordinator_engine *e, struct coordinator_fx *fx,
 	memset(&rec, 0, sizeof(rec));
 	rec.type = type;
 	memcpy(rec.txn, x->id, sizeof(rec.txn));
+	if (type != COORDINATOR_REC_END)
+		memcpy(rec.key, x->key, sizeof(rec.key));
 	rec.protocol = x->protocol;
 	rec.branches = br;
 	for (size_t i = 0; type != COORDINATOR_REC_END && i < x->nbranches; i++) {
@@ -1096,14 +1098,19 @@ int coordinator_engine_step(struct coordinator_engine *e,
 
 /* Makes (or finds) a txn adopted from the log or a resource's list. */
 static int adopt(struct coordinator_engine *e, const char *id,
-		 enum coordinator_protocol proto,
+		 const char *key, enum coordinator_protocol proto,
 		 enum coordinator_outcome decision, struct coordinator_txn **out)
 {
 	struct coordinator_txn *x = coordinator_table_find(e->t, id);
 	int rc;
 
 	if (x == NULL) {
-		rc = coordinator_table_add(e->t, id, NULL, 0, &x);
+		/* A key taken by another txn (an aborted try, then a
+		 * committed retry): the first one adopted keeps it, and
+		 * committed ones are adopted first. */
+		if (key != NULL && coordinator_table_find_key(e->t, key) != NULL)
+			key = NULL;
+		rc = coordinator_table_add(e->t, id, key, 0, &x);
 		if (rc < 0)
 			return rc;
 		x->recovered = true;
@@ -1126,6 +1133,29 @@ static int find_branch(const struct coordinator_txn *x, const char *gid)
 			return (int)i;
 	}
 	return -1;
+}
+
+struct keyed {
+	struct coordinator_engine *e;
+	uint64_t now;
+	int rc;
+};
+
+static int keyed_done(void *arg, const char *txn, const char *key,
+		      bool committed, bool open)
+{
+	struct keyed *k = arg;
+	struct coordinator_txn *x;
+
+	if (!committed || open || coordinator_table_find(k->e->t, txn) != NULL)
+		return 0;
+	k->rc = adopt(k->e, txn, key, COORDINATOR_PROTO_2PC_PA,
+		      COORDINATOR_OUTCOME_COMMITTED, &x);
+	if (k->rc < 0)
+		return 1;
+	x->state = COORDINATOR_TXN_DONE;
+	x->decided_at = x->done_at = k->now;
+	return 0;
 }
 
 int coordinator_engine_recover(struct coordinator_engine *e,
@@ -1159,6 +1189,13 @@ int coordinator_engine_recover(struct coordinator_engine *e,
 	f->forced = true;
 	f->token = e->epoch_token = ++e->last_token;
 	metric(fx, NULL, COORDINATOR_M_LOG_WRITE, 1);
+	/* Finished commits with a key stay answerable: a retried request
+	 * with that key gets "committed" and runs nothing. */
+	struct keyed kc = {e, now, 0};
+
+	coordinator_recovery_keys(r, keyed_done, &kc);
+	if (kc.rc < 0)
+		return kc.rc;
 	for (size_t k = 0; k < n; k++) {
 		const struct coordinator_record *rec = coordinator_recovery_get(r, k);
 		bool commit = rec->type == COORDINATOR_REC_COMMIT;
@@ -1168,7 +1205,7 @@ int coordinator_engine_recover(struct coordinator_engine *e,
 			continue;
 		if (fx_reserve(fx, fx_need(rec->nbranches)) < 0)
 			return -ENOMEM;
-		rc = adopt(e, rec->txn, rec->protocol,
+		rc = adopt(e, rec->txn, rec->key, rec->protocol,
 			   commit ? COORDINATOR_OUTCOME_COMMITTED
 				  : COORDINATOR_OUTCOME_ABORTED,
 			   &x);
@@ -1234,7 +1271,7 @@ long coordinator_engine_reconcile(struct coordinator_engine *e,
 				       : COORDINATOR_OUTCOME_ABORTED;
 			snprintf(id, sizeof(id), "%s", gids[k]);
 			*strrchr(id, '_') = '\0';
-			rc = adopt(e, id, COORDINATOR_PROTO_2PC_PA, want, &x);
+			rc = adopt(e, id, NULL, COORDINATOR_PROTO_2PC_PA, want, &x);
 			if (rc < 0)
 				return rc;
 			x->decided_at = now;

@@ -58,6 +58,14 @@ START_TEST(records_round_trip)
 	ck_assert_uint_eq(d->epoch, 0x0102030405060708ull);
 	coordinator_record_free(d);
 	ck_assert_int_eq(coordinator_record_encode(r, buf, 10), -ENOSPC);
+	/* the idempotency key travels with the decision */
+	snprintf(r->key, sizeof(r->key), "transfer-42");
+	n = coordinator_record_encode(r, buf, sizeof(buf));
+	ck_assert_int_eq(buf[5], 11);
+	ck_assert_int_eq(coordinator_record_decode(buf, (size_t)n, &d), 0);
+	ck_assert_str_eq(d->key, "transfer-42");
+	ck_assert_str_eq(d->branches[0].gid, "bank_3_7_1of3");
+	coordinator_record_free(d);
 	unmk(r);
 }
 END_TEST
@@ -93,10 +101,10 @@ START_TEST(record_decoder_is_strict)
 	bad[4] = 7; /* protocol */
 	ck_assert_int_eq(coordinator_record_decode(bad, n, &d), COORDINATOR_EREC_FIELD);
 	memcpy(bad, buf, n);
-	bad[6] = 'x'; /* txn "xank_3_7": its branch gids are bank_3_7_* */
+	bad[7] = 'x'; /* txn "xank_3_7": its branch gids are bank_3_7_* */
 	ck_assert_int_eq(coordinator_record_decode(bad, n, &d), COORDINATOR_EREC_FIELD);
 	memcpy(bad, buf, n);
-	bad[6 + 4] = '!'; /* "bank!3_7" */
+	bad[7 + 4] = '!'; /* "bank!3_7" */
 	ck_assert_int_eq(coordinator_record_decode(bad, n, &d), COORDINATOR_EREC_FIELD);
 	/* a branch gid of another transaction */
 	memcpy(bad, buf, n);
@@ -365,6 +373,59 @@ START_TEST(reconcile_rolls_back_a_late_prepare_of_an_aborted_txn)
 }
 END_TEST
 
+
+START_TEST(idempotency_key_survives_a_restart)
+{
+	struct coordinator_log log;
+	struct coordinator_recovery *r;
+	struct coordinator_engine_config cfg = {.cluster = "bank"};
+	struct coordinator_engine *e;
+	struct coordinator_fx fx;
+	struct coordinator_effect *f;
+	struct coordinator_record *v[] = {
+		mk(COORDINATOR_REC_COMMIT, "bank_1_1", 2),
+		mk(COORDINATOR_REC_END, "bank_1_1", 0),
+		mk(COORDINATOR_REC_COMMIT, "bank_1_2", 1),
+	};
+	char id[COORDINATOR_GID_SIZE];
+
+	snprintf(v[0]->key, sizeof(v[0]->key), "done-key");
+	snprintf(v[2]->key, sizeof(v[2]->key), "open-key");
+	ck_assert_int_eq(coordinator_memlog_open(&log), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(coordinator_log_append(&log, v[i], true, NULL, NULL), 0);
+	coordinator_memlog_flush(&log, 0);
+	ck_assert_int_eq(coordinator_recovery_new("bank", &r), 0);
+	ck_assert_int_eq(coordinator_recovery_replay(r, &log), 0);
+	coordinator_fx_init(&fx);
+	ck_assert_int_eq(coordinator_engine_new(&cfg, &e), 0);
+	ck_assert_int_eq(coordinator_engine_recover(e, r, 5, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_int_eq(feed_log(e, f, 0, 5, &fx), 0);
+	coordinator_fx_clear(&fx);
+	/* a retry of the finished commit runs nothing and hears "committed" */
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, "done-key", 9, NULL, &fx, id),
+			 COORDINATOR_BEGIN_EXISTING);
+	ck_assert_str_eq(id, "bank_1_1");
+	ck_assert_uint_eq(fx.n, 1);
+	ck_assert_int_eq(fx.v[0].reply->outcome, COORDINATOR_OUTCOME_COMMITTED);
+	coordinator_fx_clear(&fx);
+	/* a retry of the one being re-driven waits for it... it is known */
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, "open-key", 9, NULL, &fx, id),
+			 COORDINATOR_BEGIN_EXISTING);
+	ck_assert_str_eq(id, "bank_1_2");
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, "new-key", 9, NULL, &fx, id), 0);
+	ck_assert_str_eq(id, "bank_2_1");
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+	coordinator_recovery_free(r);
+	coordinator_log_close(&log);
+	for (int i = 0; i < 3; i++)
+		unmk(v[i]);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_log");
@@ -380,6 +441,7 @@ int main(void)
 	tcase_add_test(tc, recovery_epoch_comes_from_gids_too);
 	tcase_add_test(tc, recover_redrives_commits_and_reconcile_spares_live_gids);
 	tcase_add_test(tc, reconcile_rolls_back_a_late_prepare_of_an_aborted_txn);
+	tcase_add_test(tc, idempotency_key_survives_a_restart);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
