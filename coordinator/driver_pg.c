@@ -549,7 +549,10 @@ static void connect_failed(struct conn *c, int code, const char *detail)
 	clean_copy(pg->last_detail, sizeof(pg->last_detail), detail);
 	close_conn(c);
 	pg->stats.connect_failures++;
-	pg->up = false;
+	/* Our own allocation failure says nothing about the server: the
+	 * resource is not marked down (requests are not failed fast). */
+	if (code != -ENOMEM)
+		pg->up = false;
 	pg->last_code = code;
 	snprintf(pg->last_error, sizeof(pg->last_error),
 		 "cannot connect to %s: %s", pg->name, pg->last_detail);
@@ -1001,14 +1004,19 @@ static void setup_done(struct conn *c)
 	const char *mpt;
 
 	c->req = NULL;
-	if (r->err != NULL || r->code != 0) {
+	if (r->err != NULL) {
 		char m[512];
 
-		snprintf(m, sizeof(m), "%s",
-			 r->err ? PQresultErrorMessage(r->err)
-				: coordinator_pg_strerror(r->code));
+		snprintf(m, sizeof(m), "%s", PQresultErrorMessage(r->err));
 		req_free(r);
 		connect_failed(c, COORDINATOR_PG_ECONNECT, m);
+		return;
+	}
+	if (r->code != 0) {
+		int code = r->code;
+
+		req_free(r);
+		connect_failed(c, code, "out of memory");
 		return;
 	}
 	mpt = r->nrows == 1 && r->ncols >= 3 ? r->values[2] : NULL;
