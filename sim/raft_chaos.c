@@ -255,8 +255,8 @@ static int heal_and_check(struct chaos *c, uint64_t seed, char *msg,
 	return 0;
 }
 
-int raft_sim_random_run(uint64_t seed, unsigned steps, FILE *trace, char *msg,
-			size_t msglen)
+int raft_sim_random_run(uint64_t seed, unsigned steps, unsigned flags,
+			FILE *trace, char *msg, size_t msglen)
 {
 	struct raft_sim_options o = { 0 };
 	struct chaos c;
@@ -278,6 +278,10 @@ int raft_sim_random_run(uint64_t seed, unsigned steps, FILE *trace, char *msg,
 	o.max_inflight = 1 + (unsigned)((x >> 42) % 8);
 	o.max_batch_entries = 1 + (unsigned)((x >> 46) % 8);
 	o.trace = trace;
+	if (flags & RAFT_SIM_RUN_UNSAFE) {
+		o.unsafe_send_before_persist = true;
+		o.crash_in_ready_pm = 50;
+	}
 	memset(&c, 0, sizeof(c));
 	c.s = raft_sim_new(&o);
 	if (c.s == NULL) {

@@ -10,7 +10,8 @@
  *   - Each node has a disk (hard state, snapshot, entries).  The core's
  *     ready batch is persisted to it, then (unless the node crashes right
  *     there: crash_in_ready_pm) its messages are sent and its committed
- *     entries applied.  A crash frees the core; only the disk survives, so
+ *     entries applied.  unsafe_send_before_persist reverses the first two
+ *     steps, a broken caller that the checkers must catch.  A crash frees the core; only the disk survives, so
  *     whatever the core held but had not handed out in a ready is lost.
  *   - The application is a hash chain over applied entries; its snapshot is
  *     (index, hash, count), 24 bytes.
@@ -517,6 +518,33 @@ static void maybe_compact(struct raft_sim *s, struct node *n)
 			(unsigned long long)snap->index);
 }
 
+/* Step 1 of the ready contract: make the batch durable on the node's disk. */
+static void persist_ready(struct raft_sim *s, struct node *n,
+			  const struct raft_ready *rd)
+{
+	if (rd->snapshot != NULL) {
+		disk_truncate_from(&n->d, 0);
+		disk_set_snapshot(&n->d, rd->snapshot);
+	}
+	if (rd->n_entries > 0) {
+		disk_truncate_from(&n->d, rd->entries[0].index);
+		if (n->d.n > 0 &&
+		    n->d.e[n->d.n - 1].index + 1 != rd->entries[0].index)
+			violate(s, "n%llu: ready entries leave a gap",
+				(unsigned long long)n->id);
+		if (n->d.n == 0 &&
+		    n->d.snap.index + 1 != rd->entries[0].index)
+			violate(s, "n%llu: ready entries do not follow the "
+				   "snapshot",
+				(unsigned long long)n->id);
+		for (size_t i = 0; i < rd->n_entries; i++)
+			if (disk_append(&n->d, &rd->entries[i]) != 0)
+				violate(s, "harness out of memory");
+	}
+	if (rd->has_hard_state)
+		n->d.hs = rd->hard_state;
+}
+
 static void node_process_ready(struct raft_sim *s, struct node *n)
 {
 	n->ready_pending = false;
@@ -527,38 +555,29 @@ static void node_process_ready(struct raft_sim *s, struct node *n)
 			violate(s, "raft_ready failed");
 			return;
 		}
-		/* 1. persist */
-		if (rd.snapshot != NULL) {
-			disk_truncate_from(&n->d, 0);
-			disk_set_snapshot(&n->d, rd.snapshot);
+		if (s->o.unsafe_send_before_persist) {
+			for (size_t i = 0; i < rd.n_msgs; i++)
+				net_send(s, &rd.msgs[i]);
+			if (rnd_below(s, 1000) < s->o.crash_in_ready_pm) {
+				raft_sim_tracef(s, "n%llu crashes after sending, "
+						   "before persisting",
+						(unsigned long long)n->id);
+				node_stop(s, n);
+				return;
+			}
 		}
-		if (rd.n_entries > 0) {
-			disk_truncate_from(&n->d, rd.entries[0].index);
-			if (n->d.n > 0 &&
-			    n->d.e[n->d.n - 1].index + 1 != rd.entries[0].index)
-				violate(s, "n%llu: ready entries leave a gap",
-					(unsigned long long)n->id);
-			if (n->d.n == 0 &&
-			    n->d.snap.index + 1 != rd.entries[0].index)
-				violate(s, "n%llu: ready entries do not follow the "
-					   "snapshot",
-					(unsigned long long)n->id);
-			for (size_t i = 0; i < rd.n_entries; i++)
-				if (disk_append(&n->d, &rd.entries[i]) != 0)
-					violate(s, "harness out of memory");
+		persist_ready(s, n, &rd);
+		if (!s->o.unsafe_send_before_persist) {
+			if (rnd_below(s, 1000) < s->o.crash_in_ready_pm) {
+				raft_sim_tracef(s, "n%llu crashes after persisting, "
+						   "before sending %zu messages",
+						(unsigned long long)n->id, rd.n_msgs);
+				node_stop(s, n);
+				return;
+			}
+			for (size_t i = 0; i < rd.n_msgs; i++)
+				net_send(s, &rd.msgs[i]);
 		}
-		if (rd.has_hard_state)
-			n->d.hs = rd.hard_state;
-		if (rnd_below(s, 1000) < s->o.crash_in_ready_pm) {
-			raft_sim_tracef(s, "n%llu crashes after persisting, "
-					   "before sending %zu messages",
-					(unsigned long long)n->id, rd.n_msgs);
-			node_stop(s, n);
-			return;
-		}
-		/* 2. send */
-		for (size_t i = 0; i < rd.n_msgs; i++)
-			net_send(s, &rd.msgs[i]);
 		/* 3. apply */
 		if (rd.snapshot != NULL) {
 			app_restore(s, n, rd.snapshot);

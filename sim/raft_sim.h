@@ -39,6 +39,9 @@ struct raft_sim_options {
 	bool pre_vote, check_quorum;
 	unsigned max_inflight, max_batch_entries;
 	bool no_autostart; /* create the nodes' disks but do not start them */
+	/* A deliberately broken caller, to show the checkers catch it: send
+	 * each ready's messages BEFORE persisting it (and crash in between). */
+	bool unsafe_send_before_persist;
 	FILE *trace; /* readable trace, or NULL */
 };
 
@@ -122,7 +125,8 @@ bool raft_sim_committed_is(const struct raft_sim *s, uint64_t index,
  * membership changes, transfers), then heal and check liveness.  Returns 0
  * or -1 with the reason in msg (msglen bytes).
  */
-int raft_sim_random_run(uint64_t seed, unsigned steps, FILE *trace, char *msg,
-			size_t msglen);
+#define RAFT_SIM_RUN_UNSAFE 1u /* unsafe_send_before_persist, more crashes */
+int raft_sim_random_run(uint64_t seed, unsigned steps, unsigned flags,
+			FILE *trace, char *msg, size_t msglen);
 
 #endif

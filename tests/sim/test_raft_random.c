@@ -14,6 +14,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static unsigned long long env_ull(const char *name, unsigned long long dflt)
 {
@@ -33,6 +34,7 @@ START_TEST(random_seeds_keep_raft_safe_and_live)
 	unsigned long long base = env_ull("RAFT_SEED_BASE", 1);
 	unsigned steps = (unsigned)env_ull("RAFT_STEPS", 10000);
 	const char *one = getenv("RAFT_SEED");
+	unsigned unsafe = getenv("RAFT_UNSAFE") ? RAFT_SIM_RUN_UNSAFE : 0;
 	unsigned failures = 0;
 	char msg[640];
 
@@ -41,12 +43,12 @@ START_TEST(random_seeds_keep_raft_safe_and_live)
 
 		setvbuf(stdout, NULL, _IOLBF, 0);
 
-		if (raft_sim_random_run(seed, steps, stdout, msg, sizeof(msg)) != 0)
+		if (raft_sim_random_run(seed, steps, unsafe, stdout, msg, sizeof(msg)) != 0)
 			ck_abort_msg("%s", msg);
 		return;
 	}
 	for (unsigned long long i = 0; i < seeds; i++) {
-		if (raft_sim_random_run(base + i, steps, NULL, msg, sizeof(msg)) != 0) {
+		if (raft_sim_random_run(base + i, steps, 0, NULL, msg, sizeof(msg)) != 0) {
 			failures++;
 			printf("FAIL %s\n  replay: RAFT_SEED=%llu RAFT_STEPS=%u "
 			       "%s\n", msg, base + i, steps, "build-*/tests/sim/test_raft_random");
@@ -59,6 +61,27 @@ START_TEST(random_seeds_keep_raft_safe_and_live)
 }
 END_TEST
 
+/* The checkers are only worth something if they catch a broken caller: one
+ * that sends votes and acknowledgements before persisting what they
+ * promise, and crashes in between. */
+START_TEST(a_caller_that_acks_before_persisting_is_caught)
+{
+	char msg[640];
+	unsigned long long seed;
+	bool caught = false;
+
+	for (seed = 1; seed <= 500 && !caught; seed++)
+		if (raft_sim_random_run(seed, 5000, RAFT_SIM_RUN_UNSAFE, NULL, msg,
+					sizeof(msg)) != 0)
+			caught = strstr(msg, "safety") != NULL ||
+				 strstr(msg, "matching") != NULL ||
+				 strstr(msg, "completeness") != NULL ||
+				 strstr(msg, "committed entry changed") != NULL;
+	ck_assert_msg(caught, "no violation found in 500 unsafe seeds");
+	printf("caught at seed %llu: %s\n", seed - 1, msg);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("raft_random");
@@ -68,6 +91,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 900);
 	tcase_add_test(tc, random_seeds_keep_raft_safe_and_live);
+	tcase_add_test(tc, a_caller_that_acks_before_persisting_is_caught);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
