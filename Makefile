@@ -7,6 +7,8 @@
 #   tests/integration/*.sh, tests/drills/*.sh                            (shell)
 # so adding a test or a source file needs no edit here.
 
+.DEFAULT_GOAL := all
+
 CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -51,7 +53,7 @@ TEST_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC) $(SIM_SRC) $(INTEG_SRC))
 BENCH_SRC  := $(wildcard bench/*/*.c)
 BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(BENCH_SRC))
 
-.PHONY: all deps check test asan ubsan bench install clean demo soak format
+.PHONY: all deps check test asan ubsan bench install clean demo soak format tests
 all: $(BUILD)/decree
 
 $(BUILD)/%.o: %.c

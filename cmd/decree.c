@@ -12,6 +12,7 @@
 #define DECREE_VERSION "0.1.0"
 
 static const struct cmd commands[] = {
+	{"coordinator", "run a coordinator node", cmd_coordinator},
 	{"version", "print the version", cmd_version},
 	{"wal", "inspect a write-ahead log (wal dump DIR)", cmd_wal},
 };

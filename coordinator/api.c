@@ -1,0 +1,582 @@
+/*
+ * api.c - the coordinator's HTTP/1.1 JSON API (docs/api.md).
+ *
+ *   POST /v1/txns              create and run a transaction
+ *   GET  /v1/txns/{id}         one transaction (txn id or branch gid)
+ *   GET  /v1/txns?state=S      list (active, preparing, committing,
+ *                              aborting, in_doubt, done; none: all)
+ *   GET  /v1/txns?idempotency_key=K
+ *   GET  /metrics              Prometheus text
+ *   GET  /healthz              liveness and readiness
+ *
+ * Every request is checked in full before anything changes: a bad request
+ * gets a 4xx with {"error": {"code": ..., "message": ...}} and the engine
+ * never sees it.
+ */
+#include "coordinator/coordinator.h"
+#include "coordinator/server.h"
+#include "coordinator/stmts.h"
+
+#include "common/common.h"
+#include "common/config.h"
+#include "common/http.h"
+#include "common/metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 10000
+
+static void respond_error(struct http_request *req, int status,
+			  const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void respond_error(struct http_request *req, int status,
+			  const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	http_respond_json(req, status,
+			  json_pack("{s:{s:s,s:s}}", "error", "code", code,
+				    "message", msg));
+}
+
+/* ------------------------------------------------------------ replies */
+
+static json_t *branch_json(const struct coordinator_branch_status *b,
+			   const struct coordinator_stmts *st)
+{
+	json_t *o = json_pack("{s:s,s:s,s:s}", "resource", b->resource, "gid",
+			      b->gid, "state",
+			      coordinator_branch_state_name(b->state));
+
+	if (o == NULL)
+		return NULL;
+	if (st != NULL && st->results != NULL)
+		json_object_set(o, "results", st->results);
+	if (b->sqlstate[0] != '\0')
+		json_object_set_new(o, "sqlstate", json_string(b->sqlstate));
+	if (b->message[0] != '\0')
+		json_object_set_new(o, "message", json_string(b->message));
+	return o;
+}
+
+int coordinator_server_reply_json(struct coordinator_server *s,
+				  const struct coordinator_reply *r,
+				  json_t **out)
+{
+	struct coordinator_txn *x = coordinator_table_find(
+		coordinator_engine_table(coordinator_server_engine(s)), r->txn);
+	json_t *o, *branches, *timings;
+
+	o = json_pack("{s:s,s:s,s:s,s:s}", "gid", r->txn, "state",
+		      coordinator_txn_state_name(r->state), "outcome",
+		      coordinator_outcome_name(r->outcome), "protocol",
+		      coordinator_protocol_name(r->protocol));
+	branches = json_array();
+	timings = json_object();
+	if (o == NULL || branches == NULL || timings == NULL)
+		goto err;
+	if (x != NULL && x->key[0] != '\0')
+		json_object_set_new(o, "idempotency_key", json_string(x->key));
+	if (x != NULL && x->recovered)
+		json_object_set_new(o, "recovered", json_true());
+	for (size_t i = 0; i < r->nbranches; i++) {
+		const struct coordinator_stmts *st =
+			x != NULL && i < x->nbranches ? x->branches[i].stmts
+						      : NULL;
+
+		json_array_append_new(branches,
+				      branch_json(&r->branches[i], st));
+	}
+	json_object_set_new(o, "branches", branches);
+	branches = NULL;
+	if (r->error != 0) {
+		json_t *e = json_pack("{s:s,s:s}", "code",
+				      coordinator_strerror(r->error), "message",
+				      r->errmsg);
+
+		if (e != NULL && r->err_branch >= 0 &&
+		    (size_t)r->err_branch < r->nbranches) {
+			json_object_set_new(e, "branch",
+					    json_integer(r->err_branch));
+			json_object_set_new(
+				e, "resource",
+				json_string(r->branches[r->err_branch].resource));
+		}
+		if (e != NULL && r->sqlstate[0] != '\0')
+			json_object_set_new(e, "sqlstate",
+					    json_string(r->sqlstate));
+		json_object_set_new(o, "error", e);
+	}
+	if (r->decided_at >= r->begun_at && r->decided_at != 0)
+		json_object_set_new(timings, "decided_ms",
+				    json_integer((json_int_t)(r->decided_at -
+							      r->begun_at)));
+	if (r->done_at >= r->begun_at && r->done_at != 0)
+		json_object_set_new(timings, "done_ms",
+				    json_integer((json_int_t)(r->done_at -
+							      r->begun_at)));
+	json_object_set_new(
+		timings, "age_ms",
+		json_integer((json_int_t)(coordinator_server_now(s) -
+					  r->begun_at)));
+	json_object_set_new(o, "timings", timings);
+	*out = o;
+	return 0;
+err:
+	json_decref(o);
+	json_decref(branches);
+	json_decref(timings);
+	return -ENOMEM;
+}
+
+static void respond_txn(struct coordinator_server *s, struct http_request *req,
+			const struct coordinator_txn *x)
+{
+	struct coordinator_reply *r = coordinator_reply_new(x, 0);
+	json_t *body;
+
+	if (r == NULL || coordinator_server_reply_json(s, r, &body) < 0) {
+		coordinator_reply_free(r);
+		respond_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	coordinator_reply_free(r);
+	http_respond_json(req, 200, body);
+}
+
+/* ------------------------------------------------------ POST /v1/txns */
+
+struct parsed_txn {
+	struct coordinator_branch_req br[COORDINATOR_BRANCHES_MAX];
+	struct coordinator_stmts *st[COORDINATOR_BRANCHES_MAX];
+	size_t n;
+	struct coordinator_begin begin;
+	char key[COORDINATOR_KEY_MAX + 1];
+};
+
+static void parsed_free(struct parsed_txn *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		coordinator_stmts_free(p->st[i]);
+	p->n = 0;
+}
+
+static bool only_keys(json_t *o, const char *const *keys, char *err,
+		      size_t errlen, const char *where)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(o, k, v)
+	{
+		bool ok = false;
+
+		for (size_t i = 0; keys[i] != NULL; i++)
+			ok = ok || strcmp(k, keys[i]) == 0;
+		if (!ok) {
+			snprintf(err, errlen, "%sunknown key \"%s\"", where, k);
+			return false;
+		}
+	}
+	return true;
+}
+
+static int parse_branch(struct coordinator_server *s, json_t *b, size_t i,
+			struct parsed_txn *p, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"resource", "statements",
+					   "read_only", NULL};
+	char where[32];
+	json_t *res, *ro;
+	int rc;
+
+	snprintf(where, sizeof(where), "branches[%zu]", i);
+	if (!json_is_object(b)) {
+		snprintf(err, errlen, "%s: must be an object", where);
+		return -EINVAL;
+	}
+	{
+		char w2[40];
+
+		snprintf(w2, sizeof(w2), "%s: ", where);
+		if (!only_keys(b, keys, err, errlen, w2))
+			return -EINVAL;
+	}
+	res = json_object_get(b, "resource");
+	if (!json_is_string(res)) {
+		snprintf(err, errlen, "%s.resource: must be a string", where);
+		return -EINVAL;
+	}
+	if (!coordinator_server_has_resource(s, json_string_value(res))) {
+		snprintf(err, errlen, "%s.resource: unknown resource \"%.64s\"",
+			 where, json_string_value(res));
+		return -ENODEV;
+	}
+	ro = json_object_get(b, "read_only");
+	if (ro != NULL && !json_is_boolean(ro)) {
+		snprintf(err, errlen, "%s.read_only: must be a boolean", where);
+		return -EINVAL;
+	}
+	rc = coordinator_stmts_parse(json_object_get(b, "statements"), where,
+				     &p->st[i], err, errlen);
+	if (rc < 0)
+		return rc;
+	p->br[i].resource = json_string_value(res);
+	p->br[i].stmts = p->st[i];
+	p->br[i].read_only = ro == NULL	       ? COORDINATOR_HINT_UNKNOWN
+			     : json_is_true(ro) ? COORDINATOR_HINT_READ_ONLY
+						: COORDINATOR_HINT_WRITES;
+	p->n = i + 1;
+	return 0;
+}
+
+static int parse_txn(struct coordinator_server *s, json_t *root,
+		     const char *header_key, struct parsed_txn *p, char *err,
+		     size_t errlen)
+{
+	static const char *const keys[] = {"branches", "protocol", "timeout_ms",
+					   "idempotency_key", NULL};
+	const struct config_node *cfg = coordinator_server_config(s);
+	json_t *branches, *proto, *tmo, *key;
+	const char *k = header_key;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	if (!json_is_object(root)) {
+		snprintf(err, errlen, "the body must be a JSON object");
+		return -EINVAL;
+	}
+	if (!only_keys(root, keys, err, errlen, ""))
+		return -EINVAL;
+	branches = json_object_get(root, "branches");
+	if (!json_is_array(branches) || json_array_size(branches) == 0) {
+		snprintf(err, errlen, "branches: must be a non-empty array");
+		return -EINVAL;
+	}
+	if (json_array_size(branches) > cfg->limits.max_branches ||
+	    json_array_size(branches) > COORDINATOR_BRANCHES_MAX) {
+		snprintf(err, errlen, "branches: at most %u branches",
+			 cfg->limits.max_branches < COORDINATOR_BRANCHES_MAX
+				 ? cfg->limits.max_branches
+				 : COORDINATOR_BRANCHES_MAX);
+		return -E2BIG;
+	}
+	proto = json_object_get(root, "protocol");
+	if (proto != NULL &&
+	    (!json_is_string(proto) ||
+	     coordinator_protocol_parse(json_string_value(proto),
+					&p->begin.protocol) < 0)) {
+		snprintf(err, errlen,
+			 "protocol: must be \"2pc-pa\" or \"2pc-pn\"");
+		return -EINVAL;
+	}
+	tmo = json_object_get(root, "timeout_ms");
+	if (tmo != NULL && (!json_is_integer(tmo) ||
+			    json_integer_value(tmo) < 1 ||
+			    json_integer_value(tmo) > 3600000)) {
+		snprintf(err, errlen,
+			 "timeout_ms: must be an integer from 1 to 3600000");
+		return -EINVAL;
+	}
+	key = json_object_get(root, "idempotency_key");
+	if (key != NULL && !json_is_string(key)) {
+		snprintf(err, errlen, "idempotency_key: must be a string");
+		return -EINVAL;
+	}
+	if (key != NULL) {
+		if (k != NULL && strcmp(k, json_string_value(key)) != 0) {
+			snprintf(err, errlen,
+				 "idempotency_key: differs from the "
+				 "Idempotency-Key header");
+			return -EINVAL;
+		}
+		k = json_string_value(key);
+	}
+	if (k != NULL && (strlen(k) == 0 || strlen(k) > COORDINATOR_KEY_MAX)) {
+		snprintf(err, errlen, "idempotency_key: 1 to %d bytes",
+			 COORDINATOR_KEY_MAX);
+		return -EINVAL;
+	}
+	if (k != NULL)
+		snprintf(p->key, sizeof(p->key), "%s", k);
+	for (size_t i = 0; i < json_array_size(branches); i++) {
+		rc = parse_branch(s, json_array_get(branches, i), i, p, err,
+				  errlen);
+		if (rc < 0) {
+			parsed_free(p);
+			return rc;
+		}
+	}
+	p->begin.timeout_ms = tmo ? (uint64_t)json_integer_value(tmo) : 0;
+	p->begin.key = p->key[0] ? p->key : NULL;
+	p->begin.nbranches = p->n;
+	p->begin.branches = p->br;
+	return 0;
+}
+
+static void post_txn(struct coordinator_server *s, struct http_request *req)
+{
+	const struct config_node *cfg = coordinator_server_config(s);
+	struct coordinator_engine *e = coordinator_server_engine(s);
+	struct parsed_txn *p;
+	struct coordinator_fx fx;
+	json_error_t jerr;
+	json_t *root;
+	char err[512], id[COORDINATOR_GID_SIZE];
+	int rc;
+
+	/* Any Content-Type is taken (curl -d sends a form type): the body
+	 * itself must be JSON, which is checked next. */
+	root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
+			  &jerr);
+	if (root == NULL) {
+		respond_error(req, 400, "bad_json",
+			      "malformed JSON at line %d column %d: %s",
+			      jerr.line, jerr.column, jerr.text);
+		return;
+	}
+	p = mem_calloc(1, sizeof(*p));
+	if (p == NULL) {
+		json_decref(root);
+		respond_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	rc = parse_txn(s, root, req->idempotency_key, p, err, sizeof(err));
+	if (rc < 0) {
+		json_decref(root);
+		mem_free(p);
+		if (rc == -ENOMEM)
+			respond_error(req, 500, "internal", "out of memory");
+		else
+			respond_error(req, rc == -E2BIG ? 413 : 400,
+				      rc == -ENODEV ? "unknown_resource"
+				      : rc == -E2BIG ? "too_many_branches"
+						     : "bad_request",
+				      "%s", err);
+		return;
+	}
+	if (coordinator_server_clients(s) >= cfg->limits.max_concurrency) {
+		parsed_free(p);
+		json_decref(root);
+		mem_free(p);
+		http_respond_header(req, "Retry-After", "1");
+		respond_error(req, 429, "too_busy",
+			      "at most %u transactions may wait at once",
+			      cfg->limits.max_concurrency);
+		return;
+	}
+	p->begin.client = (uint64_t)(uintptr_t)req;
+	coordinator_fx_init(&fx);
+	rc = coordinator_engine_begin(e, &p->begin,
+				      coordinator_server_now(s), &fx, id,
+				      sizeof(id));
+	json_decref(root); /* resource names were copied by the engine */
+	if (rc == 0)
+		p->n = 0; /* the engine owns the statements now */
+	parsed_free(p);
+	mem_free(p);
+	if (rc < 0) {
+		coordinator_fx_clear(&fx);
+		if (rc == COORDINATOR_ENOT_READY ||
+		    rc == COORDINATOR_ELOG_FAILED) {
+			http_respond_header(req, "Retry-After", "1");
+			respond_error(req, 503, "unavailable", "%s",
+				      coordinator_strerror(rc));
+		} else {
+			respond_error(req, rc == -ENOMEM ? 500 : 400,
+				      "bad_request", "%s",
+				      coordinator_engine_errmsg(e)[0]
+					      ? coordinator_engine_errmsg(e)
+					      : coordinator_strerror(rc));
+		}
+		return;
+	}
+	coordinator_server_client_waiting(s);
+	coordinator_server_apply(s, &fx);
+}
+
+/* ---------------------------------------------------------- GET lists */
+
+struct list_ctx {
+	struct coordinator_server *s;
+	json_t *arr;
+	size_t limit;
+};
+
+static int list_visit(void *arg, const struct coordinator_txn *x)
+{
+	struct list_ctx *c = arg;
+	struct coordinator_reply *r;
+	json_t *o;
+
+	if (json_array_size(c->arr) >= c->limit)
+		return 1;
+	r = coordinator_reply_new(x, 0);
+	if (r == NULL)
+		return 1;
+	if (coordinator_server_reply_json(c->s, r, &o) == 0)
+		json_array_append_new(c->arr, o);
+	coordinator_reply_free(r);
+	return 0;
+}
+
+static void get_list(struct coordinator_server *s, struct http_request *req)
+{
+	struct coordinator_table *t =
+		coordinator_engine_table(coordinator_server_engine(s));
+	const char *state = http_request_param(req, "state");
+	const char *key = http_request_param(req, "idempotency_key");
+	const char *limit = http_request_param(req, "limit");
+	enum coordinator_txn_state st = COORDINATOR_TXN_ACTIVE;
+	struct list_ctx c = {s, NULL, LIST_LIMIT_DEFAULT};
+
+	if (key != NULL) {
+		struct coordinator_txn *x = coordinator_table_find_key(t, key);
+
+		if (x == NULL)
+			respond_error(req, 404, "not_found",
+				      "no transaction with idempotency key "
+				      "\"%.128s\"",
+				      key);
+		else
+			respond_txn(s, req, x);
+		return;
+	}
+	if (state != NULL && coordinator_txn_state_parse(state, &st) < 0) {
+		respond_error(req, 400, "bad_request",
+			      "state: must be one of active, preparing, "
+			      "committing, aborting, in_doubt, done");
+		return;
+	}
+	if (limit != NULL) {
+		char *end;
+		long v = strtol(limit, &end, 10);
+
+		if (*limit == '\0' || *end != '\0' || v < 1 ||
+		    v > LIST_LIMIT_MAX) {
+			respond_error(req, 400, "bad_request",
+				      "limit: an integer from 1 to %d",
+				      LIST_LIMIT_MAX);
+			return;
+		}
+		c.limit = (size_t)v;
+	}
+	c.arr = json_array();
+	if (c.arr == NULL) {
+		respond_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	coordinator_table_list(t, st, state == NULL, list_visit, &c);
+	http_respond_json(req, 200,
+			  json_pack("{s:o,s:I}", "txns", c.arr, "count",
+				    (json_int_t)json_array_size(c.arr)));
+}
+
+static void get_one(struct coordinator_server *s, struct http_request *req,
+		    const char *id)
+{
+	struct coordinator_table *t =
+		coordinator_engine_table(coordinator_server_engine(s));
+	struct coordinator_gid g;
+	struct coordinator_txn *x;
+	char dec[COORDINATOR_GID_SIZE];
+	size_t n;
+
+	if (strlen(id) >= sizeof(dec) ||
+	    http_url_decode(id, strlen(id), false, dec, &n) < 0 ||
+	    (coordinator_txnid_parse(dec, &g) < 0 &&
+	     coordinator_gid_parse(dec, &g) < 0)) {
+		respond_error(req, 400, "bad_request",
+			      "not a transaction id or gid: want "
+			      "<cluster>_<epoch>_<seq>[_<k>of<n>]");
+		return;
+	}
+	x = coordinator_table_find(t, dec);
+	if (x == NULL) {
+		respond_error(req, 404, "not_found",
+			      "no transaction %s is known here (finished ones "
+			      "are kept for 10 minutes)",
+			      dec);
+		return;
+	}
+	respond_txn(s, req, x);
+}
+
+/* ------------------------------------------------- metrics and health */
+
+static void get_metrics(struct coordinator_server *s, struct http_request *req)
+{
+	char *text;
+	size_t len;
+
+	if (metrics_registry_render(coordinator_server_metrics(s), &text,
+				    &len) < 0) {
+		respond_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	http_respond(req, 200, "text/plain; version=0.0.4", text, len);
+	mem_free(text);
+}
+
+static void get_health(struct coordinator_server *s, struct http_request *req)
+{
+	struct coordinator_engine *e = coordinator_server_engine(s);
+	struct coordinator_table *t = coordinator_engine_table(e);
+	bool failed = coordinator_engine_is_failed(e);
+	bool ready = coordinator_table_is_ready(t);
+	json_t *o;
+
+	o = json_pack("{s:s,s:b,s:s,s:s,s:I}", "status",
+		      failed ? "failed" : ready ? "ok" : "starting", "ready",
+		      ready && !failed, "node",
+		      coordinator_server_config(s)->node_id, "cluster",
+		      coordinator_server_config(s)->cluster_id, "epoch",
+		      (json_int_t)coordinator_table_epoch(t));
+	http_respond_json(req, failed || !ready ? 503 : 200, o);
+}
+
+/* ------------------------------------------------------------- router */
+
+void coordinator_server_http_handler(struct http_request *req, void *data)
+{
+	struct coordinator_server *s = data;
+	const char *path = req->path;
+	bool get = strcmp(req->method, "GET") == 0;
+	bool post = strcmp(req->method, "POST") == 0;
+
+	if (strcmp(path, "/v1/txns") == 0) {
+		if (post)
+			post_txn(s, req);
+		else if (get)
+			get_list(s, req);
+		else
+			goto not_allowed;
+	} else if (strncmp(path, "/v1/txns/", 9) == 0 && path[9] != '\0') {
+		if (!get)
+			goto not_allowed;
+		get_one(s, req, path + 9);
+	} else if (strcmp(path, "/metrics") == 0) {
+		if (!get)
+			goto not_allowed;
+		get_metrics(s, req);
+	} else if (strcmp(path, "/healthz") == 0) {
+		if (!get)
+			goto not_allowed;
+		get_health(s, req);
+	} else {
+		respond_error(req, 404, "not_found", "no such endpoint: %.100s",
+			      path);
+	}
+	return;
+not_allowed:
+	respond_error(req, 405, "method_not_allowed",
+		      "%.16s is not allowed on %.100s", req->method, path);
+}

@@ -1,0 +1,204 @@
+/*
+ * stmts.c - a branch's work as the runtime sees it: the user's statements
+ * with their text parameters, and what running them produced.
+ *
+ * The engine treats this as the opaque `stmts` of a branch: it owns it from
+ * coordinator_engine_begin() on and frees it (coordinator_stmts_free) when
+ * the transaction leaves the table.  The runtime keeps the per-statement
+ * results here too, so a status lookup or a retried request with the same
+ * idempotency key can show them for as long as the transaction is kept.
+ *
+ * Request form (docs/api.md):
+ *   "statements": [ "SQL", {"sql": "SQL", "params": [1, "x", null, true]} ]
+ * Parameters may be strings, numbers, booleans or null; they reach
+ * PostgreSQL as text parameters ($1..$n), never spliced into the SQL.
+ */
+#include "coordinator/stmts.h"
+
+#include "common/common.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define STMTS_MAX 1000
+#define PARAMS_MAX 1000
+
+static void stmt_clear(struct coordinator_stmt *s)
+{
+	for (int i = 0; i < s->nparams; i++)
+		mem_free(s->params[i]);
+	mem_free(s->params);
+	mem_free(s->sql);
+}
+
+void coordinator_stmts_free(void *p)
+{
+	struct coordinator_stmts *st = p;
+
+	if (st == NULL)
+		return;
+	for (size_t i = 0; i < st->n; i++)
+		stmt_clear(&st->v[i]);
+	mem_free(st->v);
+	if (st->results != NULL)
+		json_decref(st->results);
+	mem_free(st);
+}
+
+/* A JSON scalar as a text parameter: *out NULL for null. */
+static int param_text(json_t *v, char **out, char *err, size_t errlen,
+		      const char *where)
+{
+	char buf[64];
+
+	*out = NULL;
+	switch (json_typeof(v)) {
+	case JSON_NULL:
+		return 0;
+	case JSON_STRING:
+		*out = mem_strndup(json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(v));
+		*out = mem_strdup(buf);
+		break;
+	case JSON_REAL:
+		snprintf(buf, sizeof(buf), "%.17g", json_real_value(v));
+		*out = mem_strdup(buf);
+		break;
+	case JSON_TRUE:
+	case JSON_FALSE:
+		*out = mem_strdup(json_is_true(v) ? "true" : "false");
+		break;
+	default:
+		snprintf(err, errlen,
+			 "%s: a parameter must be a string, number, boolean "
+			 "or null",
+			 where);
+		return -EINVAL;
+	}
+	if (*out == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (json_is_string(v) && strlen(*out) != json_string_length(v)) {
+		mem_free(*out);
+		*out = NULL;
+		snprintf(err, errlen, "%s: a parameter holds a NUL byte", where);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int stmt_parse(json_t *j, struct coordinator_stmt *s, char *err,
+		      size_t errlen, const char *where)
+{
+	json_t *sql = j, *params = NULL;
+	const char *key;
+	json_t *val;
+	char pwhere[200];
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	if (json_is_object(j)) {
+		json_object_foreach(j, key, val)
+		{
+			if (strcmp(key, "sql") != 0 &&
+			    strcmp(key, "params") != 0) {
+				snprintf(err, errlen, "%s: unknown key \"%s\"",
+					 where, key);
+				return -EINVAL;
+			}
+		}
+		sql = json_object_get(j, "sql");
+		params = json_object_get(j, "params");
+		if (sql == NULL) {
+			snprintf(err, errlen, "%s: missing key \"sql\"", where);
+			return -EINVAL;
+		}
+	}
+	if (!json_is_string(sql) || json_string_length(sql) == 0 ||
+	    strlen(json_string_value(sql)) != json_string_length(sql)) {
+		snprintf(err, errlen, "%s: \"sql\" must be a non-empty string",
+			 where);
+		return -EINVAL;
+	}
+	if (params != NULL && !json_is_array(params)) {
+		snprintf(err, errlen, "%s: \"params\" must be an array", where);
+		return -EINVAL;
+	}
+	if (params != NULL && json_array_size(params) > PARAMS_MAX) {
+		snprintf(err, errlen, "%s: at most %d parameters", where,
+			 PARAMS_MAX);
+		return -EINVAL;
+	}
+	s->sql = mem_strdup(json_string_value(sql));
+	if (s->sql == NULL)
+		goto err_nomem;
+	if (params == NULL || json_array_size(params) == 0)
+		return 0;
+	s->params = mem_calloc(json_array_size(params), sizeof(char *));
+	if (s->params == NULL)
+		goto err_nomem;
+	for (size_t i = 0; i < json_array_size(params); i++) {
+		snprintf(pwhere, sizeof(pwhere), "%s.params[%zu]", where, i);
+		rc = param_text(json_array_get(params, i), &s->params[i], err,
+				errlen, pwhere);
+		if (rc < 0) {
+			s->nparams = (int)i;
+			stmt_clear(s);
+			return rc;
+		}
+		s->nparams = (int)i + 1;
+	}
+	return 0;
+err_nomem:
+	stmt_clear(s);
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+int coordinator_stmts_parse(json_t *arr, const char *where,
+			    struct coordinator_stmts **out, char *err,
+			    size_t errlen)
+{
+	struct coordinator_stmts *st;
+	char swhere[160];
+	int rc;
+
+	if (!json_is_array(arr) || json_array_size(arr) == 0) {
+		snprintf(err, errlen, "%s.statements: must be a non-empty array",
+			 where);
+		return -EINVAL;
+	}
+	if (json_array_size(arr) > STMTS_MAX) {
+		snprintf(err, errlen, "%s.statements: at most %d statements",
+			 where, STMTS_MAX);
+		return -EINVAL;
+	}
+	st = mem_calloc(1, sizeof(*st));
+	if (st == NULL)
+		goto err_nomem;
+	st->v = mem_calloc(json_array_size(arr), sizeof(*st->v));
+	st->results = json_array();
+	if (st->v == NULL || st->results == NULL)
+		goto err_free;
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		snprintf(swhere, sizeof(swhere), "%s.statements[%zu]", where, i);
+		rc = stmt_parse(json_array_get(arr, i), &st->v[i], err, errlen,
+				swhere);
+		if (rc < 0) {
+			coordinator_stmts_free(st);
+			return rc;
+		}
+		st->n = i + 1;
+	}
+	*out = st;
+	return 0;
+err_free:
+	coordinator_stmts_free(st);
+err_nomem:
+	snprintf(err, errlen, "out of memory");
+	return -ENOMEM;
+}

@@ -1,0 +1,40 @@
+/*
+ * stmts.h - private to coordinator/: a branch's statements and results
+ * (the engine's opaque per-branch `stmts`).  See stmts.c.
+ */
+#ifndef DECREE_COORDINATOR_STMTS_H
+#define DECREE_COORDINATOR_STMTS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct coordinator_pg_branch;
+
+struct coordinator_stmt {
+	char *sql;
+	int nparams;
+	char **params; /* nparams entries; NULL entries are SQL NULL */
+};
+
+struct coordinator_stmts {
+	size_t n;
+	struct coordinator_stmt *v;
+	json_t *results; /* one object per statement run so far */
+	/* Runtime state of the branch's open local transaction. */
+	struct coordinator_pg_branch *pgb; /* pinned session, or NULL */
+	bool busy;    /* a driver call on pgb is in flight */
+	bool abandon; /* roll back pgb as soon as the call in flight ends */
+	size_t next;  /* next statement to run */
+	unsigned long long started_ns;
+};
+
+/* Parses a branch's "statements" array; where names it in errors
+ * ("branches[1]").  *out is the caller's (coordinator_stmts_free). */
+int coordinator_stmts_parse(json_t *arr, const char *where,
+			    struct coordinator_stmts **out, char *err,
+			    size_t errlen);
+/* Frees a struct coordinator_stmts (the engine's free_stmts). */
+void coordinator_stmts_free(void *stmts);
+
+#endif
