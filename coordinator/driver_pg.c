@@ -736,7 +736,12 @@ static void send_req(struct conn *c, struct req *r)
 		break;
 	case OP_PREPARE:
 		if (r->step == STEP_XID) {
-			sql = "SELECT pg_current_xact_id_if_assigned() IS NULL";
+			/* The function got its current name in PostgreSQL
+			 * 13; 10 to 12 call it txid_current_if_assigned. */
+			sql = PQserverVersion(c->pq) >= 130000
+				  ? "SELECT pg_current_xact_id_if_assigned() "
+				    "IS NULL"
+				  : "SELECT txid_current_if_assigned() IS NULL";
 		} else if (r->step == STEP_RO_COMMIT) {
 			sql = "COMMIT";
 		} else {
