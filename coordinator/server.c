@@ -979,6 +979,27 @@ static double gauge_active(void *data)
 			coordinator_table_count(t, COORDINATOR_TXN_DONE));
 }
 
+static double wal_stat(struct coordinator_server *s, int which)
+{
+	struct wal *w = coordinator_walog_wal(&s->log);
+	struct wal_stats st;
+
+	if (w == NULL)
+		return 0;
+	wal_stats_get(w, &st);
+	return (double)(which == 0 ? st.syncs : st.batches);
+}
+
+static double gauge_wal_syncs(void *data)
+{
+	return wal_stat(data, 0);
+}
+
+static double gauge_wal_batches(void *data)
+{
+	return wal_stat(data, 1);
+}
+
 static int metrics_setup(struct coordinator_server *s)
 {
 	static const char *const out_c[] = {"outcome", "committed", NULL};
@@ -1032,6 +1053,13 @@ static int metrics_setup(struct coordinator_server *s)
 				   "Age of the oldest branch that may be "
 				   "prepared and is not finished.",
 				   NULL, gauge_oldest_prepared, s, NULL);
+	rc |= metrics_gauge_fn_new(r, "decree_wal_syncs_total",
+				   "Syncs of the decision log (group commit: "
+				   "one per batch of forced records).",
+				   NULL, gauge_wal_syncs, s, NULL);
+	rc |= metrics_gauge_fn_new(r, "decree_wal_batches_total",
+				   "Write batches of the decision log.", NULL,
+				   gauge_wal_batches, s, NULL);
 	return rc < 0 ? -ENOMEM : 0;
 }
 
