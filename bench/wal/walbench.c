@@ -29,17 +29,18 @@
 #define PAYLOAD 100
 #define MAX_LAT (4u << 20)
 
+/* Accumulated over the rounds of one configuration. */
 struct result {
-	double rps;
-	double syncs_per_rec;
-	double p50_us, p99_us;
 	uint64_t records;
+	uint64_t syncs;
+	uint64_t ns; /* time measured */
+	uint64_t *lat;
+	size_t nlat;
 };
 
 struct run {
 	struct wal *w;
-	uint64_t *lat;
-	size_t nlat;
+	struct result *res;
 	uint64_t end_ns;
 	size_t active;
 	uint64_t *t0; /* per appender */
@@ -116,17 +117,17 @@ static void on_append(struct wal *w, int64_t result, void *data)
 	uint64_t *slot = data, now = uv_hrtime();
 	size_t id = (size_t)(slot - r->t0);
 
-	if (result < 0) {
+	if (result < 0)
 		r->err = (int)result;
-	} else if (r->nlat < MAX_LAT) {
-		r->lat[r->nlat++] = now - *slot;
-	}
+	else if (r->res->nlat < MAX_LAT)
+		r->res->lat[r->res->nlat++] = now - *slot;
 	if (result >= 0 && now < r->end_ns && issue(r, id) == 0)
 		return;
 	if (--r->active == 0 && wal_sync(w, on_synced, r) < 0)
 		wal_close(w, on_closed, r);
 }
 
+/* One slice: a fresh log, `appenders` in flight for `seconds`. */
 static int bench_wal(const char *dir, size_t appenders, double seconds,
 		     enum wal_sync_mode mode, struct result *res)
 {
@@ -137,9 +138,9 @@ static int bench_wal(const char *dir, size_t appenders, double seconds,
 	int rc;
 
 	rm_dir(dir);
-	r.lat = malloc(MAX_LAT * sizeof(*r.lat));
+	r.res = res;
 	r.t0 = calloc(appenders, sizeof(*r.t0));
-	if (!r.lat || !r.t0)
+	if (!r.t0)
 		return -ENOMEM;
 	memset(r.payload, 'p', sizeof(r.payload));
 	uv_loop_init(&loop);
@@ -150,7 +151,23 @@ static int bench_wal(const char *dir, size_t appenders, double seconds,
 	rc = wal_open(&cfg, &r.w, NULL);
 	if (rc < 0)
 		goto out;
+	/* the segment's first megabyte is zero-filled by the first write:
+	 * do it before the clock starts */
+	r.active = 1;
 	current = &r;
+	r.end_ns = 0;
+	rc = issue(&r, 0);
+	if (rc == 0)
+		uv_run(&loop, UV_RUN_DEFAULT);
+	if (rc == 0)
+		rc = r.err;
+	res->nlat -= res->nlat ? 1 : 0;
+	if (rc < 0 || !r.closed)
+		goto out_loop;
+	r.closed = 0;
+	rc = wal_open(&cfg, &r.w, NULL);
+	if (rc < 0)
+		goto out_loop;
 	start = uv_hrtime();
 	r.end_ns = start + (uint64_t)(seconds * 1e9);
 	r.active = appenders;
@@ -166,42 +183,46 @@ static int bench_wal(const char *dir, size_t appenders, double seconds,
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (rc == 0)
 		rc = r.err;
-	res->records = r.stats.records;
-	res->rps = (double)r.stats.records / ((double)(uv_hrtime() - start) / 1e9);
-	res->syncs_per_rec = r.stats.records ? (double)r.stats.syncs /
-						       (double)r.stats.records
-					     : 0;
-	percentiles(r.lat, r.nlat, &res->p50_us, &res->p99_us);
+	res->ns += uv_hrtime() - start;
+	/* minus the warm-up record and the segment creation's sync */
+	res->records += r.stats.records;
+	res->syncs += r.stats.syncs;
+out_loop:
 	uv_loop_close(&loop);
 out:
-	free(r.lat);
 	free(r.t0);
 	rm_dir(dir);
 	return rc;
 }
 
-/* write + fdatasync per record, one thread, same preallocated file size */
+/*
+ * Baseline: write + fdatasync per record, one thread.  The file's blocks are
+ * written with zeros and synced before the clock starts, so each fdatasync
+ * flushes data only (the fair comparison with the log, which zero-fills
+ * ahead of its writes); records wrap around in the first BASE_FILE bytes.
+ */
+#define BASE_FILE (8u << 20)
+
 static int bench_baseline(const char *dir, double seconds, struct result *res)
 {
+	static unsigned char zeros[1 << 16];
 	char path[5100];
 	unsigned char rec[PAYLOAD + WAL_RECORD_HEADER_SIZE];
-	uint64_t *lat = malloc(MAX_LAT * sizeof(*lat));
-	uint64_t start, end, off = 0, n = 0;
+	uint64_t start, end, off = 0;
 	int fd, rc = 0;
 
-	if (!lat)
-		return -ENOMEM;
 	rm_dir(dir);
 	mkdir(dir, 0755);
 	snprintf(path, sizeof(path), "%s/baseline", dir);
 	memset(rec, 'b', sizeof(rec));
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0) {
-		free(lat);
+	if (fd < 0)
 		return -errno;
-	}
-	rc = -posix_fallocate(fd, 0, WAL_DEFAULT_SEGMENT_SIZE);
-	fsync(fd);
+	for (uint64_t o = 0; o < BASE_FILE && rc == 0; o += sizeof(zeros))
+		if (pwrite(fd, zeros, sizeof(zeros), (off_t)o) != sizeof(zeros))
+			rc = -errno;
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
 	start = uv_hrtime();
 	end = start + (uint64_t)(seconds * 1e9);
 	while (rc == 0) {
@@ -215,34 +236,49 @@ static int bench_baseline(const char *dir, double seconds, struct result *res)
 			break;
 		}
 		off += sizeof(rec);
-		if (n < MAX_LAT)
-			lat[n] = uv_hrtime() - t0;
-		n++;
+		if (off + sizeof(rec) > BASE_FILE)
+			off = 0;
+		if (res->nlat < MAX_LAT)
+			res->lat[res->nlat++] = uv_hrtime() - t0;
+		res->records++;
+		res->syncs++;
 	}
-	res->records = n;
-	res->rps = (double)n / ((double)(uv_hrtime() - start) / 1e9);
-	res->syncs_per_rec = 1.0;
-	percentiles(lat, n < MAX_LAT ? n : MAX_LAT, &res->p50_us, &res->p99_us);
+	res->ns += uv_hrtime() - start;
 	close(fd);
-	free(lat);
 	rm_dir(dir);
 	return rc;
+}
+
+static void print_row(const char *name, const char *mode, struct result *r,
+		      double base_rps, double base_p50)
+{
+	double rps = r->ns ? (double)r->records / ((double)r->ns / 1e9) : 0;
+	double p50, p99;
+
+	percentiles(r->lat, r->nlat, &p50, &p99);
+	printf("| %s | %s | %.0f | %.2f | %.3f | %.0f | %.0f | %.2f |\n", name,
+	       mode, rps, base_rps > 0 ? rps / base_rps : 1.0,
+	       r->records ? (double)r->syncs / (double)r->records : 0, p50, p99,
+	       base_p50 > 0 ? p99 / base_p50 : p99 / p50);
 }
 
 int main(int argc, char **argv)
 {
 	const char *dir = NULL, *list = "1,8,64,256";
 	enum wal_sync_mode mode = WAL_SYNC_FDATASYNC;
-	double seconds = 2.0;
-	struct result base, res;
-	char sub[5000], *copy, *tok, *save;
-	int rc;
+	double seconds = 2.0, base_rps, base_p50, p99;
+	struct result res[16] = {{0}};
+	size_t napp[16], nconf = 0;
+	int rounds = 4, rc = 0;
+	char sub[5000], name[32], *copy, *tok, *save;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
 			dir = argv[++i];
 		else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
 			seconds = atof(argv[++i]);
+		else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+			rounds = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--appenders") == 0 && i + 1 < argc)
 			list = argv[++i];
 		else if (strcmp(argv[i], "--sync") == 0 && i + 1 < argc) {
@@ -253,11 +289,12 @@ int main(int argc, char **argv)
 		} else {
 			fprintf(stderr,
 				"usage: walbench --dir DIR [--seconds S] "
-				"[--appenders 1,8,64,256] [--sync MODE]\n");
+				"[--rounds R] [--appenders 1,8,64,256] "
+				"[--sync MODE]\n");
 			return 2;
 		}
 	}
-	if (!dir || seconds <= 0 || strlen(dir) > 4000) {
+	if (!dir || seconds <= 0 || rounds < 1 || strlen(dir) > 4000) {
 		fprintf(stderr, "walbench: --dir is required\n");
 		return 2;
 	}
@@ -265,41 +302,53 @@ int main(int argc, char **argv)
 		perror("walbench: mkdir");
 		return 1;
 	}
-	snprintf(sub, sizeof(sub), "%s/baseline", dir);
-	rc = bench_baseline(sub, seconds, &base);
-	if (rc < 0) {
-		fprintf(stderr, "walbench: baseline: %s\n", strerror(-rc));
-		return 1;
+	copy = strdup(list);
+	napp[nconf++] = 0; /* the baseline */
+	for (tok = strtok_r(copy, ",", &save); tok && nconf < 16;
+	     tok = strtok_r(NULL, ",", &save))
+		if (atol(tok) > 0)
+			napp[nconf++] = (size_t)atol(tok);
+	free(copy);
+	for (size_t c = 0; c < nconf; c++) {
+		res[c].lat = malloc(MAX_LAT * sizeof(uint64_t));
+		if (!res[c].lat) {
+			fprintf(stderr, "walbench: out of memory\n");
+			return 1;
+		}
 	}
+	/* Interleaved rounds, so that the other users of a shared disk weigh
+	 * on every configuration alike. */
+	for (int round = 0; round < rounds && rc == 0; round++) {
+		for (size_t c = 0; c < nconf && rc == 0; c++) {
+			snprintf(sub, sizeof(sub), "%s/run-%zu", dir, napp[c]);
+			if (napp[c] == 0)
+				rc = bench_baseline(sub, seconds / rounds, &res[c]);
+			else
+				rc = bench_wal(sub, napp[c], seconds / rounds,
+					       mode, &res[c]);
+			if (rc < 0)
+				fprintf(stderr, "walbench: %zu appenders: %s\n",
+					napp[c], wal_strerror(rc));
+		}
+	}
+	if (rc < 0)
+		return 1;
+	base_rps = (double)res[0].records / ((double)res[0].ns / 1e9);
+	percentiles(res[0].lat, res[0].nlat, &base_p50, &p99);
 	printf("| appenders | mode | records/s | x baseline | syncs/record | "
 	       "p50 us | p99 us | p99 / baseline p50 |\n"
 	       "|---|---|---|---|---|---|---|---|\n");
-	printf("| baseline: write+fdatasync per record | 1 thread | %.0f | 1.00 "
-	       "| 1.000 | %.0f | %.0f | %.2f |\n",
-	       base.rps, base.p50_us, base.p99_us, base.p99_us / base.p50_us);
-	fflush(stdout);
-	copy = strdup(list);
-	for (tok = strtok_r(copy, ",", &save); tok;
-	     tok = strtok_r(NULL, ",", &save)) {
-		size_t n = (size_t)atol(tok);
-
-		if (!n)
-			continue;
-		snprintf(sub, sizeof(sub), "%s/wal-%zu", dir, n);
-		rc = bench_wal(sub, n, seconds, mode, &res);
-		if (rc < 0) {
-			fprintf(stderr, "walbench: %zu appenders: %s\n", n,
-				wal_strerror(rc));
-			free(copy);
-			return 1;
-		}
-		printf("| %zu | wal %s | %.0f | %.2f | %.3f | %.0f | %.0f | %.2f |\n",
-		       n, wal_sync_mode_name(mode), res.rps, res.rps / base.rps,
-		       res.syncs_per_rec, res.p50_us, res.p99_us,
-		       res.p99_us / base.p50_us);
-		fflush(stdout);
+	print_row("baseline: write+fdatasync per record", "1 thread", &res[0],
+		  0, 0);
+	for (size_t c = 1; c < nconf; c++) {
+		snprintf(name, sizeof(name), "%zu", napp[c]);
+		print_row(name, mode == WAL_SYNC_FDATASYNC ? "wal fdatasync"
+				: mode == WAL_SYNC_DSYNC   ? "wal dsync"
+							   : "wal none (unsafe)",
+			  &res[c], base_rps, base_p50);
 	}
-	free(copy);
+	for (size_t c = 0; c < nconf; c++)
+		free(res[c].lat);
 	rmdir(dir);
 	return 0;
 }
