@@ -1,0 +1,4 @@
+CREATE TABLE accounts (
+    owner   text PRIMARY KEY,
+    balance integer NOT NULL CHECK (balance >= 0)
+);
