@@ -104,13 +104,14 @@ for i in 0 1; do
 done
 echo "ok: pgh_* functions"
 
-# 4. pgharness.sh with N COMMAND.
-out=$(bash "$LIB" with 2 bash -c \
-	'echo "$PGH_COUNT $PGH_DIR_1"; "$1" -X -A -t -d "$PGH_CONNINFO_1" -c "select 5"' _ "$PSQL") ||
-	fail "with: command failed"
+# 4. pgharness.sh with N COMMAND: environment, query, exit status, cleanup.
+out=$(bash "$LIB" with 1 bash -c \
+	'echo "$PGH_COUNT $PGH_DIR_0"; "$1" -X -A -t -d "$PGH_CONNINFO_0" -c "select 5"; exit 3' _ "$PSQL")
+rc=$?
+[ $rc -eq 3 ] || fail "with: exit status $rc, expected the command's 3"
 read -r count dir <<<"$(head -1 <<<"$out")"
-[ "$count" = 2 ] || fail "with: PGH_COUNT=$count"
-[ "$(tail -1 <<<"$out")" = 5 ] || fail "with: query through PGH_CONNINFO_1 gave $out"
+[ "$count" = 1 ] || fail "with: PGH_COUNT=$count"
+[ "$(tail -1 <<<"$out")" = 5 ] || fail "with: query through PGH_CONNINFO_0 gave $out"
+[[ $dir == */decree-pg-* ]] || fail "with: PGH_DIR_0=$dir"
 [ ! -e "$dir" ] || fail "with: $dir left behind"
-bash "$LIB" with 1 false && fail "with: exit status of the command lost"
 echo "ok: pgharness.sh with"

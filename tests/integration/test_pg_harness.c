@@ -36,8 +36,8 @@ static void exec_ok(PGconn *c, const char *sql)
 	PGresult *r = PQexec(c, sql);
 	ExecStatusType st = PQresultStatus(r);
 
-	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK,
-		      "%s: %s", sql, PQerrorMessage(c));
+	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s",
+		      sql, PQerrorMessage(c));
 	PQclear(r);
 }
 
@@ -85,21 +85,50 @@ static bool pid_alive(pid_t pid)
 	return ok == 1 && state != 'Z';
 }
 
+/*
+ * Most tests share one harness of two servers, started once in the Check
+ * runner (an unchecked fixture) and used from each forked test, which is
+ * how other suites use it too.  Each test first brings both servers up, so
+ * none depends on what an earlier one left; each uses its own names.
+ */
+static struct pg_harness *shared;
+
+static void shared_start(void)
+{
+	ck_assert_int_eq(pg_harness_start(2, &shared), 0);
+}
+
+static void shared_stop(void)
+{
+	pg_harness_destroy(shared);
+	shared = NULL;
+}
+
+static void all_up(void)
+{
+	int i;
+
+	for (i = 0; i < pg_harness_count(shared); i++)
+		if (pg_harness_pid(shared, i) == 0)
+			ck_assert_int_eq(pg_harness_start_server(shared, i), 0);
+}
+
 START_TEST(prepared_txn_commits_on_two_servers)
 {
-	struct pg_harness *h;
 	PGconn *c[2];
 	int i;
 
-	ck_assert_int_eq(pg_harness_start(2, &h), 0);
-	ck_assert_int_eq(pg_harness_count(h), 2);
-	ck_assert_int_ne(pg_harness_port(h, 0), pg_harness_port(h, 1));
+	all_up();
+	ck_assert_int_eq(pg_harness_count(shared), 2);
+	ck_assert_int_ne(pg_harness_port(shared, 0),
+			 pg_harness_port(shared, 1));
 	for (i = 0; i < 2; i++) {
-		c[i] = connect_ok(pg_harness_conninfo(h, i));
+		c[i] = connect_ok(pg_harness_conninfo(shared, i));
 		expect_value(c[i], "show max_prepared_transactions", "100");
 		expect_value(c[i], "show fsync", "on");
 		exec_ok(c[i], "BEGIN");
-		exec_ok(c[i], "CREATE TABLE acct (id int primary key, bal int)");
+		exec_ok(c[i],
+			"CREATE TABLE acct (id int primary key, bal int)");
 		exec_ok(c[i], i ? "INSERT INTO acct VALUES (1, 50)"
 				: "INSERT INTO acct VALUES (1, -50)");
 		exec_ok(c[i], "PREPARE TRANSACTION 'x'");
@@ -115,151 +144,166 @@ START_TEST(prepared_txn_commits_on_two_servers)
 	}
 	for (i = 0; i < 2; i++) {
 		exec_ok(c[i], "COMMIT PREPARED 'x'");
-		expect_value(c[i], "select count(*) from pg_prepared_xacts", "0");
+		expect_value(c[i],
+			     "select count(*) from pg_prepared_xacts "
+			     "where gid = 'x'",
+			     "0");
 		expect_value(c[i], "select bal from acct where id = 1",
 			     i ? "50" : "-50");
 		PQfinish(c[i]);
 	}
-	pg_harness_destroy(h);
 }
 END_TEST
 
 START_TEST(unix_socket_reaches_same_server)
 {
-	struct pg_harness *h;
 	PGconn *tcp, *local;
 	char *a, *b;
 
-	ck_assert_int_eq(pg_harness_start(1, &h), 0);
-	ck_assert_ptr_nonnull(strstr(pg_harness_conninfo_unix(h, 0),
-				     pg_harness_dir(h, 0)));
-	tcp = connect_ok(pg_harness_conninfo(h, 0));
-	local = connect_ok(pg_harness_conninfo_unix(h, 0));
+	all_up();
+	ck_assert_ptr_nonnull(strstr(pg_harness_conninfo_unix(shared, 1),
+				     pg_harness_dir(shared, 1)));
+	tcp = connect_ok(pg_harness_conninfo(shared, 1));
+	local = connect_ok(pg_harness_conninfo_unix(shared, 1));
 	/* Over TCP the client address is loopback; over the socket, none. */
 	expect_value(tcp, "select inet_client_addr()", "127.0.0.1");
 	expect_value(local, "select coalesce(inet_client_addr()::text, 'unix')",
 		     "unix");
-	a = query_value(tcp, "select system_identifier from pg_control_system()");
-	b = query_value(local,
-			"select system_identifier from pg_control_system()");
+	/* Same server: a table made over one is seen over the other. */
+	exec_ok(tcp, "CREATE TABLE via_tcp AS SELECT 3 AS v");
+	expect_value(local, "select v from via_tcp", "3");
+	a = query_value(tcp, "select setting from pg_settings "
+			     "where name = 'data_directory'");
+	b = query_value(local, "select setting from pg_settings "
+			       "where name = 'data_directory'");
 	ck_assert_str_eq(a, b);
 	free(a);
 	free(b);
 	PQfinish(tcp);
 	PQfinish(local);
-	pg_harness_destroy(h);
 }
 END_TEST
 
 START_TEST(prepared_txn_survives_kill_and_restart)
 {
-	struct pg_harness *h;
 	PGconn *c;
 	pid_t old;
 	int port;
 
-	ck_assert_int_eq(pg_harness_start(1, &h), 0);
-	port = pg_harness_port(h, 0);
-	old = pg_harness_pid(h, 0);
+	all_up();
+	port = pg_harness_port(shared, 0);
+	old = pg_harness_pid(shared, 0);
 	ck_assert_int_gt(old, 0);
-	c = connect_ok(pg_harness_conninfo(h, 0));
-	exec_ok(c, "CREATE TABLE t (v int)");
+	c = connect_ok(pg_harness_conninfo(shared, 0));
+	exec_ok(c, "CREATE TABLE t_kill (v int)");
 	exec_ok(c, "BEGIN");
-	exec_ok(c, "INSERT INTO t VALUES (42)");
+	exec_ok(c, "INSERT INTO t_kill VALUES (42)");
 	exec_ok(c, "PREPARE TRANSACTION 'pending'");
 	PQfinish(c);
 
-	ck_assert_int_eq(pg_harness_kill_server(h, 0), 0);
+	ck_assert_int_eq(pg_harness_kill_server(shared, 0), 0);
 	ck_assert(!pid_alive(old));
-	ck_assert_int_eq(pg_harness_pid(h, 0), 0);
-	c = PQconnectdb(pg_harness_conninfo(h, 0));
+	ck_assert_int_eq(pg_harness_pid(shared, 0), 0);
+	c = PQconnectdb(pg_harness_conninfo(shared, 0));
 	ck_assert_int_eq(PQstatus(c), CONNECTION_BAD);
 	PQfinish(c);
 
-	ck_assert_int_eq(pg_harness_start_server(h, 0), 0);
-	ck_assert_int_eq(pg_harness_port(h, 0), port);
-	ck_assert_int_gt(pg_harness_pid(h, 0), 0);
-	ck_assert_int_ne(pg_harness_pid(h, 0), old);
-	c = connect_ok(pg_harness_conninfo(h, 0));
-	expect_value(c, "select gid from pg_prepared_xacts", "pending");
-	expect_value(c, "select count(*) from t", "0");
+	ck_assert_int_eq(pg_harness_start_server(shared, 0), 0);
+	ck_assert_int_eq(pg_harness_port(shared, 0), port);
+	ck_assert_int_gt(pg_harness_pid(shared, 0), 0);
+	ck_assert_int_ne(pg_harness_pid(shared, 0), old);
+	c = connect_ok(pg_harness_conninfo(shared, 0));
+	expect_value(c,
+		     "select count(*) from pg_prepared_xacts "
+		     "where gid = 'pending'",
+		     "1");
+	expect_value(c, "select count(*) from t_kill", "0");
 	exec_ok(c, "COMMIT PREPARED 'pending'");
-	expect_value(c, "select count(*) from pg_prepared_xacts", "0");
-	expect_value(c, "select v from t", "42");
+	expect_value(c,
+		     "select count(*) from pg_prepared_xacts "
+		     "where gid = 'pending'",
+		     "0");
+	expect_value(c, "select v from t_kill", "42");
 	PQfinish(c);
-	pg_harness_destroy(h);
 }
 END_TEST
 
 START_TEST(stop_is_clean_and_restart_keeps_data)
 {
-	struct pg_harness *h;
 	PGconn *c;
 	pid_t old;
 
-	ck_assert_int_eq(pg_harness_start(1, &h), 0);
-	old = pg_harness_pid(h, 0);
-	c = connect_ok(pg_harness_conninfo(h, 0));
-	exec_ok(c, "CREATE TABLE t AS SELECT 7 AS v");
+	all_up();
+	old = pg_harness_pid(shared, 1);
+	c = connect_ok(pg_harness_conninfo(shared, 1));
+	exec_ok(c, "CREATE TABLE t_stop AS SELECT 7 AS v");
 	PQfinish(c);
-	ck_assert_int_eq(pg_harness_stop_server(h, 0), 0);
+	ck_assert_int_eq(pg_harness_stop_server(shared, 1), 0);
 	ck_assert(!pid_alive(old));
+	ck_assert_int_eq(pg_harness_pid(shared, 1), 0);
 	/* Stopping a stopped server is not an error. */
-	ck_assert_int_eq(pg_harness_stop_server(h, 0), 0);
-	ck_assert_int_eq(pg_harness_start_server(h, 0), 0);
-	ck_assert_int_eq(pg_harness_start_server(h, 0), -EBUSY);
-	c = connect_ok(pg_harness_conninfo_unix(h, 0));
-	expect_value(c, "select v from t", "7");
+	ck_assert_int_eq(pg_harness_stop_server(shared, 1), 0);
+	ck_assert_int_eq(pg_harness_start_server(shared, 1), 0);
+	ck_assert_int_eq(pg_harness_start_server(shared, 1), -EBUSY);
+	c = connect_ok(pg_harness_conninfo_unix(shared, 1));
+	expect_value(c, "select v from t_stop", "7");
 	PQfinish(c);
-	pg_harness_destroy(h);
 }
 END_TEST
 
-/* A harness started before a fork works from the child (as with Check's
- * forked tests under a fixture), and the parent sees what the child did. */
+/* Each test is already a child of the process that started the harness;
+ * here a grandchild crashes a server and this process sees it and restarts
+ * it. */
 START_TEST(harness_works_from_forked_child)
 {
-	struct pg_harness *h;
 	PGconn *c;
 	pid_t child, old;
 	int status;
 
-	ck_assert_int_eq(pg_harness_start(1, &h), 0);
-	old = pg_harness_pid(h, 0);
+	all_up();
+	old = pg_harness_pid(shared, 0);
 	child = fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0)
-		_exit(pg_harness_kill_server(h, 0) == 0 ? 0 : 1);
+		_exit(pg_harness_kill_server(shared, 0) == 0 ? 0 : 1);
 	ck_assert_int_eq(waitpid(child, &status, 0), child);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert(!pid_alive(old));
-	ck_assert_int_eq(pg_harness_start_server(h, 0), 0);
-	c = connect_ok(pg_harness_conninfo(h, 0));
+	ck_assert_int_eq(pg_harness_pid(shared, 0), 0);
+	ck_assert_int_eq(pg_harness_start_server(shared, 0), 0);
+	c = connect_ok(pg_harness_conninfo(shared, 0));
 	expect_value(c, "select 1", "1");
 	PQfinish(c);
-	pg_harness_destroy(h);
 }
 END_TEST
 
 START_TEST(bad_arguments_are_refused)
 {
 	struct pg_harness *h = (struct pg_harness *)1;
+	pid_t pid[2];
 
+	all_up();
+	pid[0] = pg_harness_pid(shared, 0);
+	pid[1] = pg_harness_pid(shared, 1);
 	ck_assert_int_eq(pg_harness_start(0, &h), -EINVAL);
 	ck_assert_ptr_null(h);
 	ck_assert_int_eq(pg_harness_start(17, &h), -EINVAL);
 	ck_assert_int_eq(pg_harness_start(1, NULL), -EINVAL);
-	ck_assert_int_eq(pg_harness_start(1, &h), 0);
-	ck_assert_int_eq(pg_harness_port(h, 1), -EINVAL);
-	ck_assert_int_eq(pg_harness_port(h, -1), -EINVAL);
-	ck_assert_ptr_null(pg_harness_conninfo(h, 1));
-	ck_assert_ptr_null(pg_harness_conninfo_unix(h, -1));
-	ck_assert_int_eq(pg_harness_stop_server(h, 1), -EINVAL);
-	ck_assert_int_eq(pg_harness_kill_server(h, 5), -EINVAL);
-	ck_assert_int_eq(pg_harness_start_server(h, -1), -EINVAL);
+	ck_assert_int_eq(pg_harness_port(shared, 2), -EINVAL);
+	ck_assert_int_eq(pg_harness_port(shared, -1), -EINVAL);
+	ck_assert_int_eq(pg_harness_pid(shared, 2), -EINVAL);
+	ck_assert_ptr_null(pg_harness_conninfo(shared, 2));
+	ck_assert_ptr_null(pg_harness_conninfo_unix(shared, -1));
+	ck_assert_ptr_null(pg_harness_dir(shared, 2));
+	ck_assert_int_eq(pg_harness_stop_server(shared, 2), -EINVAL);
+	ck_assert_int_eq(pg_harness_kill_server(shared, 5), -EINVAL);
+	ck_assert_int_eq(pg_harness_start_server(shared, -1), -EINVAL);
+	ck_assert_int_eq(pg_harness_count(NULL), 0);
+	ck_assert_ptr_null(pg_harness_conninfo(NULL, 0));
 	/* The refused calls changed nothing. */
-	ck_assert(pid_alive(pg_harness_pid(h, 0)));
-	pg_harness_destroy(h);
+	ck_assert_int_eq(pg_harness_pid(shared, 0), pid[0]);
+	ck_assert_int_eq(pg_harness_pid(shared, 1), pid[1]);
+	ck_assert(pid_alive(pid[0]) && pid_alive(pid[1]));
 	pg_harness_destroy(NULL);
 }
 END_TEST
@@ -310,8 +354,9 @@ START_TEST(destroy_removes_dirs_and_stops_servers)
 		struct shmid_ds ds;
 
 		ck_assert_msg(shmctl(shmid, IPC_STAT, &ds) < 0 ||
-				      ds.shm_perm.__key != shmkey,
-			      "shared memory %d of a killed server left", shmid);
+				  ds.shm_perm.__key != shmkey,
+			      "shared memory %d of a killed server left",
+			      shmid);
 	}
 	for (i = 0; i < 3; i++) {
 		ck_assert_msg(!dir_exists(dir[i]), "%s is still there", dir[i]);
@@ -473,7 +518,8 @@ START_TEST(sigkill_of_owner_cleans_up)
 	ck_assert_int_eq(waitpid(child, NULL, 0), child);
 	for (;;) {
 		rc = poll(&pfd, 1, 30000);
-		ck_assert_msg(rc == 1, "engine still alive 30 s after the kill");
+		ck_assert_msg(rc == 1,
+			      "engine still alive 30 s after the kill");
 		r = read(fds[0], buf, sizeof(buf));
 		if (r == 0)
 			break;
@@ -492,22 +538,26 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("pg_harness");
-	TCase *tc = tcase_create("core");
+	TCase *tc = tcase_create("shared");
+	TCase *own = tcase_create("own");
 	SRunner *sr;
 	int failed;
 
 	tcase_set_timeout(tc, 120);
+	tcase_add_unchecked_fixture(tc, shared_start, shared_stop);
 	tcase_add_test(tc, prepared_txn_commits_on_two_servers);
 	tcase_add_test(tc, unix_socket_reaches_same_server);
 	tcase_add_test(tc, prepared_txn_survives_kill_and_restart);
 	tcase_add_test(tc, stop_is_clean_and_restart_keeps_data);
 	tcase_add_test(tc, harness_works_from_forked_child);
 	tcase_add_test(tc, bad_arguments_are_refused);
-	tcase_add_test(tc, destroy_removes_dirs_and_stops_servers);
-	tcase_add_test(tc, sigkill_of_owner_cleans_up);
-	tcase_add_test(tc, failed_start_leaves_nothing_behind);
-	tcase_add_test(tc, unknown_server_user_is_an_error);
 	suite_add_tcase(s, tc);
+	tcase_set_timeout(own, 120);
+	tcase_add_test(own, destroy_removes_dirs_and_stops_servers);
+	tcase_add_test(own, sigkill_of_owner_cleans_up);
+	tcase_add_test(own, failed_start_leaves_nothing_behind);
+	tcase_add_test(own, unknown_server_user_is_an_error);
+	suite_add_tcase(s, own);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

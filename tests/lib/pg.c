@@ -49,12 +49,11 @@
 /* Bounds on one answer: startup of 16 servers (each bounded by the engine's
  * own 60 s) and a shutdown (bounded by 30 s + 10 s). */
 #define START_TIMEOUT_MS (16 * 90 * 1000)
-#define CMD_TIMEOUT_MS   (180 * 1000)
-#define LINE_MAX_LEN     4096
+#define CMD_TIMEOUT_MS	 (180 * 1000)
+#define LINE_MAX_LEN	 4096
 
 struct pg_server {
 	int port;
-	pid_t pid;
 	char *dir;
 	char *conninfo;
 	char *conninfo_unix;
@@ -62,9 +61,9 @@ struct pg_server {
 
 struct pg_harness {
 	int n;
-	int fd;         /* our end of the socketpair to the engine */
-	pid_t engine;   /* the engine's pid (our child) */
-	pid_t owner;    /* the process that started it */
+	int fd;	      /* our end of the socketpair to the engine */
+	pid_t engine; /* the engine's pid (our child) */
+	pid_t owner;  /* the process that started it */
 	struct pg_server srv[PG_MAX_SERVERS];
 };
 
@@ -76,7 +75,8 @@ static long now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 static char *dup_printf(const char *fmt, ...)
 {
@@ -268,7 +268,6 @@ static int take_server_line(struct pg_harness *h, const char *line)
 	free(s->conninfo);
 	free(s->conninfo_unix);
 	s->port = port;
-	s->pid = pid;
 	s->dir = strdup(dir);
 	s->conninfo = dup_printf("host=127.0.0.1 port=%d dbname=postgres "
 				 "user=postgres connect_timeout=5",
@@ -299,8 +298,9 @@ int pg_harness_start(int n, struct pg_harness **out)
 	}
 	engine = find_engine();
 	if (!engine) {
-		fprintf(stderr, "pg_harness: cannot find %s (set "
-				"DECREE_PGHARNESS or run from the repository)\n",
+		fprintf(stderr,
+			"pg_harness: cannot find %s (set "
+			"DECREE_PGHARNESS or run from the repository)\n",
 			ENGINE_PATH);
 		return -ENOENT;
 	}
@@ -330,16 +330,18 @@ int pg_harness_start(int n, struct pg_harness **out)
 	for (;;) {
 		rc = read_line(h->fd, line, sizeof(line), START_TIMEOUT_MS);
 		if (rc < 0) {
-			fprintf(stderr, "pg_harness: engine %s gave no answer: "
-					"%s\n",
+			fprintf(stderr,
+				"pg_harness: engine %s gave no answer: "
+				"%s\n",
 				engine, strerror(-rc));
 			goto err_stop_engine;
 		}
 		if (strncmp(line, "server ", 7) == 0) {
 			rc = take_server_line(h, line);
 			if (rc < 0) {
-				fprintf(stderr, "pg_harness: bad engine line "
-						"'%s'\n",
+				fprintf(stderr,
+					"pg_harness: bad engine line "
+					"'%s'\n",
 					line);
 				goto err_stop_engine;
 			}
@@ -347,9 +349,11 @@ int pg_harness_start(int n, struct pg_harness **out)
 		} else if (strcmp(line, "ready") == 0 && got == n) {
 			break;
 		} else {
-			fprintf(stderr, "pg_harness: cannot start %d server(s): "
-					"%s\n",
-				n, strncmp(line, "error ", 6) ? line : line + 6);
+			fprintf(stderr,
+				"pg_harness: cannot start %d server(s): "
+				"%s\n",
+				n,
+				strncmp(line, "error ", 6) ? line : line + 6);
 			rc = -EIO;
 			goto err_stop_engine;
 		}
@@ -403,18 +407,13 @@ const char *pg_harness_dir(const struct pg_harness *h, int i)
 	return valid(h, i) ? h->srv[i].dir : NULL;
 }
 
-pid_t pg_harness_pid(const struct pg_harness *h, int i)
-{
-	return valid(h, i) ? h->srv[i].pid : -EINVAL;
-}
-
 /*
  * Sends "@TAG <cmd>" and reads answers until the one that carries TAG,
  * skipping an answer left over from a request whose process died before it
  * read it (a forked test that crashed).  Returns 0 with the answer (tag
  * removed) in line, or a negative errno.
  */
-static int request(struct pg_harness *h, const char *cmd, char *line,
+static int request(const struct pg_harness *h, const char *cmd, char *line,
 		   size_t size)
 {
 	static unsigned long seq;
@@ -438,11 +437,10 @@ static int request(struct pg_harness *h, const char *cmd, char *line,
 	return rc;
 }
 
-/* Sends "<cmd> <i>" and reads the answer; on "ok PID" stores the pid. */
-static int ask(struct pg_harness *h, const char *cmd, int i, pid_t *pid)
+/* Sends "<cmd> <i>" and reads the answer; on "ok N" stores N in *num. */
+static int ask(const struct pg_harness *h, const char *cmd, int i, long *num)
 {
 	char line[LINE_MAX_LEN], req[64];
-	long p;
 	int rc;
 
 	if (!valid(h, i))
@@ -459,40 +457,37 @@ static int ask(struct pg_harness *h, const char *cmd, int i, pid_t *pid)
 			strncmp(line, "error ", 6) ? line : line + 6);
 		return strstr(line, "is running") ? -EBUSY : -EIO;
 	}
-	if (pid) {
-		if (sscanf(line, "ok %ld", &p) != 1 || p <= 0)
-			return -EPROTO;
-		*pid = (pid_t)p;
-	}
+	if (num && (sscanf(line, "ok %ld", num) != 1 || *num < 0))
+		return -EPROTO;
 	return 0;
+}
+
+/* Asks the engine rather than trusting h: a forked test may have stopped or
+ * restarted the server since h was copied into this process. */
+pid_t pg_harness_pid(const struct pg_harness *h, int i)
+{
+	long pid;
+	int rc = ask(h, "pid", i, &pid);
+
+	return rc < 0 ? rc : (pid_t)pid;
 }
 
 int pg_harness_stop_server(struct pg_harness *h, int i)
 {
-	int rc = ask(h, "stop", i, NULL);
-
-	if (rc == 0)
-		h->srv[i].pid = 0;
-	return rc;
+	return ask(h, "stop", i, NULL);
 }
 
 int pg_harness_kill_server(struct pg_harness *h, int i)
 {
-	int rc = ask(h, "kill", i, NULL);
-
-	if (rc == 0)
-		h->srv[i].pid = 0;
-	return rc;
+	return ask(h, "kill", i, NULL);
 }
 
 int pg_harness_start_server(struct pg_harness *h, int i)
 {
-	pid_t pid;
+	long pid;
 	int rc = ask(h, "start", i, &pid);
 
-	if (rc == 0)
-		h->srv[i].pid = pid;
-	return rc;
+	return rc == 0 && pid <= 0 ? -EPROTO : rc;
 }
 
 void pg_harness_destroy(struct pg_harness *h)

@@ -70,8 +70,8 @@ void pg_harness_destroy(struct pg_harness *h);
 /* Server i's own temporary directory (data in <dir>/data, server log in
  * <dir>/log).  Owned by h; NULL if i is out of range. */
 const char *pg_harness_dir(const struct pg_harness *h, int i);
-/* The postmaster's pid, 0 while the server is stopped, -EINVAL if i is out
- * of range. */
+/* The postmaster's pid (asked of the engine, so it is current even in a
+ * forked test), 0 while the server is stopped, or a negative errno. */
 pid_t pg_harness_pid(const struct pg_harness *h, int i);
 
 #endif

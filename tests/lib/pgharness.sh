@@ -487,6 +487,11 @@ pgh__serve() {
 			pgh__reply ok
 			;;
 		pid)
+			if [ "${PGH_PIDS[$arg]}" -gt 0 ] && ! pgh__alive "${PGH_PIDS[$arg]}"; then
+				# It died on its own: reap it, report it stopped.
+				{ wait "${PGH_PIDS[$arg]}"; } 2>/dev/null
+				PGH_PIDS[arg]=0
+			fi
 			pgh__reply "ok ${PGH_PIDS[$arg]}"
 			;;
 		start)
