@@ -17,6 +17,7 @@ int cmd_wants_help(int argc, char **argv);
 
 int cmd_version(int argc, char **argv);
 int cmd_coordinator(int argc, char **argv);
+int cmd_txn(int argc, char **argv);
 int cmd_wal(int argc, char **argv);
 
 #endif

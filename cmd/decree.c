@@ -14,6 +14,7 @@
 static const struct cmd commands[] = {
 	{"coordinator", "run a coordinator node", cmd_coordinator},
 	{"version", "print the version", cmd_version},
+	{"txn", "run, inspect and list transactions", cmd_txn},
 	{"wal", "inspect a write-ahead log (wal dump DIR)", cmd_wal},
 };
 
