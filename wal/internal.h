@@ -123,6 +123,7 @@ struct wal {
 	size_t outstanding; /* requests queued and not yet completed */
 	struct wal__req_list fireq; /* completions waiting for their callback */
 	bool firing;		    /* fireq is being drained */
+	bool kick;		    /* appended while firing: wake the writer */
 	bool close_pending;	    /* free once fireq is drained */
 	bool close_started;	    /* uv_close called */
 
