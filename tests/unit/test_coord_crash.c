@@ -12,7 +12,10 @@
  *               committed on every branch that wrote;
  *   validity    a transaction a client was told "aborted" committed nowhere;
  *   cleanup     no prepared transaction is left anywhere, and every
- *               transaction in the recovered engine is done.
+ *               transaction in the recovered engine is done;
+ *   idempotency clients that did not hear an outcome (replies are lost
+ *               too) retry with their key after the restart; one key never
+ *               commits two multi-branch transactions.
  * A failure prints the seed and crash step; both replay exactly.
  */
 #include "test_coord_harness.h"
@@ -35,6 +38,8 @@ struct stxn {
 	int first;        /* index of its first branch in sim.br */
 	enum coordinator_outcome told;
 	int replies;
+	int key;          /* idempotency key k<key>; retries share it */
+	bool heard;       /* the reply reached the client (it may be lost) */
 };
 
 struct op {
@@ -84,6 +89,7 @@ struct logarg {
 static struct {
 	long runs, crashes, told_committed, told_aborted, told_unknown;
 	long redriven_commits, recovered_rollbacks, in_doubt_at_crash;
+	long retries_new, retries_existing;
 } cov;
 
 static uint64_t rnd(struct sim *s)
@@ -104,15 +110,6 @@ static struct sbranch *branch_of(struct sim *s, const char *gid)
 	for (int i = 0; i < s->nbr; i++) {
 		if (strcmp(s->br[i].gid, gid) == 0)
 			return &s->br[i];
-	}
-	return NULL;
-}
-
-static struct stxn *txn_of(struct sim *s, const char *id)
-{
-	for (int i = 0; i < s->ntx; i++) {
-		if (strcmp(s->tx[i].id, id) == 0)
-			return &s->tx[i];
 	}
 	return NULL;
 }
@@ -194,12 +191,17 @@ static void process(struct sim *s, struct coordinator_fx *fx)
 			}
 			break;
 		case COORDINATOR_FX_REPLY:
-			t = txn_of(s, f->reply->txn);
-			ck_assert_ptr_nonnull(t);
+			if (f->reply->client >= 1000)
+				break; /* a retry told about an existing txn */
+			ck_assert_uint_ge(f->reply->client, 1);
+			ck_assert_uint_le(f->reply->client, (uint64_t)s->ntx);
+			t = &s->tx[f->reply->client - 1];
+			ck_assert_str_eq(t->id, f->reply->txn);
 			t->replies++;
 			ck_assert_msg(t->replies == 1, "seed %u: %s told twice",
 				      s->seed, t->id);
 			t->told = f->reply->outcome;
+			t->heard = !chance(s, 20);
 			break;
 		case COORDINATOR_FX_METRIC:
 			break;
@@ -215,15 +217,18 @@ static void process(struct sim *s, struct coordinator_fx *fx)
 	}
 }
 
-static void begin_one(struct sim *s)
+/* Begins a txn of nb branches under idempotency key k<key>; a retry of a
+ * key the engine knows creates nothing. */
+static void begin_keyed(struct sim *s, int key, int nb, uint64_t client)
 {
 	struct coordinator_fx fx;
 	enum coordinator_hint hints[3];
 	enum coordinator_protocol p = chance(s, 50) ? COORDINATOR_PROTO_2PC_PA
 						    : COORDINATOR_PROTO_2PC_PN;
-	int nb = 1 + (int)(rnd(s) % 3);
 	struct stxn *t = &s->tx[s->ntx];
 	bool all_ro = true;
+	char kname[16], id[COORDINATOR_GID_SIZE];
+	int rc;
 
 	coordinator_fx_init(&fx);
 	for (int i = 0; i < nb; i++) {
@@ -238,9 +243,22 @@ static void begin_one(struct sim *s)
 						  : COORDINATOR_HINT_UNKNOWN;
 	}
 	(void)all_ro;
+	ck_assert_int_lt(s->ntx, MAXT);
+	ck_assert_int_le(s->nbr + nb, MAXB);
+	snprintf(kname, sizeof(kname), "k%d", key);
+	rc = begin_n(s->e, (size_t)nb, p, kname,
+		     client ? client : (uint64_t)s->ntx + 1, hints, &fx, id);
+	if (client >= 1000)
+		*(rc == COORDINATOR_BEGIN_EXISTING ? &cov.retries_existing : &cov.retries_new) += 1;
+	if (rc == COORDINATOR_BEGIN_EXISTING) {
+		process(s, &fx);
+		coordinator_fx_clear(&fx);
+		return;
+	}
+	ck_assert_int_eq(rc, 0);
 	memset(t, 0, sizeof(*t));
-	ck_assert_int_eq(begin_n(s->e, (size_t)nb, p, NULL, (uint64_t)s->ntx + 1,
-				 hints, &fx, t->id), 0);
+	memcpy(t->id, id, sizeof(t->id));
+	t->key = key;
 	t->nb = nb;
 	t->first = s->nbr;
 	for (int i = 0; i < nb; i++) {
@@ -255,6 +273,32 @@ static void begin_one(struct sim *s)
 	s->ntx++;
 	process(s, &fx);
 	coordinator_fx_clear(&fx);
+}
+
+static void begin_one(struct sim *s)
+{
+	int nb = 1 + (int)(rnd(s) % 3);
+
+	begin_keyed(s, s->ntx, nb, 0);
+}
+
+/* After a restart, clients that heard nothing (or "unknown") retry with
+ * their key: a txn whose commit is durable must not run again. */
+static void retry_untold(struct sim *s)
+{
+	int n = s->ntx;
+
+	for (int t = 0; t < n; t++) {
+		struct stxn *x = &s->tx[t];
+		bool newest = true;
+
+		for (int u = t + 1; u < s->ntx; u++)
+			newest = newest && s->tx[u].key != x->key;
+		if (!newest || (x->heard && x->told != COORDINATOR_OUTCOME_UNKNOWN))
+			continue;
+		if (s->ntx < MAXT && s->nbr + x->nb <= MAXB)
+			begin_keyed(s, x->key, x->nb, 1000 + (uint64_t)s->steps);
+	}
 }
 
 /* Makes a result status, sometimes lost. */
@@ -460,6 +504,10 @@ static void crash_and_recover(struct sim *s)
 	coordinator_fx_clear(&fx);
 	cov.recovered_rollbacks += reconcile_all(s, r);
 	coordinator_recovery_free(r);
+	/* the epoch record becomes durable; then clients retry */
+	coordinator_memlog_flush(&s->log, 1);
+	ck_assert(coordinator_table_is_ready(coordinator_engine_table(s->e)));
+	retry_untold(s);
 }
 
 static int not_done(void *arg, const struct coordinator_txn *x)
@@ -498,6 +546,23 @@ static void check(struct sim *s)
 			ck_assert_msg(committed == 0,
 				      "seed %u crash %ld: %s told aborted, committed",
 				      s->seed, s->crash_at, x->id);
+	}
+	/* idempotency: one key, at most one committed transaction (1PC has no
+	 * record to remember its key by; see docs/protocol.md) */
+	for (int t = 0; t < s->ntx; t++) {
+		int commits = 0;
+
+		for (int u = 0; u < s->ntx; u++) {
+			bool c = false;
+
+			if (s->tx[u].key != s->tx[t].key || s->tx[u].nb < 2)
+				continue;
+			for (int i = s->tx[u].first; i < s->tx[u].first + s->tx[u].nb; i++)
+				c = c || s->br[i].st == B_COMMITTED;
+			commits += c;
+		}
+		ck_assert_msg(commits <= 1, "seed %u crash %ld: key k%d committed %d times",
+			      s->seed, s->crash_at, s->tx[t].key, commits);
 	}
 	coordinator_table_list(coordinator_engine_table(s->e), 0, true, not_done, &open);
 	ck_assert_msg(open == 0, "seed %u crash %ld: %d txns not done", s->seed,
@@ -622,15 +687,18 @@ START_TEST(crash_at_every_step_recovers_atomically)
 			run(seed, k, 0);
 	}
 	if (getenv("COORD_TRACE_COV"))
-		fprintf(stderr, "runs %ld crashes %ld committed %ld aborted %ld unknown %ld redriven %ld rolled back %ld\n",
+		fprintf(stderr, "runs %ld crashes %ld committed %ld aborted %ld unknown %ld redriven %ld rolled back %ld retries new %ld existing %ld\n",
 			cov.runs, cov.crashes, cov.told_committed, cov.told_aborted,
-			cov.told_unknown, cov.redriven_commits, cov.recovered_rollbacks);
+			cov.told_unknown, cov.redriven_commits, cov.recovered_rollbacks,
+			cov.retries_new, cov.retries_existing);
 	/* the runs reached the paths that matter */
 	ck_assert_int_gt(cov.crashes, 1000);
 	ck_assert_int_gt(cov.told_committed, 500);
 	ck_assert_int_gt(cov.told_aborted, 100);
 	ck_assert_int_gt(cov.redriven_commits, 50);
 	ck_assert_int_gt(cov.recovered_rollbacks, 50);
+	ck_assert_int_gt(cov.retries_existing, 50);
+	ck_assert_int_gt(cov.retries_new, 50);
 }
 END_TEST
 
