@@ -785,6 +785,91 @@ START_TEST(session_state_does_not_leak_between_branches)
 }
 END_TEST
 
+struct chain {
+	struct ctx *t;
+	int left; /* operations still to start from callbacks */
+	int done;
+	int closed_results; /* results that came as ECLOSED */
+	bool finished;
+	bool close_in_callback;
+	struct got pending[4];
+};
+
+/* Every result starts the next operation from inside the callback; the
+ * last one closes the resource from inside its callback. */
+static void on_chain(const struct coordinator_pg_result *r, void *data)
+{
+	struct chain *ch = data;
+	struct coordinator_pg_branch *b = NULL;
+
+	ch->done++;
+	if (r->code == COORDINATOR_PG_ECLOSED)
+		ch->closed_results++;
+	if (r->branch != NULL) {
+		/* a begin: end the branch again, from the callback */
+		ck_assert_int_eq(
+		    coordinator_pg_branch_rollback(r->branch, on_chain, ch), 0);
+		return;
+	}
+	if (ch->left > 0) {
+		ch->left--;
+		if (ch->left % 2)
+			ck_assert_int_eq(
+			    coordinator_pg_begin(ch->t->pg, on_chain, ch, &b),
+			    0);
+		else
+			ck_assert_int_eq(
+			    coordinator_pg_check(ch->t->pg, on_chain, ch), 0);
+		return;
+	}
+	if (ch->close_in_callback && !ch->finished) {
+		ch->finished = true;
+		/* Requests still queued complete (ECLOSED) inside close. */
+		for (int i = 0; i < 4; i++) {
+			memset(&ch->pending[i], 0, sizeof(ch->pending[i]));
+			ck_assert_int_eq(
+			    coordinator_pg_list_prepared(
+				ch->t->pg, "x", on_result, &ch->pending[i]),
+			    0);
+		}
+		coordinator_pg_close(ch->t->pg, on_closed, &ch->t->closed);
+		for (int i = 0; i < 4; i++) {
+			ck_assert(ch->pending[i].done);
+			ck_assert_int_eq(ch->pending[i].code,
+					 COORDINATOR_PG_ECLOSED);
+		}
+		/* After close every call is refused, nothing fires. */
+		ck_assert_int_eq(coordinator_pg_check(ch->t->pg, on_chain, ch),
+				 COORDINATOR_PG_ECLOSED);
+	}
+	ch->finished = true;
+}
+
+START_TEST(callbacks_may_start_work_and_close)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct chain ch = {0};
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	ch.t = &t;
+	ch.left = 20;
+	ch.close_in_callback = true;
+	ck_assert_int_eq(coordinator_pg_check(t.pg, on_chain, &ch), 0);
+	ck_assert(run_until(&t, &ch.finished, 20000));
+	/* 21 checks/begins, 10 rollbacks of the begun branches */
+	ck_assert_int_eq(ch.done, 31);
+	ck_assert_int_eq(ch.closed_results, 0);
+	/* The driver is closing: finish the loop by hand. */
+	uv_close((uv_handle_t *)&t.watchdog, NULL);
+	uv_run(&t.loop, UV_RUN_DEFAULT);
+	ck_assert(t.closed);
+	ck_assert_int_eq(uv_loop_close(&t.loop), 0);
+}
+END_TEST
+
 START_TEST(pool_is_bounded_and_queues)
 {
 	struct coordinator_pg_config cfg;
@@ -1441,6 +1526,7 @@ int main(void)
 	tcase_add_test(tc,
 		       unreachable_server_error_names_resource_hides_password);
 	tcase_add_test(tc, close_fails_pending_requests);
+	tcase_add_test(tc, callbacks_may_start_work_and_close);
 	tcase_add_test(tc, killed_server_gives_clean_error_and_pool_reconnects);
 	tcase_add_test(tc, server_without_prepared_transactions_is_refused);
 	tcase_add_test(tc, lost_answers_are_in_doubt);
