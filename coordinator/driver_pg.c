@@ -12,10 +12,19 @@
  *    hostaddr to keep that off the loop too.)
  *  - Every query uses the extended protocol (PQsendQueryParams), so a
  *    statement can never smuggle a second one in.  Values reach the server
- *    only as parameters; gids only through PQescapeLiteral.
+ *    only as parameters; gids only through PQescapeLiteral.  The one
+ *    simple-protocol query is the session reset, made of our constants.
  *  - A request needing a connection takes an idle one or waits in a bounded
  *    FIFO queue; the pool grows on demand up to pool_size.  A branch pins
  *    its connection from BEGIN until prepare, commit or rollback.
+ *  - A connection goes back to the pool clean: a transaction left open (a
+ *    failed prepare) gets an internal ROLLBACK, and after a branch that ran
+ *    user statements the session is reset (what DISCARD ALL does, then the
+ *    setup settings again) unless keep_session_state says not to bother.
+ *  - After each user statement the transaction status is checked: a user
+ *    COMMIT/ROLLBACK/PREPARE TRANSACTION breaks the branch (EENDED) rather
+ *    than let prepare call it read-only.  A branch whose DML changed rows
+ *    (or that ran DDL) prepares without the read-only probe.
  *  - A failed connection attempt backs off exponentially (backoff_min_ms
  *    doubling to backoff_max_ms) and is retried in the background; while
  *    the resource is down with no live connection, requests fail at once
@@ -51,8 +60,8 @@
  *   EMPTY -> CONNECTING   [start_connect]   pool grows or retry timer
  *   CONNECTING -> SETUP   [connect_step]    PQconnectPoll said OK
  *   SETUP -> IDLE         [setup_done]      max_prepared_transactions > 0
- *   IDLE -> BUSY          [dispatch, run_on_branch]
- *   BUSY -> IDLE          [finish]
+ *   IDLE -> BUSY          [send_req from pump, run_on_branch, release]
+ *   BUSY -> IDLE          [finish, release]
  *   any -> EMPTY          [connect_failed, conn_lost, release]
  */
 #include "coordinator/driver_pg.h"
