@@ -250,16 +250,17 @@ static int bench_baseline(const char *dir, double seconds, struct result *res)
 }
 
 static void print_row(const char *name, const char *mode, struct result *r,
-		      double base_rps, double base_p50)
+		      double base_rps, double base_p50, double base_p99)
 {
 	double rps = r->ns ? (double)r->records / ((double)r->ns / 1e9) : 0;
 	double p50, p99;
 
 	percentiles(r->lat, r->nlat, &p50, &p99);
-	printf("| %s | %s | %.0f | %.2f | %.3f | %.0f | %.0f | %.2f |\n", name,
-	       mode, rps, base_rps > 0 ? rps / base_rps : 1.0,
+	printf("| %s | %s | %.0f | %.2f | %.3f | %.0f | %.0f | %.2f | %.2f |\n",
+	       name, mode, rps, base_rps > 0 ? rps / base_rps : 1.0,
 	       r->records ? (double)r->syncs / (double)r->records : 0, p50, p99,
-	       base_p50 > 0 ? p99 / base_p50 : p99 / p50);
+	       base_p50 > 0 ? p99 / base_p50 : p99 / p50,
+	       base_p99 > 0 ? p99 / base_p99 : 1.0);
 }
 
 int main(int argc, char **argv)
@@ -336,16 +337,16 @@ int main(int argc, char **argv)
 	base_rps = (double)res[0].records / ((double)res[0].ns / 1e9);
 	percentiles(res[0].lat, res[0].nlat, &base_p50, &p99);
 	printf("| appenders | mode | records/s | x baseline | syncs/record | "
-	       "p50 us | p99 us | p99 / baseline p50 |\n"
-	       "|---|---|---|---|---|---|---|---|\n");
+	       "p50 us | p99 us | p99 / baseline p50 | p99 / baseline p99 |\n"
+	       "|---|---|---|---|---|---|---|---|---|\n");
 	print_row("baseline: write+fdatasync per record", "1 thread", &res[0],
-		  0, 0);
+		  0, 0, 0);
 	for (size_t c = 1; c < nconf; c++) {
 		snprintf(name, sizeof(name), "%zu", napp[c]);
 		print_row(name, mode == WAL_SYNC_FDATASYNC ? "wal fdatasync"
 				: mode == WAL_SYNC_DSYNC   ? "wal dsync"
 							   : "wal none (unsafe)",
-			  &res[c], base_rps, base_p50);
+			  &res[c], base_rps, base_p50, p99);
 	}
 	for (size_t c = 0; c < nconf; c++)
 		free(res[c].lat);
