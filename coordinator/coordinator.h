@@ -559,6 +559,14 @@ struct coordinator_table *coordinator_engine_table(struct coordinator_engine *e)
 const char *coordinator_engine_errmsg(const struct coordinator_engine *e);
 /* True once the decision log failed: the process must restart. */
 bool coordinator_engine_is_failed(const struct coordinator_engine *e);
+/* Forgets done transactions older than keep_ms (their stmts are freed);
+ * returns how many went.  Keep them longer than a PREPARE can be late. */
+size_t coordinator_engine_prune(struct coordinator_engine *e, uint64_t now,
+				uint64_t keep_ms);
+/* Age in ms of the oldest branch that is (or may be) prepared and not yet
+ * finished, 0 if none: for the "oldest prepared branch" metric. */
+uint64_t coordinator_engine_oldest_prepared_ms(const struct coordinator_engine *e,
+					       uint64_t now);
 
 /*
  * Starts a transaction.  Returns 0 and the txn id in id (the engine owns

@@ -174,6 +174,50 @@ bool coordinator_engine_is_failed(const struct coordinator_engine *e)
 	return e->failed;
 }
 
+size_t coordinator_engine_prune(struct coordinator_engine *e, uint64_t now,
+				uint64_t keep_ms)
+{
+	return coordinator_table_prune(e->t, now, keep_ms, e->free_stmts);
+}
+
+struct oldest {
+	uint64_t now, age;
+};
+
+static int oldest_prepared(void *arg, const struct coordinator_txn *x)
+{
+	struct oldest *o = arg;
+	uint64_t since = x->prepare_at ? x->prepare_at : x->decided_at;
+
+	if (x->state == COORDINATOR_TXN_DONE || x->state == COORDINATOR_TXN_ACTIVE)
+		return 0;
+	for (size_t i = 0; i < x->nbranches; i++) {
+		switch (x->branches[i].state) {
+		case COORDINATOR_BR_PREPARING:
+		case COORDINATOR_BR_PREPARED:
+		case COORDINATOR_BR_LOST:
+		case COORDINATOR_BR_COMMITTING:
+		case COORDINATOR_BR_ROLLING_BACK:
+		case COORDINATOR_BR_RETRY_WAIT:
+			if (o->now > since && o->now - since > o->age)
+				o->age = o->now - since;
+			return 0;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+uint64_t coordinator_engine_oldest_prepared_ms(const struct coordinator_engine *e,
+					       uint64_t now)
+{
+	struct oldest o = {now, 0};
+
+	coordinator_table_list(e->t, COORDINATOR_TXN_ACTIVE, true, oldest_prepared, &o);
+	return o.age;
+}
+
 /* ------------------------------------------------------------- effects */
 
 static int fx_reserve(struct coordinator_fx *fx, size_t more)

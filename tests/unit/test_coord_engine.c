@@ -527,6 +527,7 @@ START_TEST(phase_two_retries_with_backoff_and_42704_counts_as_done)
 		ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_IN_DOUBT);
 		ck_assert_uint_eq(coordinator_table_count(coordinator_engine_table(e),
 							  COORDINATOR_TXN_IN_DOUBT), 1);
+		ck_assert_uint_eq(coordinator_engine_oldest_prepared_ms(e, now), now - 10);
 		ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED), 0);
 		t = *f;
 		now += want[k];
@@ -542,6 +543,11 @@ START_TEST(phase_two_retries_with_backoff_and_42704_counts_as_done)
 	ck_assert_int_eq(txn(e, id)->branches[1].state, COORDINATOR_BR_COMMITTED);
 	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
 	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_END);
+	ck_assert_uint_eq(coordinator_engine_oldest_prepared_ms(e, now + 5), 0);
+	/* done txns are kept for lookups, then pruned */
+	ck_assert_uint_eq(coordinator_engine_prune(e, now + 10, 60000), 0);
+	ck_assert_uint_eq(coordinator_engine_prune(e, now + 60000, 60000), 1);
+	ck_assert_ptr_null(coordinator_table_find(coordinator_engine_table(e), id));
 	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 }
@@ -729,6 +735,80 @@ START_TEST(begin_survives_every_failed_allocation)
 }
 END_TEST
 
+
+/* Drives one 2-branch commit, executing every effect at once, while the
+ * n-th allocation and all after it fail.  Returns the outcome told. */
+static enum coordinator_outcome commit_with_failures(long n, bool *logged_commit)
+{
+	struct coordinator_fx fx, next;
+	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	enum coordinator_outcome out = COORDINATOR_OUTCOME_PENDING;
+	char id[COORDINATOR_GID_SIZE];
+	int guard = 0;
+
+	*logged_commit = false;
+	mem_fail_after(n);
+	if (begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id) != 0)
+		goto out;
+	while (fx.n > 0 && guard++ < 50) {
+		coordinator_fx_init(&next);
+		for (size_t i = 0; i < fx.n; i++) {
+			struct coordinator_effect *f = &fx.v[i];
+
+			switch (f->type) {
+			case COORDINATOR_FX_RUN:
+				feed_ran(e, id, f->branch, COORDINATOR_ST_OK, NULL, NULL, &next);
+				break;
+			case COORDINATOR_FX_PREPARE:
+				feed_vote(e, id, f->branch, COORDINATOR_VOTE_YES, &next);
+				break;
+			case COORDINATOR_FX_LOG:
+				if (f->rec->type == COORDINATOR_REC_COMMIT)
+					*logged_commit = true;
+				feed_log(e, f, 0, 50, &next);
+				break;
+			case COORDINATOR_FX_COMMIT_PREPARED:
+				feed_p2(e, COORDINATOR_EV_COMMITTED_PREPARED, id, f->branch,
+					COORDINATOR_ST_OK, 60, &next);
+				break;
+			case COORDINATOR_FX_ROLLBACK_PREPARED:
+				feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, f->branch,
+					COORDINATOR_ST_OK, 60, &next);
+				break;
+			case COORDINATOR_FX_REPLY:
+				out = f->reply->outcome;
+				break;
+			default:
+				break;
+			}
+		}
+		coordinator_fx_clear(&fx);
+		fx = next;
+	}
+out:
+	mem_fail_reset();
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+	return out;
+}
+
+START_TEST(every_allocation_failure_in_a_commit_is_survived)
+{
+	bool completed = false;
+
+	for (long n = 1; n < 400 && !completed; n++) {
+		bool logged;
+		enum coordinator_outcome out = commit_with_failures(n, &logged);
+
+		/* never told committed without the decision going to the log */
+		if (out == COORDINATOR_OUTCOME_COMMITTED)
+			ck_assert_msg(logged, "allocation %ld: committed without a decision", n);
+		completed = out == COORDINATOR_OUTCOME_COMMITTED && n > 1;
+	}
+	ck_assert(completed);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_engine");
@@ -751,6 +831,7 @@ int main(void)
 	tcase_add_test(tc, bad_input_gets_an_error_and_changes_nothing);
 	tcase_add_test(tc, failed_commit_write_leaves_txn_in_doubt);
 	tcase_add_test(tc, begin_survives_every_failed_allocation);
+	tcase_add_test(tc, every_allocation_failure_in_a_commit_is_survived);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
