@@ -625,6 +625,7 @@ pgh_destroy() {
 	return 0
 }
 
+# Runs as the main program only: it exits.
 pgh__with() {
 	local n=$1 i rc
 	shift
@@ -642,8 +643,8 @@ pgh__with() {
 	done
 	"$@"
 	rc=$?
-	pgh_destroy
-	return $rc
+	# The EXIT trap set by pgh_start removes everything as we exit.
+	exit $rc
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
@@ -654,7 +655,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	with)
 		shift
 		pgh__with "$@"
-		exit $?
 		;;
 	*)
 		echo "usage: pgharness.sh serve N | with N COMMAND [ARG...]" >&2
