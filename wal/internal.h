@@ -117,6 +117,9 @@ struct wal {
 	int failed;
 	bool closing;
 	uint64_t generation; /* bumped by truncations: stales iterators */
+	/* where the last iterator stopped (iter.c): lets the next one that
+	 * starts at or after it skip the scan from the segment start */
+	uint64_t hint_gen, hint_lsn, hint_seg, hint_off;
 	wal_close_cb close_cb;
 	void *close_data;
 	char errmsg[256];

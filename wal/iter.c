@@ -12,6 +12,10 @@
  *     before the iterator reports -WAL_ECORRUPT.
  *   - A truncation bumps w->generation; an iterator opened before it
  *     returns -WAL_ESTALE rather than read files that may be gone.
+ *   - Finding a record scans its segment from the start, except that the
+ *     log remembers where the last iterator stopped (w->hint_*, valid for
+ *     one generation): an iterator that starts at or after that LSN in the
+ *     same segment starts there (Raft reading the entries it just wrote).
  */
 #include "common/common.h"
 #include "wal/internal.h"
@@ -95,6 +99,9 @@ static int iter_seek(struct wal_iter *it)
 	it->rd.len = 0;
 	it->seg_first = first;
 	it->off = WAL_SEGMENT_HEADER_SIZE;
+	if (w->hint_gen == w->generation && w->hint_seg == first &&
+	    w->hint_lsn > first && w->hint_lsn <= it->next)
+		it->off = w->hint_off;
 	return 0;
 }
 
@@ -126,10 +133,12 @@ int wal_iter_next(struct wal_iter *it, struct wal_entry *e)
 {
 	struct wal__rec_header rh;
 	const unsigned char *h;
+	struct wal *w;
 	int rc;
 
 	if (!it || !e)
 		return -EINVAL;
+	w = it->w;
 	for (;;) {
 		if (it->generation != it->w->generation)
 			return -WAL_ESTALE;
@@ -173,6 +182,10 @@ int wal_iter_next(struct wal_iter *it, struct wal_entry *e)
 		e->len = rh.len;
 		e->payload = h + WAL_RECORD_HEADER_SIZE;
 		it->next++;
+		w->hint_gen = it->generation;
+		w->hint_lsn = it->next;
+		w->hint_seg = it->seg_first;
+		w->hint_off = it->off;
 		return 1;
 	}
 }

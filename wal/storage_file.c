@@ -2,7 +2,8 @@
  * storage_file.c - the default storage backend: real files in one
  * directory, reached through a directory descriptor (openat and friends).
  *
- * Design notes: truncate is followed by fsync so the interface's "durable
+ * Design notes: a writable storage holds flock(wal.lock) so two processes
+ * never write one log; truncate is followed by fsync so the interface's "durable
  * when it returns" holds; allocate uses posix_fallocate, which extends the
  * file size, so later fdatasyncs need not flush a size change.  Every call
  * returns -errno; EINTR is retried, short reads and writes are continued.
@@ -14,11 +15,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 struct fs {
 	int dirfd;
+	int lockfd; /* holds the flock on wal.lock, -1 if read-only */
 };
 
 struct ff {
@@ -271,6 +274,8 @@ static void f_destroy(void *data)
 {
 	struct fs *fs = data;
 
+	if (fs->lockfd >= 0)
+		close(fs->lockfd);
 	close(fs->dirfd);
 	mem_free(fs);
 }
@@ -315,16 +320,33 @@ int wal__file_storage_open(const char *dir, bool create,
 		err = -ENOMEM;
 		goto err_free_s;
 	}
+	fs->lockfd = -1;
 	fs->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->dirfd < 0) {
 		err = -errno;
 		goto err_free_fs;
+	}
+	if (create) {
+		fs->lockfd = openat(fs->dirfd, "wal.lock",
+				    O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (fs->lockfd < 0) {
+			err = -errno;
+			goto err_close_dir;
+		}
+		if (flock(fs->lockfd, LOCK_EX | LOCK_NB) < 0) {
+			err = errno == EWOULDBLOCK ? -WAL_ELOCKED : -errno;
+			goto err_close_lock;
+		}
 	}
 	s->ops = &file_ops;
 	s->data = fs;
 	*out = s;
 	return 0;
 
+err_close_lock:
+	close(fs->lockfd);
+err_close_dir:
+	close(fs->dirfd);
 err_free_fs:
 	mem_free(fs);
 err_free_s:

@@ -54,6 +54,8 @@
  *
  * Header history: v1 (first commit).  Changes are additions only and are
  * listed here.
+ *   v1.1  WAL_ELOCKED: a writable open locks the directory (flock on
+ *         wal.lock); a second writable open fails with -WAL_ELOCKED.
  */
 #ifndef DECREE_WAL_H
 #define DECREE_WAL_H
@@ -81,7 +83,8 @@
 	X(WAL_ECORRUPT, 7007, "record failed its check inside the log")       \
 	X(WAL_EFORMAT, 7008, "not a decree log file (bad magic or version)")  \
 	X(WAL_ESTALE, 7009, "iterator invalidated by a truncation")           \
-	X(WAL_EBUSY, 7010, "another operation is in progress")
+	X(WAL_EBUSY, 7010, "another operation is in progress")               \
+	X(WAL_ELOCKED, 7011, "log directory is in use by another process")
 
 enum wal_error {
 #define WAL_ERROR_ENUM(name, value, msg) name = value,
@@ -151,7 +154,9 @@ void wal_storage_free(struct wal_storage *s);
 
 /*
  * Real files in dir (created if missing, with its parents not).  The
- * default when wal_config.storage is NULL.  Caller frees with
+ * default when wal_config.storage is NULL.  Takes an exclusive lock on
+ * dir/wal.lock (flock) for as long as the storage lives: -WAL_ELOCKED if
+ * another process or storage holds it.  Caller frees with
  * wal_storage_free().
  */
 int wal_file_storage_new(const char *dir, struct wal_storage **out);

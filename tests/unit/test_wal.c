@@ -892,6 +892,76 @@ START_TEST(real_files_reopen_after_rotation)
 }
 END_TEST
 
+START_TEST(second_writer_is_refused_while_first_is_open)
+{
+	char tmpl[] = "/tmp/decree-wal-lock-XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	struct wal_config cfg;
+	struct wal *a, *b, *ro;
+
+	ck_assert_ptr_nonnull(dir);
+	wal_config_init(&cfg);
+	cfg.dir = dir;
+	ck_assert_int_eq(wal_open(&cfg, &a, NULL), 0);
+	ck_assert_int_eq(wal_open(&cfg, &b, NULL), -WAL_ELOCKED);
+	ck_assert_str_eq(wal_strerror(-WAL_ELOCKED),
+			 "log directory is in use by another process");
+	cfg.read_only = true; /* a reader (decree wal dump) is fine */
+	ck_assert_int_eq(wal_open(&cfg, &ro, NULL), 0);
+	wal_close(ro, NULL, NULL);
+	wal_close(a, NULL, NULL);
+	cfg.read_only = false;
+	ck_assert_int_eq(wal_open(&cfg, &b, NULL), 0);
+	wal_close(b, NULL, NULL);
+	rm_dir(dir);
+}
+END_TEST
+
+START_TEST(iterator_from_any_lsn_reads_right_records)
+{
+	struct wal_storage *st = wal_mem_storage_new();
+	struct wal *w = open_mem(st, NULL);
+	unsigned r = 7;
+
+	fill(w, 400);
+	for (int i = 0; i < 300; i++) {
+		struct wal_iter *it;
+		struct wal_entry e;
+		uint64_t from;
+		char buf[160];
+
+		r = r * 1103515245u + 12345u;
+		/* mostly forward steps (the hint), sometimes anywhere */
+		from = (r >> 16) % 4 ? 1 + (uint64_t)(i * 4 / 3) % 400
+				     : 1 + (r >> 8) % 400;
+		ck_assert_int_eq(wal_iter_open(w, from, &it), 0);
+		for (uint64_t k = 0; k < 3 && from + k <= 400; k++) {
+			size_t len = payload_of(from + k, buf, sizeof(buf));
+
+			ck_assert_int_eq(wal_iter_next(it, &e), 1);
+			ck_assert_uint_eq(e.lsn, from + k);
+			ck_assert_uint_eq(e.len, len);
+			ck_assert_int_eq(memcmp(e.payload, buf, len), 0);
+		}
+		wal_iter_close(it);
+	}
+	/* a truncation stales open iterators */
+	{
+		struct wal_iter *it;
+		struct wal_entry e;
+
+		ck_assert_int_eq(wal_iter_open(w, 390, &it), 0);
+		ck_assert_int_eq(wal_truncate_suffix(w, 395, NULL, NULL), 0);
+		ck_assert_int_eq(wal_iter_next(it, &e), -WAL_ESTALE);
+		wal_iter_close(it);
+		wal_step(w);
+		check_contents(w, 1, 395);
+	}
+	wal_close(w, NULL, NULL);
+	wal_mem_storage_free(st);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("wal");
@@ -920,6 +990,8 @@ int main(void)
 	tcase_add_test(tc, sync_modes_none_and_dsync);
 	tcase_add_test(tc, allocation_failures_in_open_and_step_are_clean);
 	tcase_add_test(tc, real_files_reopen_after_rotation);
+	tcase_add_test(tc, second_writer_is_refused_while_first_is_open);
+	tcase_add_test(tc, iterator_from_any_lsn_reads_right_records);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

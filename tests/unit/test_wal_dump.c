@@ -78,7 +78,9 @@ static void remove_log(void)
 	unlink(seg);
 	snprintf(path, sizeof(path), "%s/wal.start", dir);
 	unlink(path);
-	rmdir(dir);
+	snprintf(path, sizeof(path), "%s/wal.lock", dir);
+	unlink(path);
+	ck_assert_int_eq(rmdir(dir), 0);
 }
 
 START_TEST(dump_prints_json_hex_and_clean_verdict)
