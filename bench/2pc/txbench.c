@@ -1,0 +1,633 @@
+/*
+ * txbench.c - load generator for bench/2pc: N concurrent clients doing
+ * transfers between two PostgreSQL databases, either through a decree
+ * coordinator (mode "decree") or by driving two-phase commit on both
+ * databases directly (mode "ceiling": no coordinator, no decision log).
+ *
+ *   txbench decree  --port P [options]
+ *   txbench ceiling --conn0 CONNINFO --conn1 CONNINFO [options]
+ *   options: --clients N (1) --seconds S (8) --warmup S (1)
+ *            --accounts A (10000) --seed N
+ *
+ * A transfer moves 1 from a random account of database 0 (resource bank_a)
+ * to a random account of database 1 (bank_b).  Prints one line:
+ *   RESULT mode=M clients=N commits=C seconds=S rate=R p50_ms=X p99_ms=Y
+ *          errors=E
+ * where commits, rate and the latencies count the transfers completed in
+ * the measured window (after the warm-up).  Exit 0 unless setup failed.
+ *
+ * Design notes
+ *  - One thread, one epoll loop for every client of both modes, so both
+ *    sides pay the same client cost (the machine has few cores and the
+ *    client shares them with the servers).
+ *  - decree mode: each client holds one keep-alive HTTP/1.1 connection and
+ *    one request in flight: POST /v1/txns, then waits for the whole
+ *    response (every response carries Content-Length).  A transfer counts
+ *    as committed when the status is 200 and the outcome is "committed"
+ *    (decree answers once the commit decision is durable).
+ *  - ceiling mode: each client holds one connection per database in
+ *    nonblocking libpq mode.  Phase 1 sends "BEGIN; UPDATE ...; PREPARE
+ *    TRANSACTION 'gid'" to both databases at once (one round trip each,
+ *    in parallel); when both have answered, phase 2 sends COMMIT PREPARED
+ *    to both at once; the transfer is done when both have answered.  This
+ *    is the least a client can do for an atomic transfer with 2PC.
+ *  - The window ends after --seconds; no new transfer starts after it, and
+ *    the ones in flight are finished (bounded) so no prepared transaction
+ *    is left behind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 1024
+#define INBUF 65536
+#define DRAIN_NS (15ull * 1000000000ull)
+
+enum mode { MODE_DECREE, MODE_CEILING };
+
+struct opts {
+	enum mode mode;
+	int port;
+	const char *conn[2];
+	int clients;
+	double seconds;
+	double warmup;
+	int accounts;
+	uint64_t seed;
+};
+
+/* Latencies (microseconds) of the transfers completed in the window. */
+struct stats {
+	uint32_t *lat;
+	size_t n, cap;
+	uint64_t errors;
+	char first_error[512];
+};
+
+struct client;
+
+/* What an epoll event points at: a client and which of its sockets. */
+struct ref {
+	struct client *cl;
+	int idx;
+};
+
+struct client {
+	int id;
+	uint64_t rng;
+	uint64_t t_start;
+	uint64_t seq;
+	bool active; /* a transfer is in flight */
+	/* decree */
+	int fd;
+	char out[1024];
+	size_t outlen, outoff;
+	char *in;
+	size_t inlen;
+	/* ceiling */
+	PGconn *pq[2];
+	int pending[2]; /* 1 while a query's results are still coming */
+	int phase;      /* 1 prepare, 2 commit prepared */
+	bool want_out[2];
+	char gid[64];
+	struct ref ref[2];
+};
+
+static struct opts O;
+static struct stats S;
+static int ep = -1;
+static uint64_t t_measure0, t_measure1;
+static bool stopping;
+static size_t inflight;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "txbench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static uint64_t rnd(struct client *c)
+{
+	/* xorshift64* */
+	c->rng ^= c->rng >> 12;
+	c->rng ^= c->rng << 25;
+	c->rng ^= c->rng >> 27;
+	return c->rng * 2685821657736338717ull;
+}
+
+static int account(struct client *c)
+{
+	return 1 + (int)(rnd(c) % (uint64_t)O.accounts);
+}
+
+static void record_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static void record_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (S.errors++ == 0) {
+		va_start(ap, fmt);
+		vsnprintf(S.first_error, sizeof(S.first_error), fmt, ap);
+		va_end(ap);
+	}
+}
+
+static void record_done(struct client *c)
+{
+	uint64_t t = now_ns();
+
+	c->active = false;
+	inflight--;
+	if (t < t_measure0 || t > t_measure1)
+		return;
+	if (S.n == S.cap) {
+		size_t cap = S.cap ? S.cap * 2 : 65536;
+		uint32_t *p = realloc(S.lat, cap * sizeof(*p));
+
+		if (p == NULL)
+			die("out of memory");
+		S.lat = p;
+		S.cap = cap;
+	}
+	S.lat[S.n++] = (uint32_t)((t - c->t_start) / 1000);
+}
+
+static void ep_set(int fd, void *ptr, bool out, int op)
+{
+	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
+				 .data.ptr = ptr};
+
+	if (epoll_ctl(ep, op, fd, &ev) < 0)
+		die("epoll_ctl: %s", strerror(errno));
+}
+
+/* ------------------------------------------------------------- decree */
+
+static void http_connect(struct client *c)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)O.port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (c->fd < 0)
+		die("socket: %s", strerror(errno));
+	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("connect to 127.0.0.1:%d: %s", O.port, strerror(errno));
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0)
+		die("fcntl: %s", strerror(errno));
+	c->ref[0].cl = c;
+	c->ref[0].idx = 0;
+	ep_set(c->fd, &c->ref[0], false, EPOLL_CTL_ADD);
+	c->inlen = 0;
+}
+
+static void http_reconnect(struct client *c)
+{
+	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	http_connect(c);
+}
+
+static void http_flush(struct client *c)
+{
+	while (c->outoff < c->outlen) {
+		ssize_t w = write(c->fd, c->out + c->outoff,
+				  c->outlen - c->outoff);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			ep_set(c->fd, &c->ref[0], true, EPOLL_CTL_MOD);
+			return;
+		}
+		if (w < 0)
+			die("write to coordinator: %s", strerror(errno));
+		c->outoff += (size_t)w;
+	}
+}
+
+static void decree_start(struct client *c)
+{
+	char body[512];
+	int a = account(c), b = account(c);
+	int blen = snprintf(
+		body, sizeof(body),
+		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":[{"
+		"\"sql\":\"update accounts set balance = balance - $1 where "
+		"id = $2\",\"params\":[1,%d]}]},{\"resource\":\"bank_b\","
+		"\"statements\":[{\"sql\":\"update accounts set balance = "
+		"balance + $1 where id = $2\",\"params\":[1,%d]}]}]}",
+		a, b);
+
+	c->outlen = (size_t)snprintf(
+		c->out, sizeof(c->out),
+		"POST /v1/txns HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		O.port, blen, body);
+	c->outoff = 0;
+	c->inlen = 0;
+	c->active = true;
+	inflight++;
+	c->t_start = now_ns();
+	http_flush(c);
+}
+
+/* Value of header NAME in the head [h, h+n), or NULL. */
+static const char *header(const char *h, size_t n, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p = h, *end = h + n;
+
+	while (p < end) {
+		const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+
+		if (eol == NULL)
+			eol = end;
+		if ((size_t)(eol - p) > nl && p[nl] == ':' &&
+		    strncasecmp(p, name, nl) == 0) {
+			p += nl + 1;
+			while (*p == ' ')
+				p++;
+			return p;
+		}
+		p = eol + 2;
+	}
+	return NULL;
+}
+
+static void decree_readable(struct client *c)
+{
+	const char *hend, *v;
+	size_t hlen, clen;
+	int status;
+	bool close_after;
+
+	for (;;) {
+		ssize_t r = read(c->fd, c->in + c->inlen, INBUF - 1 - c->inlen);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN)
+			break;
+		if (r < 0)
+			die("read from coordinator: %s", strerror(errno));
+		if (r == 0) {
+			if (c->active) {
+				record_error("coordinator closed the "
+					     "connection mid-request");
+				c->active = false;
+				inflight--;
+			}
+			http_reconnect(c);
+			return;
+		}
+		c->inlen += (size_t)r;
+		if (c->inlen >= INBUF - 1)
+			die("response larger than %d bytes", INBUF);
+	}
+	c->in[c->inlen] = '\0';
+	hend = strstr(c->in, "\r\n\r\n");
+	if (hend == NULL)
+		return;
+	hlen = (size_t)(hend - c->in) + 4;
+	v = header(c->in, hlen, "Content-Length");
+	if (v == NULL)
+		die("response without Content-Length");
+	clen = strtoul(v, NULL, 10);
+	if (c->inlen < hlen + clen)
+		return;
+	if (!c->active)
+		die("response without a request");
+	if (sscanf(c->in, "HTTP/1.%*d %d", &status) != 1)
+		die("bad status line");
+	v = header(c->in, hlen, "Connection");
+	close_after = v != NULL && strncasecmp(v, "close", 5) == 0;
+	if (status == 200 && strstr(c->in + hlen,
+				    "\"outcome\":\"committed\"") != NULL) {
+		record_done(c);
+	} else {
+		record_error("status %d: %.300s", status, c->in + hlen);
+		c->active = false;
+		inflight--;
+	}
+	c->inlen = 0;
+	if (close_after)
+		http_reconnect(c);
+	if (!stopping)
+		decree_start(c);
+}
+
+/* ------------------------------------------------------------ ceiling */
+
+static void pq_flush(struct client *c, int i)
+{
+	int r = PQflush(c->pq[i]);
+
+	if (r < 0)
+		die("PQflush: %s", PQerrorMessage(c->pq[i]));
+	if ((r == 1) != c->want_out[i]) {
+		c->want_out[i] = r == 1;
+		ep_set(PQsocket(c->pq[i]), &c->ref[i], c->want_out[i],
+		       EPOLL_CTL_MOD);
+	}
+}
+
+static void pq_send(struct client *c, int i, const char *sql)
+{
+	if (!PQsendQuery(c->pq[i], sql))
+		die("PQsendQuery: %s", PQerrorMessage(c->pq[i]));
+	c->pending[i] = 1;
+	pq_flush(c, i);
+}
+
+static void ceiling_start(struct client *c)
+{
+	char sql[256];
+	int a = account(c), b = account(c);
+
+	c->seq++;
+	snprintf(c->gid, sizeof(c->gid), "ceil_%d_%d_%" PRIu64, (int)getpid(),
+		 c->id, c->seq);
+	c->active = true;
+	inflight++;
+	c->phase = 1;
+	c->t_start = now_ns();
+	snprintf(sql, sizeof(sql),
+		 "BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = "
+		 "%d; PREPARE TRANSACTION '%s'",
+		 a, c->gid);
+	pq_send(c, 0, sql);
+	snprintf(sql, sizeof(sql),
+		 "BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = "
+		 "%d; PREPARE TRANSACTION '%s'",
+		 b, c->gid);
+	pq_send(c, 1, sql);
+}
+
+static void ceiling_event(struct client *c, int i, uint32_t events)
+{
+	PGconn *pq = c->pq[i];
+	PGresult *res;
+	char sql[128];
+
+	if (events & EPOLLOUT)
+		pq_flush(c, i);
+	if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+		return;
+	if (!PQconsumeInput(pq))
+		die("database %d: %s", i, PQerrorMessage(pq));
+	while (c->pending[i] && !PQisBusy(pq)) {
+		res = PQgetResult(pq);
+		if (res == NULL) {
+			c->pending[i] = 0;
+			break;
+		}
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			die("database %d, transfer %s phase %d: %s", i, c->gid,
+			    c->phase, PQresultErrorMessage(res));
+		if (strncmp(PQcmdStatus(res), "UPDATE", 6) == 0 &&
+		    strcmp(PQcmdTuples(res), "1") != 0)
+			die("database %d: UPDATE touched %s rows", i,
+			    PQcmdTuples(res));
+		PQclear(res);
+	}
+	if (c->pending[0] || c->pending[1])
+		return;
+	if (c->phase == 1) {
+		c->phase = 2;
+		snprintf(sql, sizeof(sql), "COMMIT PREPARED '%s'", c->gid);
+		pq_send(c, 0, sql);
+		pq_send(c, 1, sql);
+		return;
+	}
+	record_done(c);
+	if (!stopping)
+		ceiling_start(c);
+}
+
+static void ceiling_connect(struct client *c)
+{
+	for (int i = 0; i < 2; i++) {
+		c->pq[i] = PQconnectdb(O.conn[i]);
+		if (PQstatus(c->pq[i]) != CONNECTION_OK)
+			die("connect to database %d: %s", i,
+			    PQerrorMessage(c->pq[i]));
+		if (PQsetnonblocking(c->pq[i], 1) != 0)
+			die("PQsetnonblocking failed");
+		c->ref[i].cl = c;
+		c->ref[i].idx = i;
+		ep_set(PQsocket(c->pq[i]), &c->ref[i], false, EPOLL_CTL_ADD);
+	}
+}
+
+/* --------------------------------------------------------------- main */
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct_ms(double p)
+{
+	size_t k;
+
+	if (S.n == 0)
+		return 0;
+	k = (size_t)(p * (double)(S.n - 1) + 0.5);
+	return S.lat[k] / 1000.0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: txbench decree --port P [options]\n"
+		"       txbench ceiling --conn0 CONNINFO --conn1 CONNINFO "
+		"[options]\n"
+		"options: --clients N --seconds S --warmup S --accounts A "
+		"--seed N\n");
+	exit(2);
+}
+
+static void parse(int argc, char **argv)
+{
+	O.clients = 1;
+	O.seconds = 8;
+	O.warmup = 1;
+	O.accounts = 10000;
+	O.seed = 1;
+	if (argc < 2)
+		usage();
+	if (strcmp(argv[1], "decree") == 0)
+		O.mode = MODE_DECREE;
+	else if (strcmp(argv[1], "ceiling") == 0)
+		O.mode = MODE_CEILING;
+	else
+		usage();
+	for (int i = 2; i < argc; i++) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (v == NULL)
+			usage();
+		i++;
+		if (strcmp(k, "--port") == 0)
+			O.port = atoi(v);
+		else if (strcmp(k, "--conn0") == 0)
+			O.conn[0] = v;
+		else if (strcmp(k, "--conn1") == 0)
+			O.conn[1] = v;
+		else if (strcmp(k, "--clients") == 0)
+			O.clients = atoi(v);
+		else if (strcmp(k, "--seconds") == 0)
+			O.seconds = atof(v);
+		else if (strcmp(k, "--warmup") == 0)
+			O.warmup = atof(v);
+		else if (strcmp(k, "--accounts") == 0)
+			O.accounts = atoi(v);
+		else if (strcmp(k, "--seed") == 0)
+			O.seed = strtoull(v, NULL, 10);
+		else
+			usage();
+	}
+	if (O.clients < 1 || O.clients > MAX_CLIENTS || O.seconds <= 0 ||
+	    O.warmup < 0 || O.accounts < 1)
+		usage();
+	if (O.mode == MODE_DECREE && (O.port <= 0 || O.port > 65535))
+		usage();
+	if (O.mode == MODE_CEILING && (O.conn[0] == NULL || O.conn[1] == NULL))
+		usage();
+}
+
+int main(int argc, char **argv)
+{
+	struct client *cl;
+	struct epoll_event evs[256];
+	uint64_t t0, drain_end = 0;
+
+	parse(argc, argv);
+	ep = epoll_create1(0);
+	if (ep < 0)
+		die("epoll_create1: %s", strerror(errno));
+	cl = calloc((size_t)O.clients, sizeof(*cl));
+	if (cl == NULL)
+		die("out of memory");
+	for (int i = 0; i < O.clients; i++) {
+		struct client *c = &cl[i];
+
+		c->id = i;
+		c->rng = (O.seed * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(i + 1) *
+							     0xbf58476d1ce4e5b9ull;
+		if (c->rng == 0)
+			c->rng = 1;
+		if (O.mode == MODE_DECREE) {
+			c->in = malloc(INBUF);
+			if (c->in == NULL)
+				die("out of memory");
+			http_connect(c);
+		} else {
+			ceiling_connect(c);
+		}
+	}
+	t0 = now_ns();
+	t_measure0 = t0 + (uint64_t)(O.warmup * 1e9);
+	t_measure1 = t_measure0 + (uint64_t)(O.seconds * 1e9);
+	for (int i = 0; i < O.clients; i++) {
+		if (O.mode == MODE_DECREE)
+			decree_start(&cl[i]);
+		else
+			ceiling_start(&cl[i]);
+	}
+	for (;;) {
+		uint64_t t = now_ns();
+		int n;
+
+		if (!stopping && t > t_measure1) {
+			stopping = true;
+			drain_end = t + DRAIN_NS;
+		}
+		if (stopping && inflight == 0)
+			break;
+		if (stopping && t > drain_end)
+			die("%zu transfers still in flight %.0f s after the end",
+			    inflight, DRAIN_NS / 1e9);
+		n = epoll_wait(ep, evs, 256, 100);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("epoll_wait: %s", strerror(errno));
+		for (int k = 0; k < n; k++) {
+			struct ref *r = evs[k].data.ptr;
+			struct client *c = r->cl;
+
+			if (O.mode == MODE_CEILING) {
+				ceiling_event(c, r->idx, evs[k].events);
+				continue;
+			}
+			if (evs[k].events & EPOLLOUT) {
+				http_flush(c);
+				if (c->outoff == c->outlen)
+					ep_set(c->fd, r, false, EPOLL_CTL_MOD);
+			}
+			if (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+				decree_readable(c);
+		}
+	}
+	qsort(S.lat, S.n, sizeof(*S.lat), cmp_u32);
+	printf("RESULT mode=%s clients=%d commits=%zu seconds=%.3f "
+	       "rate=%.1f p50_ms=%.3f p99_ms=%.3f errors=%" PRIu64 "\n",
+	       O.mode == MODE_DECREE ? "decree" : "ceiling", O.clients, S.n,
+	       O.seconds, (double)S.n / O.seconds, pct_ms(0.50), pct_ms(0.99),
+	       S.errors);
+	if (S.errors)
+		fprintf(stderr, "txbench: %" PRIu64 " errors; first: %s\n",
+			S.errors, S.first_error);
+	for (int i = 0; i < O.clients; i++) {
+		if (O.mode == MODE_DECREE) {
+			close(cl[i].fd);
+			free(cl[i].in);
+		} else {
+			PQfinish(cl[i].pq[0]);
+			PQfinish(cl[i].pq[1]);
+		}
+	}
+	free(cl);
+	free(S.lat);
+	close(ep);
+	return 0;
+}
