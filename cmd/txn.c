@@ -34,17 +34,17 @@
 #include <string.h>
 
 #define EXIT_COMMITTED 0
-#define EXIT_ABORTED 1
-#define EXIT_USAGE 2
-#define EXIT_UNKNOWN 3
+#define EXIT_ABORTED   1
+#define EXIT_USAGE     2
+#define EXIT_UNKNOWN   3
 
-#define DEFAULT_COORDINATOR "127.0.0.1:7400"
-#define RUN_TIMEOUT_MS 60000	 /* waiting for a run's outcome */
+#define DEFAULT_COORDINATOR  "127.0.0.1:7400"
+#define RUN_TIMEOUT_MS	     60000 /* waiting for a run's outcome */
 #define RUN_TIMEOUT_SLACK_MS 10000 /* over the spec's own timeout_ms */
-#define QUERY_TIMEOUT_MS 10000	 /* status and list */
-#define SPEC_MAX_BYTES (64u << 20)
-#define CELL_MAX 40 /* display width of a result cell before "..." */
-#define LIST_LIMIT_MAX 10000
+#define QUERY_TIMEOUT_MS     10000 /* status and list */
+#define SPEC_MAX_BYTES	     (64u << 20)
+#define CELL_MAX	     40 /* display width of a result cell before "..." */
+#define LIST_LIMIT_MAX	     10000
 
 struct txn_opts {
 	const char *sub;	 /* run, status, list */
@@ -52,11 +52,11 @@ struct txn_opts {
 	long timeout_ms;	 /* -1: the subcommand's default */
 	bool json;
 	bool help;
-	const char *state;	   /* list --state */
-	long limit;		   /* list --limit, 0: server default */
-	const char *key;	   /* run/status --idempotency-key / --key */
-	const char *protocol;	   /* run --protocol */
-	const char *pos[2];	   /* positional arguments after sub */
+	const char *state;    /* list --state */
+	long limit;	      /* list --limit, 0: server default */
+	const char *key;      /* run/status --idempotency-key / --key */
+	const char *protocol; /* run --protocol */
+	const char *pos[2];   /* positional arguments after sub */
 	int npos;
 };
 
@@ -64,136 +64,140 @@ struct txn_opts {
 
 static void usage_main(FILE *out)
 {
-	fprintf(out,
-		"usage: decree txn <run|status|list> [options]\n"
-		"\n"
-		"Runs, inspects and lists transactions through a coordinator's "
-		"HTTP API\n(docs/api.md).\n"
-		"\n"
-		"  decree txn run FILE|-            run the transaction spec in "
-		"FILE (- : stdin)\n"
-		"  decree txn status GID            one transaction, by id or "
-		"branch gid\n"
-		"  decree txn status --key KEY      one transaction, by "
-		"idempotency key\n"
-		"  decree txn list [--state S] [--limit N]\n"
-		"                                   transactions the "
-		"coordinator knows\n"
-		"\n"
-		"options (every subcommand):\n"
-		"  --coordinator HOST:PORT  the coordinator's HTTP address "
-		"(default: $DECREE_COORDINATOR,\n"
-		"                           else " DEFAULT_COORDINATOR ")\n"
-		"  --timeout-ms N           how long to wait for the answer "
-		"(run: the spec's\n"
-		"                           timeout_ms + 10000, else 60000; "
-		"status, list: 10000)\n"
-		"  --json                   print the coordinator's JSON answer "
-		"as it came\n"
-		"  -h, --help               this text; 'decree txn run --help' "
-		"for one subcommand\n"
-		"\n"
-		"A 307 redirect (a Raft follower naming its leader) is followed "
-		"once.\n"
-		"\n"
-		"exit status: run: 0 committed, 1 aborted, 3 outcome unknown; "
-		"status: 0 found,\n1 not found; list: 0; all: 2 usage error, "
-		"coordinator unreachable or request\nrejected.\n");
+	fprintf(
+	    out,
+	    "usage: decree txn <run|status|list> [options]\n"
+	    "\n"
+	    "Runs, inspects and lists transactions through a coordinator's "
+	    "HTTP API\n(docs/api.md).\n"
+	    "\n"
+	    "  decree txn run FILE|-            run the transaction spec in "
+	    "FILE (- : stdin)\n"
+	    "  decree txn status GID            one transaction, by id or "
+	    "branch gid\n"
+	    "  decree txn status --key KEY      one transaction, by "
+	    "idempotency key\n"
+	    "  decree txn list [--state S] [--limit N]\n"
+	    "                                   transactions the "
+	    "coordinator knows\n"
+	    "\n"
+	    "options (every subcommand):\n"
+	    "  --coordinator HOST:PORT  the coordinator's HTTP address "
+	    "(default: $DECREE_COORDINATOR,\n"
+	    "                           else " DEFAULT_COORDINATOR ")\n"
+	    "  --timeout-ms N           how long to wait for the answer "
+	    "(run: the spec's\n"
+	    "                           timeout_ms + 10000, else 60000; "
+	    "status, list: 10000)\n"
+	    "  --json                   print the coordinator's JSON answer "
+	    "as it came\n"
+	    "  -h, --help               this text; 'decree txn run --help' "
+	    "for one subcommand\n"
+	    "\n"
+	    "A 307 redirect (a Raft follower naming its leader) is followed "
+	    "once.\n"
+	    "\n"
+	    "exit status: run: 0 committed, 1 aborted, 3 outcome unknown; "
+	    "status: 0 found,\n1 not found; list: 0; all: 2 usage error, "
+	    "coordinator unreachable or request\nrejected.\n");
 }
 
 static void usage_run(FILE *out)
 {
-	fprintf(out,
-		"usage: decree txn run [options] FILE|-\n"
-		"\n"
-		"Sends the transaction spec in FILE (or stdin for -) to POST "
-		"/v1/txns, waits for\nthe outcome and prints it: the "
-		"transaction id, the outcome, each branch's state,\nrows "
-		"affected and returned rows per statement, and on abort the "
-		"error with its\nbranch, SQLSTATE and PostgreSQL's message.\n"
-		"\n"
-		"spec (JSON):\n"
-		"  {\"branches\": [\n"
-		"     {\"resource\": \"bank_a\",\n"
-		"      \"statements\": [\"UPDATE acct SET bal = bal - 10 WHERE "
-		"id = 1\",\n"
-		"                     {\"sql\": \"SELECT bal FROM acct WHERE "
-		"id = $1\", \"params\": [1]}]},\n"
-		"     {\"resource\": \"bank_b\", \"statements\": [...], "
-		"\"read_only\": false}],\n"
-		"   \"protocol\": \"2pc-pa\", \"timeout_ms\": 5000, "
-		"\"idempotency_key\": \"transfer-42\"}\n"
-		"  Only \"branches\" is required.\n"
-		"\n"
-		"options:\n"
-		"  --idempotency-key KEY    set the spec's idempotency_key: "
-		"running again with the\n"
-		"                           same key answers with the first "
-		"run's transaction\n"
-		"  --protocol P             set the spec's protocol (2pc-pa or "
-		"2pc-pn)\n"
-		"  --coordinator HOST:PORT  default: $DECREE_COORDINATOR, else "
-		DEFAULT_COORDINATOR "\n"
-		"  --timeout-ms N           how long to wait for the outcome "
-		"(default: the spec's\n"
-		"                           timeout_ms + 10000, else 60000)\n"
-		"  --json                   print the coordinator's JSON answer "
-		"as it came\n"
-		"\n"
-		"exit status: 0 committed, 1 aborted, 3 outcome unknown (the "
-		"coordinator lost an\nanswer, or no answer came after the "
-		"request went out: look it up with 'decree\ntxn status', or run "
-		"again with the same idempotency key), 2 usage error,\n"
-		"coordinator unreachable or request rejected (nothing ran).\n");
+	fprintf(
+	    out,
+	    "usage: decree txn run [options] FILE|-\n"
+	    "\n"
+	    "Sends the transaction spec in FILE (or stdin for -) to POST "
+	    "/v1/txns, waits for\nthe outcome and prints it: the "
+	    "transaction id, the outcome, each branch's state,\nrows "
+	    "affected and returned rows per statement, and on abort the "
+	    "error with its\nbranch, SQLSTATE and PostgreSQL's message.\n"
+	    "\n"
+	    "spec (JSON):\n"
+	    "  {\"branches\": [\n"
+	    "     {\"resource\": \"bank_a\",\n"
+	    "      \"statements\": [\"UPDATE acct SET bal = bal - 10 WHERE "
+	    "id = 1\",\n"
+	    "                     {\"sql\": \"SELECT bal FROM acct WHERE "
+	    "id = $1\", \"params\": [1]}]},\n"
+	    "     {\"resource\": \"bank_b\", \"statements\": [...], "
+	    "\"read_only\": false}],\n"
+	    "   \"protocol\": \"2pc-pa\", \"timeout_ms\": 5000, "
+	    "\"idempotency_key\": \"transfer-42\"}\n"
+	    "  Only \"branches\" is required.\n"
+	    "\n"
+	    "options:\n"
+	    "  --idempotency-key KEY    set the spec's idempotency_key: "
+	    "running again with the\n"
+	    "                           same key answers with the first "
+	    "run's transaction\n"
+	    "  --protocol P             set the spec's protocol (2pc-pa or "
+	    "2pc-pn)\n"
+	    "  --coordinator HOST:PORT  default: $DECREE_COORDINATOR, "
+	    "else " DEFAULT_COORDINATOR "\n"
+	    "  --timeout-ms N           how long to wait for the outcome "
+	    "(default: the spec's\n"
+	    "                           timeout_ms + 10000, else 60000)\n"
+	    "  --json                   print the coordinator's JSON answer "
+	    "as it came\n"
+	    "\n"
+	    "exit status: 0 committed, 1 aborted, 3 outcome unknown (the "
+	    "coordinator lost an\nanswer, or no answer came after the "
+	    "request went out: look it up with 'decree\ntxn status', or run "
+	    "again with the same idempotency key), 2 usage error,\n"
+	    "coordinator unreachable or request rejected (nothing ran).\n");
 }
 
 static void usage_status(FILE *out)
 {
-	fprintf(out,
-		"usage: decree txn status [options] GID\n"
-		"       decree txn status [options] --key KEY\n"
-		"\n"
-		"Prints one transaction the coordinator knows (GET "
-		"/v1/txns/GID, or GET\n/v1/txns?idempotency_key=KEY): its "
-		"outcome, state, branches and their results.\nGID is a "
-		"transaction id (<cluster>_<epoch>_<seq>) or one of its branch "
-		"gids.\nFinished transactions are kept for 10 minutes.\n"
-		"\n"
-		"options:\n"
-		"  --key KEY                look the transaction up by its "
-		"idempotency key\n"
-		"  --coordinator HOST:PORT  default: $DECREE_COORDINATOR, else "
-		DEFAULT_COORDINATOR "\n"
-		"  --timeout-ms N           how long to wait (default 10000)\n"
-		"  --json                   print the coordinator's JSON answer "
-		"as it came\n"
-		"\n"
-		"exit status: 0 found, 1 not found, 2 usage error or "
-		"coordinator unreachable.\n");
+	fprintf(
+	    out,
+	    "usage: decree txn status [options] GID\n"
+	    "       decree txn status [options] --key KEY\n"
+	    "\n"
+	    "Prints one transaction the coordinator knows (GET "
+	    "/v1/txns/GID, or GET\n/v1/txns?idempotency_key=KEY): its "
+	    "outcome, state, branches and their results.\nGID is a "
+	    "transaction id (<cluster>_<epoch>_<seq>) or one of its branch "
+	    "gids.\nFinished transactions are kept for 10 minutes.\n"
+	    "\n"
+	    "options:\n"
+	    "  --key KEY                look the transaction up by its "
+	    "idempotency key\n"
+	    "  --coordinator HOST:PORT  default: $DECREE_COORDINATOR, "
+	    "else " DEFAULT_COORDINATOR "\n"
+	    "  --timeout-ms N           how long to wait (default 10000)\n"
+	    "  --json                   print the coordinator's JSON answer "
+	    "as it came\n"
+	    "\n"
+	    "exit status: 0 found, 1 not found, 2 usage error or "
+	    "coordinator unreachable.\n");
 }
 
 static void usage_list(FILE *out)
 {
-	fprintf(out,
-		"usage: decree txn list [options]\n"
-		"\n"
-		"Lists the transactions the coordinator knows, oldest first "
-		"(GET /v1/txns).\n"
-		"\n"
-		"options:\n"
-		"  --state S                only those in state S: active, "
-		"preparing, committing,\n"
-		"                           aborting, in_doubt or done\n"
-		"  --limit N                at most N (1-10000; the "
-		"coordinator's default is 100)\n"
-		"  --coordinator HOST:PORT  default: $DECREE_COORDINATOR, else "
-		DEFAULT_COORDINATOR "\n"
-		"  --timeout-ms N           how long to wait (default 10000)\n"
-		"  --json                   print the coordinator's JSON answer "
-		"as it came\n"
-		"\n"
-		"exit status: 0 listed, 2 usage error or coordinator "
-		"unreachable.\n");
+	fprintf(
+	    out,
+	    "usage: decree txn list [options]\n"
+	    "\n"
+	    "Lists the transactions the coordinator knows, oldest first "
+	    "(GET /v1/txns).\n"
+	    "\n"
+	    "options:\n"
+	    "  --state S                only those in state S: active, "
+	    "preparing, committing,\n"
+	    "                           aborting, in_doubt or done\n"
+	    "  --limit N                at most N (1-10000; the "
+	    "coordinator's default is 100)\n"
+	    "  --coordinator HOST:PORT  default: $DECREE_COORDINATOR, "
+	    "else " DEFAULT_COORDINATOR "\n"
+	    "  --timeout-ms N           how long to wait (default 10000)\n"
+	    "  --json                   print the coordinator's JSON answer "
+	    "as it came\n"
+	    "\n"
+	    "exit status: 0 listed, 2 usage error or coordinator "
+	    "unreachable.\n");
 }
 
 static void usage_for(const char *sub, FILE *out)
@@ -233,8 +237,8 @@ static bool parse_long(const char *s, long lo, long hi, long *out)
 static int parse_args(int argc, char **argv, struct txn_opts *o)
 {
 	static const char *const valued[] = {
-		"--coordinator", "--timeout-ms", "--state", "--limit",
-		"--key",	 "--idempotency-key", "--protocol", NULL};
+	    "--coordinator", "--timeout-ms",	  "--state",	"--limit",
+	    "--key",	     "--idempotency-key", "--protocol", NULL};
 	bool opts_done = false;
 
 	memset(o, 0, sizeof(*o));
@@ -347,8 +351,9 @@ static int check_args(const struct txn_opts *o)
 		return EXIT_USAGE;
 	}
 	if ((o->state != NULL || o->limit != 0) && !list) {
-		fprintf(stderr, "decree txn %s: --state and --limit are for "
-				"'decree txn list'\n",
+		fprintf(stderr,
+			"decree txn %s: --state and --limit are for "
+			"'decree txn list'\n",
 			s);
 		return EXIT_USAGE;
 	}
@@ -480,10 +485,9 @@ static int request(const struct txn_opts *o, const char *method,
 	snprintf(host, sizeof(host), "%s", o->coordinator);
 	for (int hop = 0;; hop++) {
 		snprintf(e->host, sizeof(e->host), "%s", host);
-		rc = http_client_request(host, method, p,
-					 body ? "application/json" : NULL, body,
-					 body ? strlen(body) : 0,
-					 (int)timeout_ms, resp);
+		rc = http_client_request(
+		    host, method, p, body ? "application/json" : NULL, body,
+		    body ? strlen(body) : 0, (int)timeout_ms, resp);
 		if (rc < 0) {
 			/* Only a failed connect proves nothing went out. */
 			e->sent = rc != -ECONNREFUSED && rc != -EINVAL &&
@@ -502,8 +506,8 @@ static int request(const struct txn_opts *o, const char *method,
 		if (resp->location == NULL ||
 		    !parse_location(resp->location, host, p, nhost,
 				    sizeof(nhost), npath, sizeof(npath))) {
-			snprintf(e->host, sizeof(e->host), "%.200s (Location: %.300s)",
-				 o->coordinator,
+			snprintf(e->host, sizeof(e->host),
+				 "%.200s (Location: %.300s)", o->coordinator,
 				 resp->location ? resp->location : "none");
 			http_response_free(resp);
 			return -EPROTONOSUPPORT;
@@ -549,13 +553,15 @@ static void print_http_error(const char *cmd, const char *host,
 	const char *msg = json_string_value(json_object_get(err, "message"));
 
 	if (msg != NULL) {
-		fprintf(stderr, "decree txn %s: coordinator at %s answered %d %s: %s%s%s\n",
-			cmd, host, r->status, http_status_reason(r->status),
-			code ? code : "", code ? ": " : "", msg);
+		fprintf(
+		    stderr,
+		    "decree txn %s: coordinator at %s answered %d %s: %s%s%s\n",
+		    cmd, host, r->status, http_status_reason(r->status),
+		    code ? code : "", code ? ": " : "", msg);
 		return;
 	}
-	fprintf(stderr, "decree txn %s: coordinator at %s answered %d %s",
-		cmd, host, r->status, http_status_reason(r->status));
+	fprintf(stderr, "decree txn %s: coordinator at %s answered %d %s", cmd,
+		host, r->status, http_status_reason(r->status));
 	if (r->body_len > 0)
 		fprintf(stderr, ": %.200s", r->body);
 	fprintf(stderr, "\n");
@@ -671,8 +677,8 @@ static void print_result(FILE *out, size_t i, json_t *res)
 {
 	json_t *cols = json_object_get(res, "columns");
 	json_t *rows = json_object_get(res, "rows");
-	json_int_t aff = json_integer_value(json_object_get(res,
-							    "rows_affected"));
+	json_int_t aff =
+	    json_integer_value(json_object_get(res, "rows_affected"));
 
 	fprintf(out, "  statement %zu: ", i + 1);
 	if (json_is_array(cols)) {
@@ -680,8 +686,8 @@ static void print_result(FILE *out, size_t i, json_t *res)
 
 		fprintf(out, "%zu row%s%s\n", n, n == 1 ? "" : "s",
 			json_is_true(json_object_get(res, "truncated"))
-				? " (more were cut: limits.max_rows)"
-				: "");
+			    ? " (more were cut: limits.max_rows)"
+			    : "");
 		if (json_array_size(cols) > 0)
 			print_rows(out, cols, rows, 4);
 	} else {
@@ -725,9 +731,9 @@ static void print_txn(FILE *out, json_t *t)
 	if (json_is_object(err)) {
 		json_t *bi = json_object_get(err, "branch");
 		json_t *b = json_is_integer(bi)
-				    ? json_array_get(branches,
-						     (size_t)json_integer_value(bi))
-				    : NULL;
+				? json_array_get(branches,
+						 (size_t)json_integer_value(bi))
+				: NULL;
 
 		fprintf(out, "  error: %s", str(err, "code"));
 		if (json_is_integer(bi))
@@ -736,9 +742,10 @@ static void print_txn(FILE *out, json_t *t)
 				str(err, "resource"));
 		fprintf(out, "\n");
 		if (json_is_string(json_object_get(err, "sqlstate")))
-			fprintf(out, "    SQLSTATE %s: %s\n", str(err, "sqlstate"),
-				b && str(b, "message")[0] ? str(b, "message")
-							  : str(err, "message"));
+			fprintf(
+			    out, "    SQLSTATE %s: %s\n", str(err, "sqlstate"),
+			    b && str(b, "message")[0] ? str(b, "message")
+						      : str(err, "message"));
 		else if (str(err, "message")[0] != '\0')
 			fprintf(out, "    %s\n", str(err, "message"));
 	}
@@ -746,15 +753,25 @@ static void print_txn(FILE *out, json_t *t)
 		json_t *b = json_array_get(branches, i);
 		json_t *res = json_object_get(b, "results");
 
+		bool failed = strcmp(str(b, "state"), "failed") == 0;
+
 		fprintf(out, "branch %zu of %zu: %s %s %s\n", i + 1, nb,
 			str(b, "resource"), str(b, "gid"), str(b, "state"));
-		if (str(b, "sqlstate")[0] != '\0')
-			fprintf(out, "  SQLSTATE %s: %s\n", str(b, "sqlstate"),
-				str(b, "message"));
-		else if (str(b, "message")[0] != '\0')
-			fprintf(out, "  %s\n", str(b, "message"));
 		for (size_t k = 0; k < json_array_size(res); k++)
 			print_result(out, k, json_array_get(res, k));
+		if (str(b, "sqlstate")[0] == '\0' &&
+		    str(b, "message")[0] == '\0')
+			continue;
+		/* Statements run in order and stop at the first error, so
+		 * a failed branch's error belongs to the one after the last
+		 * result. */
+		fprintf(out, "  ");
+		if (failed)
+			fprintf(out, "statement %zu failed: ",
+				json_array_size(res) + 1);
+		if (str(b, "sqlstate")[0] != '\0')
+			fprintf(out, "SQLSTATE %s: ", str(b, "sqlstate"));
+		fprintf(out, "%s\n", str(b, "message"));
 	}
 }
 
@@ -776,7 +793,7 @@ static void print_list(FILE *out, json_t *body, long limit)
 	for (size_t i = 0; i < n; i++) {
 		json_t *t = json_array_get(txns, i);
 		json_int_t age = json_integer_value(
-			json_object_get(json_object_get(t, "timings"), "age_ms"));
+		    json_object_get(json_object_get(t, "timings"), "age_ms"));
 		char agebuf[32];
 
 		if (age < 10000)
@@ -788,7 +805,8 @@ static void print_list(FILE *out, json_t *body, long limit)
 		fprintf(out, "%-*s  %-10s  %-9s  %-8s  %8zu  %9s\n", (int)wg,
 			str(t, "gid"), str(t, "state"), str(t, "outcome"),
 			str(t, "protocol"),
-			json_array_size(json_object_get(t, "branches")), agebuf);
+			json_array_size(json_object_get(t, "branches")),
+			agebuf);
 	}
 	fprintf(out, "%zu transaction%s", n, n == 1 ? "" : "s");
 	if (n > 0 && n == (size_t)(limit ? limit : 100))
@@ -867,9 +885,8 @@ static json_t *load_spec(const struct txn_opts *o)
 	spec = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	mem_free(text);
 	if (spec == NULL) {
-		fprintf(stderr,
-			"decree txn run: %s: line %d column %d: %s\n", name,
-			jerr.line, jerr.column, jerr.text);
+		fprintf(stderr, "decree txn run: %s: line %d column %d: %s\n",
+			name, jerr.line, jerr.column, jerr.text);
 		return NULL;
 	}
 	if (!json_is_object(spec)) {
@@ -887,12 +904,11 @@ static json_t *load_spec(const struct txn_opts *o)
 			"spec's idempotency_key\n");
 		goto err;
 	}
-	if ((o->key != NULL &&
-	     json_object_set_new(spec, "idempotency_key",
-				 json_string(o->key)) < 0) ||
+	if ((o->key != NULL && json_object_set_new(spec, "idempotency_key",
+						   json_string(o->key)) < 0) ||
 	    (o->protocol != NULL &&
-	     json_object_set_new(spec, "protocol",
-				 json_string(o->protocol)) < 0)) {
+	     json_object_set_new(spec, "protocol", json_string(o->protocol)) <
+		 0)) {
 		fprintf(stderr, "decree txn run: out of memory (or an option "
 				"is not valid UTF-8)\n");
 		goto err;
@@ -936,11 +952,11 @@ static int txn_run(const struct txn_opts *o)
 		return EXIT_USAGE;
 	tmo = json_object_get(spec, "timeout_ms");
 	if (timeout < 0)
-		timeout = json_is_integer(tmo) && json_integer_value(tmo) > 0 &&
-					  json_integer_value(tmo) < 86400000
-				  ? (long)json_integer_value(tmo) +
-					    RUN_TIMEOUT_SLACK_MS
-				  : RUN_TIMEOUT_MS;
+		timeout =
+		    json_is_integer(tmo) && json_integer_value(tmo) > 0 &&
+			    json_integer_value(tmo) < 86400000
+			? (long)json_integer_value(tmo) + RUN_TIMEOUT_SLACK_MS
+			: RUN_TIMEOUT_MS;
 	payload = json_dumps(spec, JSON_COMPACT);
 	json_decref(spec);
 	if (payload == NULL) {
@@ -983,8 +999,8 @@ static int txn_run(const struct txn_opts *o)
 		 * else (a 500 after the decision...) leaves it unknown. */
 		status = json_is_object(json_object_get(body, "error")) &&
 				 r.status >= 400
-			 ? EXIT_USAGE
-			 : EXIT_UNKNOWN;
+			     ? EXIT_USAGE
+			     : EXIT_UNKNOWN;
 		if (status == EXIT_UNKNOWN)
 			fprintf(stderr, "decree txn run: the outcome is "
 					"unknown: the transaction may have "
@@ -1019,9 +1035,9 @@ static int txn_status(const struct txn_opts *o)
 	else
 		snprintf(path, plen, "/v1/txns/%s", enc);
 	mem_free(enc);
-	rc = request(o, "GET", path,
-		     NULL, o->timeout_ms > 0 ? o->timeout_ms : QUERY_TIMEOUT_MS,
-		     &r, &e);
+	rc = request(o, "GET", path, NULL,
+		     o->timeout_ms > 0 ? o->timeout_ms : QUERY_TIMEOUT_MS, &r,
+		     &e);
 	mem_free(path);
 	if (rc < 0) {
 		print_request_error("status", rc, &e);

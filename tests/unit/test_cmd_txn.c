@@ -30,7 +30,7 @@ extern char **environ;
 /* ---- the fake coordinator ----------------------------------------------- */
 
 #define MAX_ROUTES 4
-#define HOLD 0 /* a route status: never answer (until the fake stops) */
+#define HOLD	   0 /* a route status: never answer (until the fake stops) */
 
 struct route {
 	char method[8];
@@ -241,13 +241,12 @@ static void run_decree_argv(struct run *r, const char *stdin_file,
 	efd = mkstemp(errf);
 	ck_assert(ofd >= 0 && efd >= 0);
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0,
-					 stdin_file ? stdin_file : "/dev/null",
-					 O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(
+	    &fa, 0, stdin_file ? stdin_file : "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, ofd, 1);
 	posix_spawn_file_actions_adddup2(&fa, efd, 2);
-	ck_assert_msg(posix_spawn(&pid, argv[0], &fa, NULL,
-				  (char *const *)argv, envp) == 0,
+	ck_assert_msg(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv,
+				  envp) == 0,
 		      "cannot run %s", argv[0]);
 	posix_spawn_file_actions_destroy(&fa);
 	close(ofd);
@@ -297,56 +296,56 @@ static void write_file(char *name, const char *text)
 /* ---- canned answers (as coordinator/api.c writes them) ------------------ */
 
 static const char SPEC[] =
-	"{\"branches\": [\n"
-	"  {\"resource\": \"bank_a\", \"statements\": [\n"
-	"     \"UPDATE acct SET bal = bal - 10 WHERE id = 1\",\n"
-	"     {\"sql\": \"SELECT id, name FROM acct WHERE id > $1\", "
-	"\"params\": [0]}]},\n"
-	"  {\"resource\": \"bank_b\", \"statements\": [\"INSERT INTO t "
-	"VALUES (1)\"]}],\n"
-	" \"timeout_ms\": 2000}\n";
+    "{\"branches\": [\n"
+    "  {\"resource\": \"bank_a\", \"statements\": [\n"
+    "     \"UPDATE acct SET bal = bal - 10 WHERE id = 1\",\n"
+    "     {\"sql\": \"SELECT id, name FROM acct WHERE id > $1\", "
+    "\"params\": [0]}]},\n"
+    "  {\"resource\": \"bank_b\", \"statements\": [\"INSERT INTO t "
+    "VALUES (1)\"]}],\n"
+    " \"timeout_ms\": 2000}\n";
 
 static const char COMMITTED[] =
-	"{\"gid\":\"demo_1_7\",\"state\":\"done\",\"outcome\":\"committed\","
-	"\"protocol\":\"2pc-pa\",\"idempotency_key\":\"k1\",\"branches\":["
-	"{\"resource\":\"bank_a\",\"gid\":\"demo_1_7_1of2\",\"state\":"
-	"\"committed\",\"results\":[{\"rows_affected\":1},{\"rows_affected\":"
-	"2,\"columns\":[\"id\",\"name\"],\"rows\":[[\"1\",\"alice\"],[\"22\","
-	"null],[\"3\",\"line\\nbreak\"]]}]},"
-	"{\"resource\":\"bank_b\",\"gid\":\"demo_1_7_2of2\",\"state\":"
-	"\"committed\",\"results\":[{\"rows_affected\":1}]}],"
-	"\"timings\":{\"decided_ms\":12,\"done_ms\":15,\"age_ms\":15}}";
+    "{\"gid\":\"demo_1_7\",\"state\":\"done\",\"outcome\":\"committed\","
+    "\"protocol\":\"2pc-pa\",\"idempotency_key\":\"k1\",\"branches\":["
+    "{\"resource\":\"bank_a\",\"gid\":\"demo_1_7_1of2\",\"state\":"
+    "\"committed\",\"results\":[{\"rows_affected\":1},{\"rows_affected\":"
+    "2,\"columns\":[\"id\",\"name\"],\"rows\":[[\"1\",\"alice\"],[\"22\","
+    "null],[\"3\",\"line\\nbreak\"]]}]},"
+    "{\"resource\":\"bank_b\",\"gid\":\"demo_1_7_2of2\",\"state\":"
+    "\"committed\",\"results\":[{\"rows_affected\":1}]}],"
+    "\"timings\":{\"decided_ms\":12,\"done_ms\":15,\"age_ms\":15}}";
 
 static const char ABORTED[] =
-	"{\"gid\":\"demo_1_8\",\"state\":\"done\",\"outcome\":\"aborted\","
-	"\"protocol\":\"2pc-pa\",\"branches\":["
-	"{\"resource\":\"bank_a\",\"gid\":\"demo_1_8_1of2\",\"state\":"
-	"\"rolled_back\",\"results\":[{\"rows_affected\":1}]},"
-	"{\"resource\":\"bank_b\",\"gid\":\"demo_1_8_2of2\",\"state\":"
-	"\"failed\",\"results\":[],\"sqlstate\":\"23505\",\"message\":"
-	"\"duplicate key value violates unique constraint \\\"t_pkey\\\"\"}],"
-	"\"error\":{\"code\":\"statement failed\",\"message\":\"branch 2 "
-	"(bank_b): statement failed: 23505 duplicate key value violates "
-	"unique constraint \\\"t_pkey\\\"\",\"branch\":1,\"resource\":"
-	"\"bank_b\",\"sqlstate\":\"23505\"},"
-	"\"timings\":{\"decided_ms\":3,\"done_ms\":4,\"age_ms\":5}}";
+    "{\"gid\":\"demo_1_8\",\"state\":\"done\",\"outcome\":\"aborted\","
+    "\"protocol\":\"2pc-pa\",\"branches\":["
+    "{\"resource\":\"bank_a\",\"gid\":\"demo_1_8_1of2\",\"state\":"
+    "\"rolled_back\",\"results\":[{\"rows_affected\":1}]},"
+    "{\"resource\":\"bank_b\",\"gid\":\"demo_1_8_2of2\",\"state\":"
+    "\"failed\",\"results\":[],\"sqlstate\":\"23505\",\"message\":"
+    "\"duplicate key value violates unique constraint \\\"t_pkey\\\"\"}],"
+    "\"error\":{\"code\":\"statement failed\",\"message\":\"branch 2 "
+    "(bank_b): statement failed: 23505 duplicate key value violates "
+    "unique constraint \\\"t_pkey\\\"\",\"branch\":1,\"resource\":"
+    "\"bank_b\",\"sqlstate\":\"23505\"},"
+    "\"timings\":{\"decided_ms\":3,\"done_ms\":4,\"age_ms\":5}}";
 
 static const char UNKNOWN[] =
-	"{\"gid\":\"demo_1_9\",\"state\":\"in_doubt\",\"outcome\":\"unknown\","
-	"\"protocol\":\"2pc-pa\",\"branches\":["
-	"{\"resource\":\"bank_a\",\"gid\":\"demo_1_9_1of1\",\"state\":"
-	"\"unknown\",\"message\":\"connection lost\"}],"
-	"\"error\":{\"code\":\"the answer to the one-phase COMMIT was lost\","
-	"\"message\":\"branch 1 (bank_a): the answer to the one-phase COMMIT "
-	"was lost: connection lost\",\"branch\":0,\"resource\":\"bank_a\"},"
-	"\"timings\":{\"age_ms\":5}}";
+    "{\"gid\":\"demo_1_9\",\"state\":\"in_doubt\",\"outcome\":\"unknown\","
+    "\"protocol\":\"2pc-pa\",\"branches\":["
+    "{\"resource\":\"bank_a\",\"gid\":\"demo_1_9_1of1\",\"state\":"
+    "\"unknown\",\"message\":\"connection lost\"}],"
+    "\"error\":{\"code\":\"the answer to the one-phase COMMIT was lost\","
+    "\"message\":\"branch 1 (bank_a): the answer to the one-phase COMMIT "
+    "was lost: connection lost\",\"branch\":0,\"resource\":\"bank_a\"},"
+    "\"timings\":{\"age_ms\":5}}";
 
 static const char LIST[] =
-	"{\"txns\":[{\"gid\":\"demo_1_7\",\"state\":\"done\",\"outcome\":"
-	"\"committed\",\"protocol\":\"2pc-pa\",\"branches\":[{},{}],"
-	"\"timings\":{\"age_ms\":1500}},{\"gid\":\"demo_1_10\",\"state\":"
-	"\"done\",\"outcome\":\"aborted\",\"protocol\":\"2pc-pn\",\"branches\":"
-	"[{}],\"timings\":{\"age_ms\":65000}}],\"count\":2}";
+    "{\"txns\":[{\"gid\":\"demo_1_7\",\"state\":\"done\",\"outcome\":"
+    "\"committed\",\"protocol\":\"2pc-pa\",\"branches\":[{},{}],"
+    "\"timings\":{\"age_ms\":1500}},{\"gid\":\"demo_1_10\",\"state\":"
+    "\"done\",\"outcome\":\"aborted\",\"protocol\":\"2pc-pn\",\"branches\":"
+    "[{}],\"timings\":{\"age_ms\":65000}}],\"count\":2}";
 
 /* ---- tests: run --------------------------------------------------------- */
 
@@ -362,8 +361,8 @@ START_TEST(run_committed_prints_outcome_branches_rows_and_exits_0)
 	fake_start(&f);
 	fake_route(&f, "POST", "/v1/txns", 200, COMMITTED, NULL);
 	write_file(spec, SPEC);
-	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr,
-		   spec, NULL);
+	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr, spec,
+		   NULL);
 	s = fake_last(&f, &n);
 	fake_stop(&f);
 	unlink(spec);
@@ -405,8 +404,8 @@ START_TEST(run_aborted_names_branch_sqlstate_and_message_and_exits_1)
 	fake_start(&f);
 	fake_route(&f, "POST", "/v1/txns", 409, ABORTED, NULL);
 	write_file(spec, SPEC);
-	run_decree(&r, NULL, NULL, "txn", "run", spec, "--coordinator",
-		   f.addr, NULL);
+	run_decree(&r, NULL, NULL, "txn", "run", spec, "--coordinator", f.addr,
+		   NULL);
 	fake_stop(&f);
 	unlink(spec);
 	ck_assert_int_eq(r.status, 1);
@@ -416,7 +415,7 @@ START_TEST(run_aborted_names_branch_sqlstate_and_message_and_exits_1)
 		      "constraint \"t_pkey\"\n");
 	ck_has(r.out, "branch 1 of 2: bank_a demo_1_8_1of2 rolled_back\n");
 	ck_has(r.out, "branch 2 of 2: bank_b demo_1_8_2of2 failed\n"
-		      "  SQLSTATE 23505: duplicate key");
+		      "  statement 1 failed: SQLSTATE 23505: duplicate key");
 }
 END_TEST
 
@@ -429,8 +428,8 @@ START_TEST(run_unknown_outcome_exits_3_and_says_how_to_look_it_up)
 	fake_start(&f);
 	fake_route(&f, "POST", "/v1/txns", 503, UNKNOWN, NULL);
 	write_file(spec, SPEC);
-	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr,
-		   spec, NULL);
+	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr, spec,
+		   NULL);
 	fake_stop(&f);
 	unlink(spec);
 	ck_assert_int_eq(r.status, 3);
@@ -484,9 +483,8 @@ START_TEST(run_reads_stdin_and_sets_key_and_protocol)
 	ck_assert_int_eq(n, 1);
 	sent = json_loads(s.body, 0, NULL);
 	ck_assert_ptr_nonnull(sent);
-	ck_assert_str_eq(json_string_value(json_object_get(sent,
-							   "idempotency_key")),
-			 "k1");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(sent, "idempotency_key")), "k1");
 	ck_assert_str_eq(json_string_value(json_object_get(sent, "protocol")),
 			 "2pc-pn");
 	ck_assert_uint_eq(json_array_size(json_object_get(sent, "branches")),
@@ -505,14 +503,14 @@ START_TEST(run_bad_spec_is_reported_with_its_place_and_nothing_is_sent)
 	fake_start(&f);
 	fake_route(&f, "POST", "/v1/txns", 200, COMMITTED, NULL);
 	write_file(spec, "{\"branches\": [\n  {\"resource\": \"a\",}]}\n");
-	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr,
-		   spec, NULL);
+	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr, spec,
+		   NULL);
 	ck_assert_int_eq(r.status, 2);
 	ck_has(r.err, "line 2 column");
 	unlink(spec);
 	write_file(spec, "[1, 2]");
-	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr,
-		   spec, NULL);
+	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr, spec,
+		   NULL);
 	ck_assert_int_eq(r.status, 2);
 	ck_has(r.err, "must be a JSON object");
 	unlink(spec);
@@ -540,13 +538,14 @@ START_TEST(run_rejected_request_exits_2_with_the_coordinator_message)
 	char spec[64];
 
 	fake_start(&f);
-	fake_route(&f, "POST", "/v1/txns", 400,
-		   "{\"error\":{\"code\":\"unknown_resource\",\"message\":"
-		   "\"branches[1].resource: unknown resource \\\"bank_c\\\"\"}}",
-		   NULL);
+	fake_route(
+	    &f, "POST", "/v1/txns", 400,
+	    "{\"error\":{\"code\":\"unknown_resource\",\"message\":"
+	    "\"branches[1].resource: unknown resource \\\"bank_c\\\"\"}}",
+	    NULL);
 	write_file(spec, SPEC);
-	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr,
-		   spec, NULL);
+	run_decree(&r, NULL, NULL, "txn", "run", "--coordinator", f.addr, spec,
+		   NULL);
 	fake_stop(&f);
 	unlink(spec);
 	ck_assert_int_eq(r.status, 2);
@@ -636,8 +635,8 @@ START_TEST(second_redirect_is_an_error)
 	snprintf(loc_b, sizeof(loc_b), "http://%s/v1/txns/demo_1_7", a.addr);
 	fake_route(&a, "GET", "/v1/txns/demo_1_7", 307, "", loc_a);
 	fake_route(&b, "GET", "/v1/txns/demo_1_7", 307, "", loc_b);
-	run_decree(&r, NULL, NULL, "txn", "status", "demo_1_7",
-		   "--coordinator", a.addr, NULL);
+	run_decree(&r, NULL, NULL, "txn", "status", "demo_1_7", "--coordinator",
+		   a.addr, NULL);
 	fake_stop(&a);
 	fake_stop(&b);
 	ck_assert_int_eq(r.status, 2);
@@ -660,8 +659,7 @@ START_TEST(status_by_gid_and_by_key)
 	run_decree(&r, NULL, f.addr, "txn", "status", "demo_1_8_2of2", NULL);
 	ck_assert_int_eq(r.status, 0); /* found, whatever its outcome */
 	ck_has(r.out, "txn demo_1_8: aborted\n");
-	run_decree(&r, NULL, f.addr, "txn", "status", "--key", "a b/c&d",
-		   NULL);
+	run_decree(&r, NULL, f.addr, "txn", "status", "--key", "a b/c&d", NULL);
 	s = fake_last(&f, &n);
 	ck_assert_int_eq(r.status, 0);
 	ck_has(r.out, "txn demo_1_7: committed\n");
@@ -734,17 +732,17 @@ START_TEST(usage_errors_exit_2_and_say_why)
 		const char *args[6];
 		const char *why;
 	} cases[] = {
-		{{"txn", NULL}, "usage: decree txn"},
-		{{"txn", "frobnicate", NULL}, "unknown subcommand"},
-		{{"txn", "run", NULL}, "want one FILE"},
-		{{"txn", "run", "a", "b", NULL}, "want one FILE"},
-		{{"txn", "status", NULL}, "want one GID"},
-		{{"txn", "list", "--limit", "0", NULL}, "--limit: want"},
-		{{"txn", "list", "--bogus", NULL}, "unknown option \"--bogus\""},
-		{{"txn", "list", "--timeout-ms", NULL}, "needs a value"},
-		{{"txn", "status", "x", "--state", "done", NULL}, "are for"},
-		{{"txn", "list", "--coordinator", "nowhere", NULL},
-		 "bad coordinator address \"nowhere\""},
+	    {{"txn", NULL}, "usage: decree txn"},
+	    {{"txn", "frobnicate", NULL}, "unknown subcommand"},
+	    {{"txn", "run", NULL}, "want one FILE"},
+	    {{"txn", "run", "a", "b", NULL}, "want one FILE"},
+	    {{"txn", "status", NULL}, "want one GID"},
+	    {{"txn", "list", "--limit", "0", NULL}, "--limit: want"},
+	    {{"txn", "list", "--bogus", NULL}, "unknown option \"--bogus\""},
+	    {{"txn", "list", "--timeout-ms", NULL}, "needs a value"},
+	    {{"txn", "status", "x", "--state", "done", NULL}, "are for"},
+	    {{"txn", "list", "--coordinator", "nowhere", NULL},
+	     "bad coordinator address \"nowhere\""},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -794,18 +792,23 @@ int main(void)
 	int failed;
 
 	tcase_set_timeout(tc, 20);
-	tcase_add_test(tc, run_committed_prints_outcome_branches_rows_and_exits_0);
 	tcase_add_test(tc,
-		       run_aborted_names_branch_sqlstate_and_message_and_exits_1);
-	tcase_add_test(tc, run_unknown_outcome_exits_3_and_says_how_to_look_it_up);
+		       run_committed_prints_outcome_branches_rows_and_exits_0);
+	tcase_add_test(
+	    tc, run_aborted_names_branch_sqlstate_and_message_and_exits_1);
+	tcase_add_test(tc,
+		       run_unknown_outcome_exits_3_and_says_how_to_look_it_up);
 	tcase_add_test(tc, run_json_prints_the_answer_as_it_came);
 	tcase_add_test(tc, run_reads_stdin_and_sets_key_and_protocol);
+	tcase_add_test(
+	    tc, run_bad_spec_is_reported_with_its_place_and_nothing_is_sent);
+	tcase_add_test(
+	    tc, run_rejected_request_exits_2_with_the_coordinator_message);
 	tcase_add_test(tc,
-		       run_bad_spec_is_reported_with_its_place_and_nothing_is_sent);
-	tcase_add_test(tc, run_rejected_request_exits_2_with_the_coordinator_message);
-	tcase_add_test(tc, run_unreachable_coordinator_exits_2_connection_refused);
+		       run_unreachable_coordinator_exits_2_connection_refused);
 	tcase_add_test(tc, run_timeout_after_sending_is_outcome_unknown);
-	tcase_add_test(tc, redirect_to_the_leader_is_followed_once_with_the_body);
+	tcase_add_test(tc,
+		       redirect_to_the_leader_is_followed_once_with_the_body);
 	tcase_add_test(tc, second_redirect_is_an_error);
 	tcase_add_test(tc, status_by_gid_and_by_key);
 	tcase_add_test(tc, list_sends_state_and_limit_and_prints_a_table);
