@@ -272,7 +272,11 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&w->lock);
 		wal__publish(w);
 		wal__list_splice(&w->done, &batch);
+		/* wake the loop outside the lock, which its handler takes;
+		 * then straight back for what queued meanwhile */
+		pthread_mutex_unlock(&w->lock);
 		uv_async_send(&w->async);
+		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
