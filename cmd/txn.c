@@ -26,6 +26,7 @@
 #include "cmd/cmd.h"
 #include "common/common.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -551,6 +552,7 @@ static void print_http_error(const char *cmd, const char *host,
 	json_t *err = json_object_get(body, "error");
 	const char *code = json_string_value(json_object_get(err, "code"));
 	const char *msg = json_string_value(json_object_get(err, "message"));
+	size_t len = r->body_len;
 
 	if (msg != NULL) {
 		fprintf(
@@ -562,8 +564,11 @@ static void print_http_error(const char *cmd, const char *host,
 	}
 	fprintf(stderr, "decree txn %s: coordinator at %s answered %d %s", cmd,
 		host, r->status, http_status_reason(r->status));
-	if (r->body_len > 0)
-		fprintf(stderr, ": %.200s", r->body);
+	while (len > 0 && isspace((unsigned char)r->body[len - 1]))
+		len--;
+	if (len > 0)
+		fprintf(stderr, ": %.*s", (int)(len < 200 ? len : 200),
+			r->body);
 	fprintf(stderr, "\n");
 }
 
@@ -995,12 +1000,16 @@ static int txn_run(const struct txn_opts *o)
 		if (o->json)
 			print_raw(stdout, &r);
 		print_http_error("run", e.host, &r, body);
-		/* A JSON error answer comes before anything ran; anything
-		 * else (a 500 after the decision...) leaves it unknown. */
-		status = json_is_object(json_object_get(body, "error")) &&
-				 r.status >= 400
-			     ? EXIT_USAGE
-			     : EXIT_UNKNOWN;
+		/* A 4xx, or a JSON error from the API, comes before anything
+		 * ran; anything else (the 500 of a reply that could not be
+		 * encoded after the decision, a proxy's 502) leaves the
+		 * outcome unknown. */
+		status =
+		    (r.status >= 400 && r.status < 500) ||
+			    (r.status >= 500 &&
+			     json_is_object(json_object_get(body, "error")))
+			? EXIT_USAGE
+			: EXIT_UNKNOWN;
 		if (status == EXIT_UNKNOWN)
 			fprintf(stderr, "decree txn run: the outcome is "
 					"unknown: the transaction may have "

@@ -555,6 +555,33 @@ START_TEST(run_rejected_request_exits_2_with_the_coordinator_message)
 }
 END_TEST
 
+START_TEST(run_plain_answers_decide_between_rejected_and_unknown)
+{
+	struct fake f;
+	struct run r;
+	char spec[64];
+
+	/* The HTTP server's own 413 (text, not JSON): nothing ran. */
+	fake_start(&f);
+	fake_route(&f, "POST", "/v1/txns", 413, "Content Too Large\n", NULL);
+	write_file(spec, SPEC);
+	run_decree(&r, NULL, f.addr, "txn", "run", spec, NULL);
+	fake_stop(&f);
+	ck_assert_int_eq(r.status, 2);
+	ck_has(r.err, "answered 413 Content Too Large: Content Too Large\n");
+	ck_lacks(r.err, "unknown");
+	/* A bare 500 may come after the decision: unknown. */
+	fake_start(&f);
+	fake_route(&f, "POST", "/v1/txns", 500, "out of memory\n", NULL);
+	run_decree(&r, NULL, f.addr, "txn", "run", spec, NULL);
+	fake_stop(&f);
+	unlink(spec);
+	ck_assert_int_eq(r.status, 3);
+	ck_has(r.err, "answered 500 Internal Server Error: out of memory\n");
+	ck_has(r.err, "the outcome is unknown");
+}
+END_TEST
+
 START_TEST(run_unreachable_coordinator_exits_2_connection_refused)
 {
 	struct fake f;
@@ -804,6 +831,8 @@ int main(void)
 	    tc, run_bad_spec_is_reported_with_its_place_and_nothing_is_sent);
 	tcase_add_test(
 	    tc, run_rejected_request_exits_2_with_the_coordinator_message);
+	tcase_add_test(tc,
+		       run_plain_answers_decide_between_rejected_and_unknown);
 	tcase_add_test(tc,
 		       run_unreachable_coordinator_exits_2_connection_refused);
 	tcase_add_test(tc, run_timeout_after_sending_is_outcome_unknown);
