@@ -296,8 +296,9 @@ int wal_append(struct wal *w, uint32_t type, const void *payload,
 	       size_t len, bool forced, wal_cb cb, void *data);
 
 /*
- * Makes every record appended before this call durable; cb gets the last
- * durable LSN (0 if the log is empty) or an error.
+ * Makes every record appended before this call durable; cb gets the LSN of
+ * the last record written before it (wal_next_lsn() - 1 at the call; 0 for
+ * a log that never had a record) or an error.
  */
 int wal_sync(struct wal *w, wal_cb cb, void *data);
 
