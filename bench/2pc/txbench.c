@@ -6,15 +6,23 @@
  *
  *   txbench decree  --port P [options]
  *   txbench ceiling --conn0 CONNINFO --conn1 CONNINFO [options]
- *   options: --clients N (1) --seconds S (8) --warmup S (1)
- *            --accounts A (10000) --seed N
+ *   txbench both    --port P --conn0 CONNINFO --conn1 CONNINFO [options]
+ *   options: --clients N (1) --seconds S (8, per mode) --rounds R (4)
+ *            --warmup S (1) --accounts A (10000) --seed N
  *
  * A transfer moves 1 from a random account of database 0 (resource bank_a)
- * to a random account of database 1 (bank_b).  Prints one line:
+ * to a random account of database 1 (bank_b).  "both" alternates rounds of
+ * the two modes (R rounds of S/R seconds each, the order flipping every
+ * round) so that both see the same background load.  Prints one line per
+ * mode:
  *   RESULT mode=M clients=N commits=C seconds=S rate=R p50_ms=X p99_ms=Y
- *          errors=E
+ *          errors=E [syncs=K decided=D syncs_per_commit=Z]
  * where commits, rate and the latencies count the transfers completed in
- * the measured window (after the warm-up).  Exit 0 unless setup failed.
+ * the measured windows (after the warm-up of the first round of each
+ * mode); for decree, syncs and decided are the growth of the coordinator's
+ * decree_wal_syncs_total and committed decree_txns_total over its rounds
+ * (read from /metrics, after the coordinator has finished phase 2 of every
+ * transaction).  Exit 0 unless something failed.
  *
  * Design notes
  *  - One thread, one epoll loop for every client of both modes, so both
@@ -57,25 +65,27 @@
 #define INBUF 65536
 #define DRAIN_NS (15ull * 1000000000ull)
 
-enum mode { MODE_DECREE, MODE_CEILING };
+enum mode { MODE_DECREE, MODE_CEILING, MODE_BOTH };
 
 struct opts {
 	enum mode mode;
 	int port;
 	const char *conn[2];
 	int clients;
+	int rounds;
 	double seconds;
 	double warmup;
 	int accounts;
 	uint64_t seed;
 };
 
-/* Latencies (microseconds) of the transfers completed in the window. */
+/* Latencies (microseconds) of the transfers completed in the windows. */
 struct stats {
 	uint32_t *lat;
 	size_t n, cap;
 	uint64_t errors;
 	char first_error[512];
+	double seconds; /* measured */
 };
 
 struct client;
@@ -88,6 +98,7 @@ struct ref {
 
 struct client {
 	int id;
+	enum mode mode;
 	uint64_t rng;
 	uint64_t t_start;
 	uint64_t seq;
@@ -108,9 +119,10 @@ struct client {
 };
 
 static struct opts O;
-static struct stats S;
+static struct stats S[2]; /* by mode */
+static struct stats *cur;  /* of the round running */
 static int ep = -1;
-static uint64_t t_measure0, t_measure1;
+static uint64_t t_measure0, t_measure1; /* the round's window */
 static bool stopping;
 static size_t inflight;
 
@@ -122,7 +134,8 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
 
 static void die(const char *fmt, ...)
 {
@@ -157,9 +170,9 @@ static void record_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	if (S.errors++ == 0) {
+	if (cur->errors++ == 0) {
 		va_start(ap, fmt);
-		vsnprintf(S.first_error, sizeof(S.first_error), fmt, ap);
+		vsnprintf(cur->first_error, sizeof(cur->first_error), fmt, ap);
 		va_end(ap);
 	}
 }
@@ -172,16 +185,16 @@ static void record_done(struct client *c)
 	inflight--;
 	if (t < t_measure0 || t > t_measure1)
 		return;
-	if (S.n == S.cap) {
-		size_t cap = S.cap ? S.cap * 2 : 65536;
-		uint32_t *p = realloc(S.lat, cap * sizeof(*p));
+	if (cur->n == cur->cap) {
+		size_t cap = cur->cap ? cur->cap * 2 : 65536;
+		uint32_t *p = realloc(cur->lat, cap * sizeof(*p));
 
 		if (p == NULL)
 			die("out of memory");
-		S.lat = p;
-		S.cap = cap;
+		cur->lat = p;
+		cur->cap = cap;
 	}
-	S.lat[S.n++] = (uint32_t)((t - c->t_start) / 1000);
+	cur->lat[cur->n++] = (uint32_t)((t - c->t_start) / 1000);
 }
 
 static void ep_set(int fd, void *ptr, bool out, int op)
@@ -457,118 +470,77 @@ static void ceiling_connect(struct client *c)
 
 /* --------------------------------------------------------------- main */
 
-static int cmp_u32(const void *a, const void *b)
+
+/* Value of metric NAME (the whole first field, labels included) in the
+ * coordinator's /metrics, read over a connection of its own. */
+static double metric(const char *name)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)O.port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	static char buf[1 << 20];
+	const char *req = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+			  "Connection: close\r\n\r\n";
+	size_t len = 0, nl = strlen(name);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	const char *p;
 
-	return x < y ? -1 : x > y;
-}
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("metrics: cannot connect: %s", strerror(errno));
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+		die("metrics: write failed");
+	for (;;) {
+		ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
 
-static double pct_ms(double p)
-{
-	size_t k;
-
-	if (S.n == 0)
-		return 0;
-	k = (size_t)(p * (double)(S.n - 1) + 0.5);
-	return S.lat[k] / 1000.0;
-}
-
-static void usage(void)
-{
-	fprintf(stderr,
-		"usage: txbench decree --port P [options]\n"
-		"       txbench ceiling --conn0 CONNINFO --conn1 CONNINFO "
-		"[options]\n"
-		"options: --clients N --seconds S --warmup S --accounts A "
-		"--seed N\n");
-	exit(2);
-}
-
-static void parse(int argc, char **argv)
-{
-	O.clients = 1;
-	O.seconds = 8;
-	O.warmup = 1;
-	O.accounts = 10000;
-	O.seed = 1;
-	if (argc < 2)
-		usage();
-	if (strcmp(argv[1], "decree") == 0)
-		O.mode = MODE_DECREE;
-	else if (strcmp(argv[1], "ceiling") == 0)
-		O.mode = MODE_CEILING;
-	else
-		usage();
-	for (int i = 2; i < argc; i++) {
-		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (v == NULL)
-			usage();
-		i++;
-		if (strcmp(k, "--port") == 0)
-			O.port = atoi(v);
-		else if (strcmp(k, "--conn0") == 0)
-			O.conn[0] = v;
-		else if (strcmp(k, "--conn1") == 0)
-			O.conn[1] = v;
-		else if (strcmp(k, "--clients") == 0)
-			O.clients = atoi(v);
-		else if (strcmp(k, "--seconds") == 0)
-			O.seconds = atof(v);
-		else if (strcmp(k, "--warmup") == 0)
-			O.warmup = atof(v);
-		else if (strcmp(k, "--accounts") == 0)
-			O.accounts = atoi(v);
-		else if (strcmp(k, "--seed") == 0)
-			O.seed = strtoull(v, NULL, 10);
-		else
-			usage();
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("metrics: read: %s", strerror(errno));
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len == sizeof(buf) - 1)
+			die("metrics: answer too large");
 	}
-	if (O.clients < 1 || O.clients > MAX_CLIENTS || O.seconds <= 0 ||
-	    O.warmup < 0 || O.accounts < 1)
-		usage();
-	if (O.mode == MODE_DECREE && (O.port <= 0 || O.port > 65535))
-		usage();
-	if (O.mode == MODE_CEILING && (O.conn[0] == NULL || O.conn[1] == NULL))
-		usage();
+	close(fd);
+	buf[len] = '\0';
+	for (p = buf; (p = strstr(p, name)) != NULL; p += nl) {
+		if ((p == buf || p[-1] == '\n') && p[nl] == ' ')
+			return strtod(p + nl + 1, NULL);
+	}
+	die("metrics: no %s", name);
 }
 
-int main(int argc, char **argv)
+/* Waits (bounded) until the coordinator has finished phase 2 of every
+ * transaction, so its work does not spill into the next round. */
+static void settle(void)
 {
-	struct client *cl;
+	uint64_t end = now_ns() + DRAIN_NS;
+
+	while (metric("decree_txns_active") != 0) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+
+		if (now_ns() > end)
+			die("the coordinator still has active transactions "
+			    "%.0f s after a round",
+			    DRAIN_NS / 1e9);
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void run_round(struct client *cl, enum mode m, double warmup,
+		      double seconds)
+{
 	struct epoll_event evs[256];
 	uint64_t t0, drain_end = 0;
 
-	parse(argc, argv);
-	ep = epoll_create1(0);
-	if (ep < 0)
-		die("epoll_create1: %s", strerror(errno));
-	cl = calloc((size_t)O.clients, sizeof(*cl));
-	if (cl == NULL)
-		die("out of memory");
-	for (int i = 0; i < O.clients; i++) {
-		struct client *c = &cl[i];
-
-		c->id = i;
-		c->rng = (O.seed * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(i + 1) *
-							     0xbf58476d1ce4e5b9ull;
-		if (c->rng == 0)
-			c->rng = 1;
-		if (O.mode == MODE_DECREE) {
-			c->in = malloc(INBUF);
-			if (c->in == NULL)
-				die("out of memory");
-			http_connect(c);
-		} else {
-			ceiling_connect(c);
-		}
-	}
+	cur = &S[m];
+	stopping = false;
 	t0 = now_ns();
-	t_measure0 = t0 + (uint64_t)(O.warmup * 1e9);
-	t_measure1 = t_measure0 + (uint64_t)(O.seconds * 1e9);
+	t_measure0 = t0 + (uint64_t)(warmup * 1e9);
+	t_measure1 = t_measure0 + (uint64_t)(seconds * 1e9);
 	for (int i = 0; i < O.clients; i++) {
-		if (O.mode == MODE_DECREE)
+		if (m == MODE_DECREE)
 			decree_start(&cl[i]);
 		else
 			ceiling_start(&cl[i]);
@@ -595,7 +567,7 @@ int main(int argc, char **argv)
 			struct ref *r = evs[k].data.ptr;
 			struct client *c = r->cl;
 
-			if (O.mode == MODE_CEILING) {
+			if (c->mode == MODE_CEILING) {
 				ceiling_event(c, r->idx, evs[k].events);
 				continue;
 			}
@@ -608,17 +580,146 @@ int main(int argc, char **argv)
 				decree_readable(c);
 		}
 	}
-	qsort(S.lat, S.n, sizeof(*S.lat), cmp_u32);
+	cur->seconds += seconds;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct_ms(const struct stats *st, double p)
+{
+	size_t k;
+
+	if (st->n == 0)
+		return 0;
+	k = (size_t)(p * (double)(st->n - 1) + 0.5);
+	return st->lat[k] / 1000.0;
+}
+
+static void report(enum mode m, double syncs, double decided)
+{
+	struct stats *st = &S[m];
+
+	qsort(st->lat, st->n, sizeof(*st->lat), cmp_u32);
 	printf("RESULT mode=%s clients=%d commits=%zu seconds=%.3f "
-	       "rate=%.1f p50_ms=%.3f p99_ms=%.3f errors=%" PRIu64 "\n",
-	       O.mode == MODE_DECREE ? "decree" : "ceiling", O.clients, S.n,
-	       O.seconds, (double)S.n / O.seconds, pct_ms(0.50), pct_ms(0.99),
-	       S.errors);
-	if (S.errors)
-		fprintf(stderr, "txbench: %" PRIu64 " errors; first: %s\n",
-			S.errors, S.first_error);
+	       "rate=%.1f p50_ms=%.3f p99_ms=%.3f errors=%" PRIu64,
+	       m == MODE_DECREE ? "decree" : "ceiling", O.clients, st->n,
+	       st->seconds, (double)st->n / st->seconds, pct_ms(st, 0.50),
+	       pct_ms(st, 0.99), st->errors);
+	if (m == MODE_DECREE)
+		printf(" syncs=%.0f decided=%.0f syncs_per_commit=%.4f", syncs,
+		       decided, decided > 0 ? syncs / decided : 0);
+	printf("\n");
+	if (st->errors)
+		fprintf(stderr, "txbench: %s: %" PRIu64 " errors; first: %s\n",
+			m == MODE_DECREE ? "decree" : "ceiling", st->errors,
+			st->first_error);
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: txbench decree --port P [options]\n"
+		"       txbench ceiling --conn0 CONNINFO --conn1 CONNINFO "
+		"[options]\n"
+		"       txbench both --port P --conn0 CONNINFO --conn1 "
+		"CONNINFO [options]\n"
+		"options: --clients N --seconds S --rounds R --warmup S "
+		"--accounts A --seed N\n");
+	exit(2);
+}
+
+static void parse(int argc, char **argv)
+{
+	O.clients = 1;
+	O.rounds = 4;
+	O.seconds = 8;
+	O.warmup = 1;
+	O.accounts = 10000;
+	O.seed = 1;
+	if (argc < 2)
+		usage();
+	if (strcmp(argv[1], "decree") == 0)
+		O.mode = MODE_DECREE;
+	else if (strcmp(argv[1], "ceiling") == 0)
+		O.mode = MODE_CEILING;
+	else if (strcmp(argv[1], "both") == 0)
+		O.mode = MODE_BOTH;
+	else
+		usage();
+	for (int i = 2; i < argc; i++) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (v == NULL)
+			usage();
+		i++;
+		if (strcmp(k, "--port") == 0)
+			O.port = atoi(v);
+		else if (strcmp(k, "--conn0") == 0)
+			O.conn[0] = v;
+		else if (strcmp(k, "--conn1") == 0)
+			O.conn[1] = v;
+		else if (strcmp(k, "--clients") == 0)
+			O.clients = atoi(v);
+		else if (strcmp(k, "--rounds") == 0)
+			O.rounds = atoi(v);
+		else if (strcmp(k, "--seconds") == 0)
+			O.seconds = atof(v);
+		else if (strcmp(k, "--warmup") == 0)
+			O.warmup = atof(v);
+		else if (strcmp(k, "--accounts") == 0)
+			O.accounts = atoi(v);
+		else if (strcmp(k, "--seed") == 0)
+			O.seed = strtoull(v, NULL, 10);
+		else
+			usage();
+	}
+	if (O.clients < 1 || O.clients > MAX_CLIENTS || O.seconds <= 0 ||
+	    O.rounds < 1 || O.rounds > 1000 || O.warmup < 0 || O.accounts < 1)
+		usage();
+	if (O.mode != MODE_CEILING && (O.port <= 0 || O.port > 65535))
+		usage();
+	if (O.mode != MODE_DECREE && (O.conn[0] == NULL || O.conn[1] == NULL))
+		usage();
+}
+
+static struct client *clients_new(enum mode m)
+{
+	struct client *cl = calloc((size_t)O.clients, sizeof(*cl));
+
+	if (cl == NULL)
+		die("out of memory");
 	for (int i = 0; i < O.clients; i++) {
-		if (O.mode == MODE_DECREE) {
+		struct client *c = &cl[i];
+
+		c->id = i;
+		c->mode = m;
+		c->rng = (O.seed * 0x9e3779b97f4a7c15ull) ^
+			 (uint64_t)(i + 1 + 1000 * m) * 0xbf58476d1ce4e5b9ull;
+		if (c->rng == 0)
+			c->rng = 1;
+		if (m == MODE_DECREE) {
+			c->in = malloc(INBUF);
+			if (c->in == NULL)
+				die("out of memory");
+			http_connect(c);
+		} else {
+			ceiling_connect(c);
+		}
+	}
+	return cl;
+}
+
+static void clients_free(struct client *cl)
+{
+	if (cl == NULL)
+		return;
+	for (int i = 0; i < O.clients; i++) {
+		if (cl[i].mode == MODE_DECREE) {
 			close(cl[i].fd);
 			free(cl[i].in);
 		} else {
@@ -627,7 +728,52 @@ int main(int argc, char **argv)
 		}
 	}
 	free(cl);
-	free(S.lat);
+}
+
+int main(int argc, char **argv)
+{
+	struct client *cl[2] = {NULL, NULL};
+	bool use[2];
+	double per, syncs = 0, decided = 0;
+	const char *committed = "decree_txns_total{outcome=\"committed\"}";
+
+	parse(argc, argv);
+	use[MODE_DECREE] = O.mode != MODE_CEILING;
+	use[MODE_CEILING] = O.mode != MODE_DECREE;
+	ep = epoll_create1(0);
+	if (ep < 0)
+		die("epoll_create1: %s", strerror(errno));
+	for (int m = 0; m < 2; m++)
+		if (use[m])
+			cl[m] = clients_new((enum mode)m);
+	per = O.seconds / O.rounds;
+	for (int r = 0; r < O.rounds; r++) {
+		for (int k = 0; k < 2; k++) {
+			/* Even rounds run the ceiling first, odd ones decree. */
+			enum mode m = (enum mode)(r % 2 ? k : 1 - k);
+			double s0 = 0, d0 = 0;
+
+			if (!use[m])
+				continue;
+			if (m == MODE_DECREE) {
+				settle();
+				s0 = metric("decree_wal_syncs_total");
+				d0 = metric(committed);
+			}
+			run_round(cl[m], m, r == 0 ? O.warmup : 0, per);
+			if (m == MODE_DECREE) {
+				settle();
+				syncs += metric("decree_wal_syncs_total") - s0;
+				decided += metric(committed) - d0;
+			}
+		}
+	}
+	for (int m = 0; m < 2; m++) {
+		if (use[m])
+			report((enum mode)m, syncs, decided);
+		clients_free(cl[m]);
+		free(S[m].lat);
+	}
 	close(ep);
 	return 0;
 }
