@@ -232,7 +232,7 @@ pgh__sweep() {
 		[ -n "$pid" ] && [ "$(pgh__starttime "$pid")" = "$st" ] && continue
 		d=${f%/owner}
 		pgh__log "removing $d, left by a harness that is gone"
-		pgh__kill_dir "$d"
+		pgh__kill_dir "$d/data"
 		pgh__release_shm "$d/data"
 		rm -rf -- "$d" 2>/dev/null
 	done
@@ -378,7 +378,7 @@ pgh__cleanup() {
 	fi
 	for i in "${!PGH_DIRS[@]}"; do
 		PGH_PIDS[i]=0
-		pgh__kill_dir "${PGH_DIRS[$i]}"
+		pgh__kill_dir "${PGH_DIRS[$i]}/data"
 		pgh__release_shm "${PGH_DIRS[$i]}/data"
 		rm -rf -- "${PGH_DIRS[$i]}"
 	done
