@@ -41,6 +41,10 @@ struct env {
 static void env_setup(struct env *e, const char *cluster, const char *extra)
 {
 	memset(e, 0, sizeof(*e));
+	/* A test that failed half-way may have left a server stopped. */
+	for (int i = 0; i < 2; i++)
+		if (pg_harness_pid(harness, i) == 0)
+			ck_assert_int_eq(pg_harness_start_server(harness, i), 0);
 	e->ci[0] = pg_harness_conninfo(harness, 0);
 	e->ci[1] = pg_harness_conninfo(harness, 1);
 	ck_assert_int_eq(coord_tmpdir_make(e->dir, sizeof(e->dir)), 0);
@@ -566,6 +570,90 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 }
 END_TEST
 
+/* ----------------------------------------- aborts after phase 1 began */
+
+START_TEST(refused_prepare_rolls_back_the_prepared_branch)
+{
+	/* PostgreSQL refuses to PREPARE a transaction that touched a
+	 * temporary table: bank_b votes no after bank_a may have prepared. */
+	static const char *const fmt =
+		"{\"protocol\":\"%s\",\"branches\":["
+		"{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+		"set balance = balance - 9 where id = 6\"]},"
+		"{\"resource\":\"bank_b\",\"statements\":[\"create temp table "
+		"scratch(x int)\",\"update accounts set balance = balance + 9 "
+		"where id = 6\"]}]}";
+	static const struct {
+		const char *protocol;
+		int forced, all;
+	} cases[] = {
+		{"2pc-pa", 0, 0}, /* presumed abort: nothing to write */
+		{"2pc-pn", 2, 3}, /* BEGIN and ABORT forced, END not */
+	};
+	struct env e;
+	char body[1024];
+	struct writes w;
+	json_t *j;
+
+	env_setup(&e, "tvoteno", NULL);
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(body, sizeof(body), fmt, cases[i].protocol);
+		w = run_counted(e.c, body, 409, &j);
+		ck_assert_str_eq(jstr(j, "outcome"), "aborted");
+		ck_assert_str_eq(jstr(json_object_get(j, "error"), "resource"),
+				 "bank_b");
+		json_decref(j);
+		ck_assert_msg(w.forced == cases[i].forced &&
+				      w.all == cases[i].all,
+			      "%s: %g forced, %g writes", cases[i].protocol,
+			      w.forced, w.all);
+	}
+	assert_none_prepared(&e);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(balance(e.ci[i], 6), BALANCE);
+	env_teardown(&e);
+}
+END_TEST
+
+START_TEST(timeout_aborts_a_slow_branch)
+{
+	struct env e;
+	json_t *j = NULL;
+	time_t t0;
+
+	env_setup(&e, "ttimeout", NULL);
+	t0 = time(NULL);
+	ck_assert_int_eq(
+		coord_request(e.c, "POST", "/v1/txns",
+			      "{\"timeout_ms\":300,\"branches\":["
+			      "{\"resource\":\"bank_a\",\"statements\":["
+			      "\"update accounts set balance = 0 where id = 7\"]},"
+			      "{\"resource\":\"bank_b\",\"statements\":["
+			      "\"update accounts set balance = 0 where id = 7\","
+			      "\"select pg_sleep(20)\"]}]}",
+			      30000, &j),
+		409);
+	ck_assert_str_eq(jstr(j, "outcome"), "aborted");
+	json_decref(j);
+	/* 300 ms, not the 20 s of the statement (whole seconds: slack). */
+	ck_assert_int_le(time(NULL) - t0, 5);
+	assert_none_prepared(&e);
+	/* The sleeping branch is rolled back, not left holding its lock:
+	 * the row can be updated again and nothing changed. */
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(
+			coord_pg_wait_int(e.ci[i],
+					  "set lock_timeout = '200ms'; "
+					  "update accounts set balance = balance "
+					  "where id = 7 returning balance",
+					  BALANCE, 30000),
+			0);
+		ck_assert_int_eq(total(e.ci[i]), (long long)ACCOUNTS * BALANCE);
+	}
+	env_teardown(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------- concurrency */
 
 #define CLIENTS 8
@@ -711,6 +799,8 @@ int main(void)
 	tcase_add_test(tc, database_down_before_prepare_aborts);
 	tcase_add_test(tc, bad_requests_get_4xx_and_change_nothing);
 	tcase_add_test(tc, forced_writes_per_commit_match_the_protocol_table);
+	tcase_add_test(tc, refused_prepare_rolls_back_the_prepared_branch);
+	tcase_add_test(tc, timeout_aborts_a_slow_branch);
 	tcase_add_test(tc, concurrent_transfers_conserve_the_total);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -532,7 +532,7 @@ int coord_bank_create(const char *conninfo, int accounts, int balance)
 	}
 	PQclear(r);
 	snprintf(sql, sizeof(sql),
-		 "set lock_timeout = '10s';"
+		 "set lock_timeout = '10s'; set client_min_messages = warning;"
 		 "drop table if exists accounts;"
 		 "create table accounts(id int primary key, balance int not "
 		 "null check (balance >= 0));"
