@@ -344,6 +344,109 @@ START_TEST(database_crash_between_prepare_and_commit_completes_when_back)
 }
 END_TEST
 
+START_TEST(idempotent_retry_after_a_crash_runs_nothing_twice)
+{
+	static const char *const body =
+		"{\"idempotency_key\":\"transfer-42\",\"branches\":["
+		"{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+		"set balance = balance - 42 where id = 1\"]},"
+		"{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
+		"set balance = balance + 42 where id = 1\"]}]}";
+	struct coord *c = NULL;
+	struct env e;
+	json_t *j = NULL;
+	int st;
+
+	env_setup(&e, "tidem");
+	ck_assert_int_eq(coord_start(e.cfg, "coordinator.after_decision_forced",
+				     &c),
+			 0);
+	st = coord_request(c, "POST", "/v1/txns", body, 30000, NULL);
+	ck_assert_msg(st < 0, "the client got an answer: %d", st);
+	ck_assert_int_eq(coord_wait_exit(c, 20000), CRASHPOINT_EXIT);
+	coord_free(c);
+	c = NULL;
+
+	/* The client, told nothing, retries with the same key. */
+	ck_assert_int_eq(coord_start(e.cfg, NULL, &c), 0);
+	st = coord_request(c, "POST", "/v1/txns", body, 30000, &j);
+	ck_assert_int_eq(st, 200);
+	ck_assert_str_eq(jstr(j, "gid"), "tidem_1_1");
+	ck_assert_str_eq(jstr(j, "outcome"), "committed");
+	json_decref(j);
+	ck_assert_int_eq(coord_wait_txn_state(c, "tidem_1_1", "done", 20000),
+			 0);
+	assert_none_prepared(&e);
+	ck_assert_int_eq(balance(e.ci[0], 1), BALANCE - 42);
+	ck_assert_int_eq(balance(e.ci[1], 1), BALANCE + 42);
+	/* Found by its key too. */
+	st = coord_request(c, "GET", "/v1/txns?idempotency_key=transfer-42",
+			   NULL, 5000, &j);
+	ck_assert_int_eq(st, 200);
+	{
+		char *d = json_dumps(j, JSON_COMPACT);
+
+		ck_assert_msg(d != NULL && strstr(d, "tidem_1_1") != NULL,
+			      "GET by key: %s", d ? d : "(null)");
+		free(d);
+	}
+	json_decref(j);
+	/* A retry after a clean restart still runs nothing. */
+	ck_assert_int_eq(coord_stop(c), 0);
+	coord_free(c);
+	ck_assert_int_eq(coord_start(e.cfg, NULL, &c), 0);
+	st = coord_request(c, "POST", "/v1/txns", body, 30000, &j);
+	ck_assert_int_eq(st, 200);
+	ck_assert_str_eq(jstr(j, "gid"), "tidem_1_1");
+	json_decref(j);
+	ck_assert_int_eq(balance(e.ci[0], 1), BALANCE - 42);
+	ck_assert_int_eq(coord_stop(c), 0);
+	coord_free(c);
+	coord_tmpdir_remove(e.dir);
+}
+END_TEST
+
+START_TEST(presumed_nothing_crash_after_begin_rolls_back)
+{
+	/* Under PN the BEGIN record is forced before the PREPAREs: a crash
+	 * after them leaves a BEGIN with no decision, which recovery must
+	 * abort (rolling back what was prepared) and record. */
+	static const char *const body =
+		"{\"protocol\":\"2pc-pn\",\"branches\":["
+		"{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+		"set balance = balance - 5 where id = 2\"]},"
+		"{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
+		"set balance = balance + 5 where id = 2\"]}]}";
+	struct coord *c = NULL;
+	struct env e;
+	json_t *j = NULL;
+	int st;
+
+	env_setup(&e, "tpncrash");
+	ck_assert_int_eq(coord_start(e.cfg, "coordinator.after_prepare_sent",
+				     &c),
+			 0);
+	st = coord_request(c, "POST", "/v1/txns", body, 30000, NULL);
+	ck_assert_msg(st < 0, "the client got an answer: %d", st);
+	ck_assert_int_eq(coord_wait_exit(c, 20000), CRASHPOINT_EXIT);
+	coord_free(c);
+	c = NULL;
+	ck_assert_int_eq(coord_start(e.cfg, NULL, &c), 0);
+	assert_none_prepared(&e);
+	ck_assert_int_eq(balance(e.ci[0], 2), BALANCE);
+	ck_assert_int_eq(balance(e.ci[1], 2), BALANCE);
+	ck_assert_int_eq(coord_wait_txn_state(c, "tpncrash_1_1", "done", 20000),
+			 0);
+	st = coord_request(c, "GET", "/v1/txns/tpncrash_1_1", NULL, 5000, &j);
+	ck_assert_int_eq(st, 200);
+	ck_assert_str_eq(jstr(j, "outcome"), "aborted");
+	json_decref(j);
+	ck_assert_int_eq(coord_stop(c), 0);
+	coord_free(c);
+	coord_tmpdir_remove(e.dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_crash");
@@ -360,6 +463,8 @@ int main(void)
 			    (int)(sizeof(points) / sizeof(points[0])));
 	tcase_add_test(tc,
 		       database_crash_between_prepare_and_commit_completes_when_back);
+	tcase_add_test(tc, idempotent_retry_after_a_crash_runs_nothing_twice);
+	tcase_add_test(tc, presumed_nothing_crash_after_begin_rolls_back);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
