@@ -757,8 +757,14 @@ static void print_txn(FILE *out, json_t *t)
 	for (size_t i = 0; i < nb; i++) {
 		json_t *b = json_array_get(branches, i);
 		json_t *res = json_object_get(b, "results");
-
-		bool failed = strcmp(str(b, "state"), "failed") == 0;
+		json_t *ebr = json_object_get(err, "branch");
+		/* A branch still "failed", or the one the abort names (it is
+		 * "rolled_back" by the time the answer goes out). */
+		bool failed =
+		    strcmp(str(b, "state"), "failed") == 0 ||
+		    (json_is_integer(ebr) &&
+		     json_integer_value(ebr) == (json_int_t)i &&
+		     strcmp(str(err, "code"), "statement failed") == 0);
 
 		fprintf(out, "branch %zu of %zu: %s %s %s\n", i + 1, nb,
 			str(b, "resource"), str(b, "gid"), str(b, "state"));
