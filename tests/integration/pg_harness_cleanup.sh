@@ -82,3 +82,20 @@ for i in 0 1; do
 	[ -z "$left" ] || fail "processes still in ${dirs[$i]}: $left"
 done
 echo "ok: servers stopped and directories removed after SIGKILL of the holder"
+
+# The engine itself SIGKILLed (it cannot clean up): `pgharness.sh sweep`, run
+# by pgh_destroy and by every engine that starts, removes what it left.
+source "$LIB"
+pgh_start 1 || fail "pgh_start 1"
+dir=$(pgh_dir 0)
+pid=$(pgh_pid 0)
+engine=$PGH_ENGINE_PID
+kill -KILL "$engine"
+wait "$engine" 2>/dev/null
+[ -d "$dir" ] && alive "$pid" || fail "server gone before the sweep: nothing to test"
+pgh_destroy
+[ ! -e "$dir" ] || fail "$dir still exists after the sweep"
+! alive "$pid" || fail "postmaster $pid still runs after the sweep"
+left=$(procs_in "$dir")
+[ -z "$left" ] || fail "processes still in $dir after the sweep: $left"
+echo "ok: sweep removes what a SIGKILLed engine left"

@@ -7,6 +7,8 @@
 #   source tests/lib/pgharness.sh            pgh_* functions for shell scripts
 #   bash tests/lib/pgharness.sh with N CMD.. runs CMD with PGH_CONNINFO_<i>,
 #                                            PGH_PORT_<i>, PGH_DIR_<i> set
+#   bash tests/lib/pgharness.sh sweep        removes what SIGKILLed engines
+#                                            left behind (note 6)
 #
 # Design notes
 #  1. One engine process per harness, started in a session of its own
@@ -530,8 +532,12 @@ PGH_ENGINE=$(realpath "${BASH_SOURCE[0]}" 2>/dev/null || echo "${BASH_SOURCE[0]}
 
 pgh__ask() {
 	local reply
-	if [ -z "${PGH_ENGINE_PID:-}" ] || [ -z "${PGH[1]:-}" ]; then
+	if [ -z "${PGH_ENGINE_PID:-}" ]; then
 		echo "pgharness: no harness running (pgh_start first)" >&2
+		return 1
+	fi
+	if [ -z "${PGH[1]:-}" ]; then
+		echo "pgharness: the harness engine is gone" >&2
 		return 1
 	fi
 	printf '%s\n' "$*" >&"${PGH[1]}" || return 1
@@ -584,7 +590,7 @@ pgh_start() {
 		esac
 	done
 	echo "pgharness: cannot start $n server(s)${line:+: ${line#error }}" >&2
-	wait "$PGH_ENGINE_PID" 2>/dev/null
+	wait "$PGH_ENGINE_PID" 2>/dev/null || true
 	PGH_ENGINE_PID=
 	PGH_N=0
 	return 1
@@ -615,13 +621,18 @@ pgh_start_server() {
 	pgh__ask start "$1" && PGH_PIDS[$1]=${PGH_REPLY#ok }
 }
 
+# Safe under set -e and from a trap: never fails.
 pgh_destroy() {
 	local pid=${PGH_ENGINE_PID:-}
 	[ -n "$pid" ] || return 0
-	pgh__ask quit >/dev/null 2>&1
+	if ! pgh__ask quit >/dev/null 2>&1; then
+		# The engine died without cleaning up (it was SIGKILLed):
+		# sweep up after it.
+		bash "$PGH_ENGINE" sweep >/dev/null 2>&1 || true
+	fi
 	PGH_ENGINE_PID=
 	PGH_N=0
-	wait "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
 	return 0
 }
 
@@ -656,8 +667,14 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 		shift
 		pgh__with "$@"
 		;;
+	sweep)
+		# Remove what SIGKILLed engines left in the parent directory.
+		pgh__pick_user || exit 1
+		PGH_PARENT=$(pgh__parent)
+		pgh__sweep
+		;;
 	*)
-		echo "usage: pgharness.sh serve N | with N COMMAND [ARG...]" >&2
+		echo "usage: pgharness.sh serve N | with N COMMAND [ARG...] | sweep" >&2
 		echo "   or: source pgharness.sh (see docs/testing.md)" >&2
 		exit 2
 		;;
