@@ -448,6 +448,52 @@ START_TEST(unknown_server_user_is_an_error)
 }
 END_TEST
 
+/* The engine itself SIGKILLed (it cannot clean up): destroy still removes
+ * the directories and stops the servers, by sweeping. */
+START_TEST(destroy_after_engine_was_killed_sweeps)
+{
+	struct pg_harness *h;
+	char *dir;
+	pid_t pid, engine;
+	char path[64], buf[128];
+	ssize_t len;
+
+	ck_assert_int_eq(pg_harness_start(1, &h), 0);
+	dir = strdup(pg_harness_dir(h, 0));
+	pid = pg_harness_pid(h, 0);
+	ck_assert_int_gt(pid, 0);
+	/* The engine is the postmaster's parent. */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	{
+		FILE *f = fopen(path, "r");
+		int ppid = 0;
+
+		ck_assert_ptr_nonnull(f);
+		ck_assert_int_eq(fscanf(f, "%*d (%*[^)]) %*c %d", &ppid), 1);
+		fclose(f);
+		engine = ppid;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)engine);
+	{
+		FILE *f = fopen(path, "r");
+
+		ck_assert_ptr_nonnull(f);
+		len = (ssize_t)fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		ck_assert_int_gt(len, 0);
+		buf[len] = '\0';
+		ck_assert_str_eq(buf, "bash");
+	}
+	ck_assert_int_eq(kill(engine, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(engine, NULL, 0), engine);
+	ck_assert(dir_exists(dir));
+	pg_harness_destroy(h);
+	ck_assert_msg(!dir_exists(dir), "%s is still there", dir);
+	ck_assert_msg(!pid_alive(pid), "postmaster %d still runs", (int)pid);
+	free(dir);
+}
+END_TEST
+
 /*
  * The owner is a forked child whose stdout and stderr are one pipe.  The
  * engine inherits the child's stderr, the servers do not (their output goes
@@ -555,6 +601,7 @@ int main(void)
 	tcase_set_timeout(own, 120);
 	tcase_add_test(own, destroy_removes_dirs_and_stops_servers);
 	tcase_add_test(own, sigkill_of_owner_cleans_up);
+	tcase_add_test(own, destroy_after_engine_was_killed_sweeps);
 	tcase_add_test(own, failed_start_leaves_nothing_behind);
 	tcase_add_test(own, unknown_server_user_is_an_error);
 	suite_add_tcase(s, own);

@@ -64,6 +64,7 @@ struct pg_harness {
 	int fd;	      /* our end of the socketpair to the engine */
 	pid_t engine; /* the engine's pid (our child) */
 	pid_t owner;  /* the process that started it */
+	char *script; /* path of pgharness.sh */
 	struct pg_server srv[PG_MAX_SERVERS];
 };
 
@@ -235,6 +236,28 @@ static void exec_engine(int sock, const char *engine, int n)
 	_exit(127);
 }
 
+/* Runs "bash pgharness.sh sweep": removes what an engine that was
+ * SIGKILLed left behind. */
+static void run_sweep(const char *script)
+{
+	char *argv[] = {"bash", (char *)script, "sweep", NULL};
+	pid_t pid = fork();
+	int null;
+
+	if (pid == 0) {
+		null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+		}
+		execvp("bash", argv);
+		_exit(127);
+	}
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+}
+
 static void reap(pid_t pid)
 {
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -250,6 +273,7 @@ static void free_harness(struct pg_harness *h)
 		free(h->srv[i].conninfo);
 		free(h->srv[i].conninfo_unix);
 	}
+	free(h->script);
 	free(h);
 }
 
@@ -358,7 +382,7 @@ int pg_harness_start(int n, struct pg_harness **out)
 			goto err_stop_engine;
 		}
 	}
-	free(engine);
+	h->script = engine;
 	*out = h;
 	return 0;
 
@@ -498,7 +522,8 @@ void pg_harness_destroy(struct pg_harness *h)
 		return;
 	/* The answer to quit comes after the cleanup: when we return, the
 	 * servers are gone and so are their directories. */
-	request(h, "quit", line, sizeof(line));
+	if (request(h, "quit", line, sizeof(line)) < 0)
+		run_sweep(h->script);
 	close(h->fd);
 	if (getpid() == h->owner)
 		reap(h->engine);
