@@ -20,6 +20,12 @@
  *      segments are deleted, highest first, so a crash during recovery
  *      leaves a prefix that the next recovery cuts the same way).
  *   5. Read-only opens do the same scan and report, and change nothing.
+ *   6. A clean end (an all-zero record header) followed by non-zero bytes
+ *      in the last segment is a crash that lost an earlier unsynced write
+ *      but kept a later one (page cache writeback has no order).  Those
+ *      bytes may even hold whole records with the right LSNs, which a
+ *      later append of the same length would bring back to life: they are
+ *      cut like a torn record (reason "torn record").
  */
 #include "common/common.h"
 #include "wal/internal.h"
@@ -145,7 +151,7 @@ static int cmp_u64(const void *a, const void *b)
 /* Bytes from `from` up to and including the last non-zero byte. */
 static uint64_t nonzero_extent(struct wal *w, void *f, uint64_t from)
 {
-	unsigned char buf[4096];
+	static _Thread_local unsigned char buf[64 * 1024];
 	uint64_t off = from, end = from;
 	int64_t n;
 
@@ -358,6 +364,28 @@ int wal__recover(struct wal *w, struct wal_recovery_report *rep)
 			dirty_dir = true;
 		}
 		rep->segments_removed++;
+	}
+	/* note 6: nothing but zeros may follow the end of the log */
+	if (tail && rep->reason == WAL_CUT_NONE) {
+		uint64_t extra = nonzero_extent(w, tail, w->tail_off);
+
+		if (extra) {
+			rep->reason = WAL_CUT_TORN;
+			wal__seg_name(rep->segment,
+				      w->segs[w->nsegs - 1].first_lsn);
+			rep->cut_offset = w->tail_off;
+			rep->cut_lsn = last + 1;
+			rep->bytes_cut = extra;
+			if (!w->read_only) {
+				rc = w->st->ops->truncate(w->st->data, tail,
+							  w->tail_off);
+				if (rc == 0)
+					rc = w->st->ops->allocate(
+						w->st->data, tail, w->tail_size);
+				if (rc < 0)
+					goto err_io;
+			}
+		}
 	}
 	/* every kept record is below the start: the log is empty */
 	if (w->nsegs && last < start) {

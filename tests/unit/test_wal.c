@@ -311,6 +311,40 @@ START_TEST(bad_record_in_middle_segment_drops_later_segments)
 }
 END_TEST
 
+START_TEST(records_after_a_lost_write_never_come_back)
+{
+	struct wal_storage *st = wal_mem_storage_new();
+	struct wal_recovery_report rep;
+	struct wal *w = open_mem(st, NULL);
+	struct acks a = {0};
+
+	fill(w, 5);
+	/* 6 written alone, then 7..9 in a later write; the crash loses the
+	 * first write but keeps the second: a hole, then whole records */
+	append_lsn(w, false, NULL);
+	wal_step(w);
+	for (int i = 0; i < 3; i++)
+		append_lsn(w, false, NULL);
+	wal_step(w);
+	wal_mem_storage_crash_torn(st, wal_mem_storage_last_write_len(st));
+	reopen(st, &w, &rep);
+	ck_assert_uint_eq(rep.last_lsn, 5);
+	ck_assert_int_eq(rep.reason, WAL_CUT_TORN);
+	ck_assert_uint_gt(rep.bytes_cut, 0);
+	/* a new 6 of the same length must not revive the old 7..9 */
+	append_lsn(w, true, &a);
+	wal_step(w);
+	ck_assert_int_eq(a.results[0], 6);
+	wal_mem_storage_crash(st);
+	reopen(st, &w, &rep);
+	ck_assert_int_eq(rep.reason, WAL_CUT_NONE);
+	ck_assert_uint_eq(rep.last_lsn, 6);
+	check_contents(w, 1, 6);
+	wal_close(w, NULL, NULL);
+	wal_mem_storage_free(st);
+}
+END_TEST
+
 /* ---- I/O errors */
 
 static void io_error_case(unsigned mask, int err, long nth)
@@ -975,6 +1009,7 @@ int main(void)
 	tcase_add_test(tc, torn_write_at_every_offset_recovers_completed_records);
 	tcase_add_test(tc, flipped_bit_anywhere_cuts_log_there);
 	tcase_add_test(tc, bad_record_in_middle_segment_drops_later_segments);
+	tcase_add_test(tc, records_after_a_lost_write_never_come_back);
 	tcase_add_test(tc, eio_on_write_fails_waiters_and_keeps_acked);
 	tcase_add_test(tc, eio_on_sync_is_fatal_never_retried);
 	tcase_add_test(tc, enospc_on_write_fails_waiters_and_keeps_acked);
