@@ -37,32 +37,28 @@ txn() {
 has() { grep -qF -- "$1" "$W/out" || fail "expected \"$1\" in the output"; }
 has_err() { grep -qF -- "$1" "$W/err" || fail "expected \"$1\" on stderr"; }
 
-# Port 0 is not possible here (the CLI must know it): pick one the kernel
-# would not hand out as an ephemeral port, retrying if it is taken.
-for try in 1 2 3 4 5; do
-	PORT=$((30000 + RANDOM % 2000))
-	cat >"$W/c.json" <<EOF
-{"node_id": "c1", "cluster_id": "cli", "listen": {"http": "127.0.0.1:$PORT"},
+# Port 0: the coordinator picks a free port and prints it once it listens
+# ("decree coordinator c1 listening on 127.0.0.1:0 port 31234").
+cat >"$W/c.json" <<EOF
+{"node_id": "c1", "cluster_id": "cli", "listen": {"http": "127.0.0.1:0"},
  "data_dir": "$W/data",
  "resources": [{"name": "bank_a", "driver": "postgres", "conninfo": "$PGH_CONNINFO_0"},
                {"name": "bank_b", "driver": "postgres", "conninfo": "$PGH_CONNINFO_0"}],
  "limits": {"max_rows": 3}}
 EOF
-	"$D" coordinator --config "$W/c.json" >"$W/coord.log" 2>&1 &
-	CP=$!
-	export DECREE_COORDINATOR=127.0.0.1:$PORT
-	# Ready when a list succeeds (the coordinator listens after recovery).
-	for _ in $(seq 200); do
-		txn list --timeout-ms 1000
-		[ $rc -eq 0 ] && break
-		kill -0 "$CP" 2>/dev/null || break
-		sleep 0.05
-	done
-	[ $rc -eq 0 ] && break
-	wait "$CP" 2>/dev/null
-	CP=
+"$D" coordinator --config "$W/c.json" >"$W/coord.log" 2>&1 &
+CP=$!
+PORT=
+for _ in $(seq 600); do
+	PORT=$(sed -n 's/^decree coordinator .* listening on .* port \([0-9]*\)$/\1/p' "$W/coord.log")
+	[ -n "$PORT" ] && break
+	kill -0 "$CP" 2>/dev/null || break
+	sleep 0.05
 done
-[ $rc -eq 0 ] || fail "coordinator did not come up"
+[ -n "$PORT" ] || fail "coordinator did not start"
+export DECREE_COORDINATOR=127.0.0.1:$PORT
+txn list
+[ $rc -eq 0 ] || fail "first list: exit $rc"
 
 cat >"$W/setup.json" <<'EOF'
 {"branches": [
@@ -73,7 +69,13 @@ cat >"$W/setup.json" <<'EOF'
      "CREATE TABLE acct_b (id int PRIMARY KEY, bal int NOT NULL CHECK (bal >= 0))",
      "INSERT INTO acct_b VALUES (1, 0)"]}]}
 EOF
-txn run "$W/setup.json"
+# It listens before its new epoch is durable: until then a run is refused
+# with 503 unavailable (exit 2, nothing ran).
+for _ in $(seq 200); do
+	txn run "$W/setup.json"
+	[ $rc -eq 2 ] && grep -qF "503 Service Unavailable: unavailable" "$W/err" || break
+	sleep 0.05
+done
 [ $rc -eq 0 ] || fail "setup: exit $rc"
 has ": committed"
 has "statement 2: 2 rows affected"
