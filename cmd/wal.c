@@ -12,9 +12,9 @@
  * Exit status: 0 clean, 1 if the tail would be cut or the log cannot be
  * read, 2 on a usage error.
  */
+#include "wal/wal.h"
 #include "cmd/cmd.h"
 #include "common/common.h"
-#include "wal/wal.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -67,8 +67,8 @@ static int dump(const char *dir)
 	cfg.read_only = true;
 	rc = wal_open(&cfg, &w, &rep);
 	if (rc < 0) {
-		fprintf(stderr, "decree wal dump: cannot open log %s: %s\n", dir,
-			wal_strerror(rc));
+		fprintf(stderr, "decree wal dump: cannot open log %s: %s\n",
+			dir, wal_strerror(rc));
 		return 1;
 	}
 	rc = wal_iter_open(w, wal_first_lsn(w), &it);
@@ -93,8 +93,8 @@ static int dump(const char *dir)
 	} else {
 		printf("verdict: cut in %s at offset %" PRIu64 " (lsn %" PRIu64
 		       "): %s, %" PRIu64 " bytes dropped, %" PRIu32
-		       " other files dropped; %" PRIu64 " records kept, lsn %" PRIu64
-		       "..%" PRIu64 "\n",
+		       " other files dropped; %" PRIu64
+		       " records kept, lsn %" PRIu64 "..%" PRIu64 "\n",
 		       rep.segment, rep.cut_offset, rep.cut_lsn,
 		       wal_cut_reason_name(rep.reason), rep.bytes_cut,
 		       rep.segments_removed, rep.records, rep.first_lsn,

@@ -9,8 +9,8 @@
  * the two paths agree.  The function is pure and thread-safe once the tables
  * are built (pthread_once).
  */
-#include "wal/wal.h"
 #include "wal/internal.h"
+#include "wal/wal.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -81,9 +81,8 @@ uint32_t wal__crc32c_sw(uint32_t crc, const void *buf, size_t len)
 }
 
 #ifdef HAVE_HW_CRC
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc,
-							  const void *buf,
-							  size_t len)
+__attribute__((target("sse4.2"))) static uint32_t
+crc_hw(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 	uint64_t c = ~crc;

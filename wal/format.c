@@ -175,8 +175,7 @@ void wal__start_encode(unsigned char out[WAL__START_SIZE], uint64_t first)
 	wal__put32(out + 20, wal_crc32c(0, out, 20));
 }
 
-int wal__start_decode(const unsigned char in[WAL__START_SIZE],
-		      uint64_t *first)
+int wal__start_decode(const unsigned char in[WAL__START_SIZE], uint64_t *first)
 {
 	if (wal__get32(in) != WAL__START_MAGIC ||
 	    wal__get16(in + 4) != WAL__VERSION ||

@@ -17,13 +17,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define WAL__SEG_MAGIC 0x4C415744u   /* "DWAL" little-endian */
+#define WAL__SEG_MAGIC	 0x4C415744u /* "DWAL" little-endian */
 #define WAL__START_MAGIC 0x54535744u /* "DWST" little-endian */
-#define WAL__VERSION 1u
-#define WAL__START_SIZE 24u
-#define WAL__START_NAME "wal.start"
-#define WAL__START_TMP "wal.start.tmp"
-#define WAL__NAME_MAX 40
+#define WAL__VERSION	 1u
+#define WAL__START_SIZE	 24u
+#define WAL__START_NAME	 "wal.start"
+#define WAL__START_TMP	 "wal.start.tmp"
+#define WAL__NAME_MAX	 40
 
 uint32_t wal__crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
@@ -60,8 +60,7 @@ bool wal__rec_check(const unsigned char hdr[WAL_RECORD_HEADER_SIZE],
 		    const void *payload, uint32_t len);
 bool wal__is_zero(const void *buf, size_t len);
 void wal__start_encode(unsigned char out[WAL__START_SIZE], uint64_t first);
-int wal__start_decode(const unsigned char in[WAL__START_SIZE],
-		      uint64_t *first);
+int wal__start_decode(const unsigned char in[WAL__START_SIZE], uint64_t *first);
 /* "%016llx.wal" */
 void wal__seg_name(char out[WAL__NAME_MAX], uint64_t first_lsn);
 /* True and *first set if name is a segment name. */
@@ -123,7 +122,7 @@ struct wal {
 	wal_close_cb close_cb;
 	void *close_data;
 	char errmsg[256];
-	size_t outstanding; /* requests queued and not yet completed */
+	size_t outstanding;	    /* requests queued and not yet completed */
 	struct wal__req_list fireq; /* completions waiting for their callback */
 	bool firing;		    /* fireq is being drained */
 	bool kick;		    /* appended while firing: wake the writer */
@@ -144,14 +143,14 @@ struct wal {
 	char wmsg[256];	  /* writer failure message */
 
 	/* writer */
-	void *tail;	      /* open last segment, or NULL if none */
-	uint64_t tail_off;    /* next write offset in tail */
-	uint64_t tail_size;   /* the tail's maximum size (its header) */
-	uint64_t wlast_lsn;   /* last LSN written */
-	uint64_t wstart_lsn;  /* start of log as the writer knows it */
-	bool dirty;	      /* writes not yet synced */
-	int wfail;	      /* error that failed the writer, 0 if none */
-	unsigned char *buf;   /* batch buffer */
+	void *tail;	     /* open last segment, or NULL if none */
+	uint64_t tail_off;   /* next write offset in tail */
+	uint64_t tail_size;  /* the tail's maximum size (its header) */
+	uint64_t wlast_lsn;  /* last LSN written */
+	uint64_t wstart_lsn; /* start of log as the writer knows it */
+	bool dirty;	     /* writes not yet synced */
+	int wfail;	     /* error that failed the writer, 0 if none */
+	unsigned char *buf;  /* batch buffer */
 	size_t buf_cap;
 	struct wal_stats wstats;
 
@@ -183,8 +182,8 @@ struct wal__scan {
 };
 /* Scans segment file f from its first record.  Stops before the record
  * with LSN stop_lsn (0: never), at a clean end, or at a bad record. */
-int wal__seg_scan(struct wal *w, void *f, uint64_t first_lsn,
-		  uint64_t stop_lsn, struct wal__scan *sc);
+int wal__seg_scan(struct wal *w, void *f, uint64_t first_lsn, uint64_t stop_lsn,
+		  struct wal__scan *sc);
 
 /* ---- buffered reader over one file (recover.c) */
 struct wal__rd {

@@ -158,8 +158,8 @@ int wal_iter_next(struct wal_iter *it, struct wal_entry *e)
 			return -WAL_ECORRUPT;
 		if (rc == 0) {
 			/* a clean end of this segment, or damage */
-			rc = wal__rd_get(&it->rd, it->off, WAL_RECORD_HEADER_SIZE,
-					 true, &h);
+			rc = wal__rd_get(&it->rd, it->off,
+					 WAL_RECORD_HEADER_SIZE, true, &h);
 			if (rc < 0)
 				return rc;
 			if (rc == 1 && !wal__is_zero(h, WAL_RECORD_HEADER_SIZE))

@@ -75,8 +75,8 @@ void wal__rd_free(struct wal__rd *rd)
 	rd->cap = rd->len = 0;
 }
 
-int wal__seg_scan(struct wal *w, void *f, uint64_t first_lsn,
-		  uint64_t stop_lsn, struct wal__scan *sc)
+int wal__seg_scan(struct wal *w, void *f, uint64_t first_lsn, uint64_t stop_lsn,
+		  struct wal__scan *sc)
 {
 	struct wal__rd rd = {.st = w->st, .f = f};
 	const unsigned char *h, *pl;
@@ -93,7 +93,8 @@ int wal__seg_scan(struct wal *w, void *f, uint64_t first_lsn,
 	sc->records = 0;
 	sc->reason = WAL_CUT_NONE;
 	for (;;) {
-		rc = wal__rd_get(&rd, sc->off, WAL_RECORD_HEADER_SIZE, false, &h);
+		rc = wal__rd_get(&rd, sc->off, WAL_RECORD_HEADER_SIZE, false,
+				 &h);
 		if (rc < 0)
 			goto out;
 		if (rc == 0) {
@@ -107,7 +108,8 @@ int wal__seg_scan(struct wal *w, void *f, uint64_t first_lsn,
 		if (wal__is_zero(h, WAL_RECORD_HEADER_SIZE))
 			break;
 		wal__rec_header_decode(h, &rh);
-		if (sc->off + WAL_RECORD_HEADER_SIZE + (uint64_t)rh.len > fsize) {
+		if (sc->off + WAL_RECORD_HEADER_SIZE + (uint64_t)rh.len >
+		    fsize) {
 			sc->reason = WAL_CUT_TORN;
 			break;
 		}
@@ -185,7 +187,8 @@ static int read_marker(struct wal *w, uint64_t *start, bool *have)
 	int rc;
 
 	*have = false;
-	rc = w->st->ops->open(w->st->data, WAL__START_NAME, WAL_OPEN_RDONLY, &f);
+	rc =
+	    w->st->ops->open(w->st->data, WAL__START_NAME, WAL_OPEN_RDONLY, &f);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0) {
@@ -293,7 +296,8 @@ int wal__recover(struct wal *w, struct wal_recovery_report *rep)
 		wal__seg_name(name, firsts[i]);
 		if (firsts[i] != expected) {
 			rep->reason = WAL_CUT_GAP;
-			snprintf(rep->segment, sizeof(rep->segment), "%s", name);
+			snprintf(rep->segment, sizeof(rep->segment), "%s",
+				 name);
 			rep->cut_lsn = expected;
 			cut_from = i;
 			break;
@@ -306,10 +310,12 @@ int wal__recover(struct wal *w, struct wal_recovery_report *rep)
 			w->st->ops->close(w->st->data, f);
 			goto err_io;
 		}
-		if (rc != (int)sizeof(hb) || wal__seg_header_decode(hb, &sh) < 0 ||
+		if (rc != (int)sizeof(hb) ||
+		    wal__seg_header_decode(hb, &sh) < 0 ||
 		    sh.first_lsn != firsts[i]) {
 			rep->reason = WAL_CUT_HEADER;
-			snprintf(rep->segment, sizeof(rep->segment), "%s", name);
+			snprintf(rep->segment, sizeof(rep->segment), "%s",
+				 name);
 			rep->cut_lsn = expected;
 			rep->bytes_cut = nonzero_extent(w, f, 0);
 			w->st->ops->close(w->st->data, f);
@@ -323,15 +329,17 @@ int wal__recover(struct wal *w, struct wal_recovery_report *rep)
 		}
 		if (sc.reason != WAL_CUT_NONE) {
 			rep->reason = sc.reason;
-			snprintf(rep->segment, sizeof(rep->segment), "%s", name);
+			snprintf(rep->segment, sizeof(rep->segment), "%s",
+				 name);
 			rep->cut_offset = sc.off;
 			rep->cut_lsn = sc.last + 1;
 			rep->bytes_cut = nonzero_extent(w, f, sc.off);
 			if (!w->read_only) {
-				rc = w->st->ops->truncate(w->st->data, f, sc.off);
+				rc = w->st->ops->truncate(w->st->data, f,
+							  sc.off);
 				if (rc == 0)
 					rc = w->st->ops->allocate(
-						w->st->data, f, sh.segment_size);
+					    w->st->data, f, sh.segment_size);
 				if (rc < 0) {
 					w->st->ops->close(w->st->data, f);
 					goto err_io;
@@ -381,7 +389,7 @@ int wal__recover(struct wal *w, struct wal_recovery_report *rep)
 							  w->tail_off);
 				if (rc == 0)
 					rc = w->st->ops->allocate(
-						w->st->data, tail, w->tail_size);
+					    w->st->data, tail, w->tail_size);
 				if (rc < 0)
 					goto err_io;
 			}

@@ -3,9 +3,9 @@
  * directory, reached through a directory descriptor (openat and friends).
  *
  * Design notes: a writable storage holds flock(wal.lock) so two processes
- * never write one log; truncate is followed by fsync so the interface's "durable
- * when it returns" holds; allocate uses posix_fallocate, which extends the
- * file size, so later fdatasyncs need not flush a size change.  Every call
+ * never write one log; truncate is followed by fsync so the interface's
+ * "durable when it returns" holds; allocate uses posix_fallocate, which extends
+ * the file size, so later fdatasyncs need not flush a size change.  Every call
  * returns -errno; EINTR is retried, short reads and writes are continued.
  */
 #include "common/common.h"
@@ -238,7 +238,8 @@ static int f_list(void *data, char ***names, size_t *count)
 		return err;
 	}
 	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
@@ -281,19 +282,19 @@ static void f_destroy(void *data)
 }
 
 static const struct wal_storage_ops file_ops = {
-	.open = f_open,
-	.close = f_close,
-	.read = f_read,
-	.write = f_write,
-	.sync = f_sync,
-	.size = f_size,
-	.truncate = f_truncate,
-	.allocate = f_allocate,
-	.unlink = f_unlink,
-	.rename = f_rename,
-	.list = f_list,
-	.sync_dir = f_sync_dir,
-	.destroy = f_destroy,
+    .open = f_open,
+    .close = f_close,
+    .read = f_read,
+    .write = f_write,
+    .sync = f_sync,
+    .size = f_size,
+    .truncate = f_truncate,
+    .allocate = f_allocate,
+    .unlink = f_unlink,
+    .rename = f_rename,
+    .list = f_list,
+    .sync_dir = f_sync_dir,
+    .destroy = f_destroy,
 };
 
 int wal_file_storage_new(const char *dir, struct wal_storage **out)

@@ -83,8 +83,7 @@ static int mbuf_reserve(struct mbuf *b, uint64_t n)
 	return 0;
 }
 
-static int mbuf_write(struct mbuf *b, uint64_t off, const void *src,
-		      size_t len)
+static int mbuf_write(struct mbuf *b, uint64_t off, const void *src, size_t len)
 {
 	int err = mbuf_reserve(b, off + len);
 
@@ -300,7 +299,8 @@ static int sync_file(struct mfile *f)
 			err = mbuf_reserve(&f->syn, hi);
 			if (err)
 				return err;
-			mbuf_read(&f->cur, f->syn.p + lo, (size_t)(hi - lo), lo);
+			mbuf_read(&f->cur, f->syn.p + lo, (size_t)(hi - lo),
+				  lo);
 		}
 		f->has_dirty = false;
 	}
@@ -533,19 +533,19 @@ static void m_destroy(void *data)
 }
 
 static const struct wal_storage_ops mem_ops = {
-	.open = m_open,
-	.close = m_close,
-	.read = m_read,
-	.write = m_write,
-	.sync = m_sync,
-	.size = m_size,
-	.truncate = m_truncate,
-	.allocate = m_allocate,
-	.unlink = m_unlink,
-	.rename = m_rename,
-	.list = m_list,
-	.sync_dir = m_sync_dir,
-	.destroy = m_destroy,
+    .open = m_open,
+    .close = m_close,
+    .read = m_read,
+    .write = m_write,
+    .sync = m_sync,
+    .size = m_size,
+    .truncate = m_truncate,
+    .allocate = m_allocate,
+    .unlink = m_unlink,
+    .rename = m_rename,
+    .list = m_list,
+    .sync_dir = m_sync_dir,
+    .destroy = m_destroy,
 };
 
 /* ---- public */
@@ -693,8 +693,7 @@ out:
 	return err;
 }
 
-int64_t wal_mem_storage_file_size(const struct wal_storage *s,
-				  const char *name)
+int64_t wal_mem_storage_file_size(const struct wal_storage *s, const char *name)
 {
 	struct mstore *m = mem_of(s);
 	struct mfile *f;

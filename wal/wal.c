@@ -30,7 +30,7 @@
 
 static const char *const wal_messages[] = {
 #define WAL_ERROR_MSG(name, value, msg) [value - 7000] = msg,
-	WAL_ERRORS(WAL_ERROR_MSG)
+    WAL_ERRORS(WAL_ERROR_MSG)
 #undef WAL_ERROR_MSG
 };
 
@@ -38,8 +38,8 @@ const char *wal_strerror(int code)
 {
 	int c = code < 0 ? -code : code;
 
-	if (c > 7000 && c - 7000 < (int)(sizeof(wal_messages) /
-					 sizeof(wal_messages[0])) &&
+	if (c > 7000 &&
+	    c - 7000 < (int)(sizeof(wal_messages) / sizeof(wal_messages[0])) &&
 	    wal_messages[c - 7000])
 		return wal_messages[c - 7000];
 	if (code == 0)
@@ -351,13 +351,14 @@ int wal_open(const struct wal_config *cfg, struct wal **out,
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	w->sync_mode = cfg->sync_mode;
-	w->seg_size = cfg->segment_size ? cfg->segment_size
-					: WAL_DEFAULT_SEGMENT_SIZE;
+	w->seg_size =
+	    cfg->segment_size ? cfg->segment_size : WAL_DEFAULT_SEGMENT_SIZE;
 	w->read_only = cfg->read_only;
 	w->loop = cfg->loop;
 	w->st = cfg->storage;
 	if (!w->st) {
-		rc = wal__file_storage_open(cfg->dir, !cfg->read_only, &w->own_st);
+		rc = wal__file_storage_open(cfg->dir, !cfg->read_only,
+					    &w->own_st);
 		if (rc < 0)
 			goto err_free;
 		w->st = w->own_st;
@@ -388,8 +389,8 @@ err_free:
 	return rc;
 }
 
-int wal_append(struct wal *w, uint32_t type, const void *payload,
-	       size_t len, bool forced, wal_cb cb, void *data)
+int wal_append(struct wal *w, uint32_t type, const void *payload, size_t len,
+	       bool forced, wal_cb cb, void *data)
 {
 	struct wal__req *r;
 	int rc;
@@ -399,7 +400,8 @@ int wal_append(struct wal *w, uint32_t type, const void *payload,
 	rc = can_write(w);
 	if (rc < 0)
 		return rc;
-	if (len > w->seg_size - WAL_SEGMENT_HEADER_SIZE - WAL_RECORD_HEADER_SIZE ||
+	if (len > w->seg_size - WAL_SEGMENT_HEADER_SIZE -
+		      WAL_RECORD_HEADER_SIZE ||
 	    len > UINT32_MAX)
 		return -WAL_ETOOBIG;
 	r = req_new(WAL__REQ_APPEND, WAL_RECORD_HEADER_SIZE + len, cb, data);

@@ -71,19 +71,21 @@
  * WAL-specific error codes; functions return them negated (-WAL_EFAILED).
  * Any other negative value is -errno passed through from the storage.
  */
-#define WAL_ERRORS(X)                                                         \
-	X(WAL_ETOOBIG, 7001, "record too large for a segment")                \
-	X(WAL_EFAILED, 7002, "log failed after a write or sync error; reopen " \
-			     "it to recover")                                 \
-	X(WAL_ECLOSED, 7003, "log is closing")                                \
-	X(WAL_ECOMPACTED, 7004, "lsn is before the start of the log "         \
-				"(prefix truncated)")                         \
-	X(WAL_ERANGE, 7005, "lsn is beyond the end of the log")               \
-	X(WAL_EREADONLY, 7006, "log was opened read-only")                    \
-	X(WAL_ECORRUPT, 7007, "record failed its check inside the log")       \
-	X(WAL_EFORMAT, 7008, "not a decree log file (bad magic or version)")  \
-	X(WAL_ESTALE, 7009, "iterator invalidated by a truncation")           \
-	X(WAL_EBUSY, 7010, "another operation is in progress")               \
+#define WAL_ERRORS(X)                                                          \
+	X(WAL_ETOOBIG, 7001, "record too large for a segment")                 \
+	X(WAL_EFAILED, 7002,                                                   \
+	  "log failed after a write or sync error; reopen "                    \
+	  "it to recover")                                                     \
+	X(WAL_ECLOSED, 7003, "log is closing")                                 \
+	X(WAL_ECOMPACTED, 7004,                                                \
+	  "lsn is before the start of the log "                                \
+	  "(prefix truncated)")                                                \
+	X(WAL_ERANGE, 7005, "lsn is beyond the end of the log")                \
+	X(WAL_EREADONLY, 7006, "log was opened read-only")                     \
+	X(WAL_ECORRUPT, 7007, "record failed its check inside the log")        \
+	X(WAL_EFORMAT, 7008, "not a decree log file (bad magic or version)")   \
+	X(WAL_ESTALE, 7009, "iterator invalidated by a truncation")            \
+	X(WAL_EBUSY, 7010, "another operation is in progress")                 \
 	X(WAL_ELOCKED, 7011, "log directory is in use by another process")
 
 enum wal_error {
@@ -97,10 +99,10 @@ const char *wal_strerror(int code);
 
 /* ---------------------------------------------------------- on-disk sizes */
 
-#define WAL_SEGMENT_HEADER_SIZE 32u
-#define WAL_RECORD_HEADER_SIZE 24u
+#define WAL_SEGMENT_HEADER_SIZE	 32u
+#define WAL_RECORD_HEADER_SIZE	 24u
 #define WAL_DEFAULT_SEGMENT_SIZE (64u * 1024u * 1024u)
-#define WAL_MIN_SEGMENT_SIZE 4096u
+#define WAL_MIN_SEGMENT_SIZE	 4096u
 
 /* ----------------------------------------------------------------- storage */
 
@@ -258,13 +260,13 @@ const char *wal_cut_reason_name(enum wal_cut_reason reason);
 
 /* What recovery on open found and did. */
 struct wal_recovery_report {
-	uint64_t first_lsn;	   /* first LSN readable (start of log) */
-	uint64_t last_lsn;	   /* last LSN kept; first_lsn - 1 if empty */
-	uint64_t records;	   /* records kept */
-	uint32_t segments;	   /* segments kept */
-	uint32_t segments_removed; /* whole segments deleted past the cut or
-				      below the prefix marker, plus stray
-				      temporary files */
+	uint64_t first_lsn;	    /* first LSN readable (start of log) */
+	uint64_t last_lsn;	    /* last LSN kept; first_lsn - 1 if empty */
+	uint64_t records;	    /* records kept */
+	uint32_t segments;	    /* segments kept */
+	uint32_t segments_removed;  /* whole segments deleted past the cut or
+				       below the prefix marker, plus stray
+				       temporary files */
 	enum wal_cut_reason reason; /* WAL_CUT_NONE: nothing was cut */
 	char segment[64];	    /* segment holding the cut ("" if none) */
 	uint64_t cut_offset;	    /* byte offset of the cut in segment */
@@ -292,8 +294,8 @@ int wal_open(const struct wal_config *cfg, struct wal **out,
  * LSN or an error), or -EINVAL, -WAL_ETOOBIG, -WAL_EFAILED, -WAL_ECLOSED,
  * -WAL_EREADONLY, -ENOMEM (cb never fires).  cb may be NULL.
  */
-int wal_append(struct wal *w, uint32_t type, const void *payload,
-	       size_t len, bool forced, wal_cb cb, void *data);
+int wal_append(struct wal *w, uint32_t type, const void *payload, size_t len,
+	       bool forced, wal_cb cb, void *data);
 
 /*
  * Makes every record appended before this call durable; cb gets the LSN of
@@ -358,12 +360,12 @@ int wal_failed(const struct wal *w);
 const char *wal_errmsg(const struct wal *w);
 
 struct wal_stats {
-	uint64_t records;    /* records written */
-	uint64_t bytes;	     /* bytes written (records and segment headers) */
-	uint64_t writes;     /* write calls */
-	uint64_t syncs;	     /* data syncs (sync calls, or DSYNC batches) */
-	uint64_t batches;    /* writer runs that wrote at least one record */
-	uint64_t rotations;  /* segments created */
+	uint64_t records;   /* records written */
+	uint64_t bytes;	    /* bytes written (records and segment headers) */
+	uint64_t writes;    /* write calls */
+	uint64_t syncs;	    /* data syncs (sync calls, or DSYNC batches) */
+	uint64_t batches;   /* writer runs that wrote at least one record */
+	uint64_t rotations; /* segments created */
 };
 void wal_stats_get(const struct wal *w, struct wal_stats *out);
 

@@ -230,7 +230,8 @@ static int bench_baseline(const char *dir, double seconds, struct result *res)
 
 		if (t0 >= end)
 			break;
-		if (pwrite(fd, rec, sizeof(rec), (off_t)off) != (ssize_t)sizeof(rec) ||
+		if (pwrite(fd, rec, sizeof(rec), (off_t)off) !=
+			(ssize_t)sizeof(rec) ||
 		    fdatasync(fd) < 0) {
 			rc = -errno;
 			break;
@@ -323,7 +324,8 @@ int main(int argc, char **argv)
 		for (size_t c = 0; c < nconf && rc == 0; c++) {
 			snprintf(sub, sizeof(sub), "%s/run-%zu", dir, napp[c]);
 			if (napp[c] == 0)
-				rc = bench_baseline(sub, seconds / rounds, &res[c]);
+				rc = bench_baseline(sub, seconds / rounds,
+						    &res[c]);
 			else
 				rc = bench_wal(sub, napp[c], seconds / rounds,
 					       mode, &res[c]);
@@ -343,9 +345,10 @@ int main(int argc, char **argv)
 		  0, 0, 0);
 	for (size_t c = 1; c < nconf; c++) {
 		snprintf(name, sizeof(name), "%zu", napp[c]);
-		print_row(name, mode == WAL_SYNC_FDATASYNC ? "wal fdatasync"
-				: mode == WAL_SYNC_DSYNC   ? "wal dsync"
-							   : "wal none (unsafe)",
+		print_row(name,
+			  mode == WAL_SYNC_FDATASYNC ? "wal fdatasync"
+			  : mode == WAL_SYNC_DSYNC   ? "wal dsync"
+						     : "wal none (unsafe)",
 			  &res[c], base_rps, base_p50, p99);
 	}
 	for (size_t c = 0; c < nconf; c++)

@@ -55,7 +55,8 @@ static void append_lsn(struct wal *w, bool forced, struct acks *a)
 			 0);
 }
 
-static struct wal *open_mem(struct wal_storage *st, struct wal_recovery_report *rep)
+static struct wal *open_mem(struct wal_storage *st,
+			    struct wal_recovery_report *rep)
 {
 	struct wal_config cfg;
 	struct wal *w = NULL;
@@ -122,9 +123,9 @@ START_TEST(crc32c_matches_standard_vector)
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (unsigned char)(i * 31 + 7);
 	/* one call equals two chained calls, at an unaligned split */
-	ck_assert_uint_eq(wal_crc32c(0, big, sizeof(big)),
-			  wal_crc32c(wal_crc32c(0, big, 13), big + 13,
-				     sizeof(big) - 13));
+	ck_assert_uint_eq(
+	    wal_crc32c(0, big, sizeof(big)),
+	    wal_crc32c(wal_crc32c(0, big, 13), big + 13, sizeof(big) - 13));
 	ck_assert_str_eq(wal_strerror(-WAL_ETOOBIG),
 			 "record too large for a segment");
 	ck_assert_str_eq(wal_strerror(-EIO), strerror(EIO));
@@ -173,7 +174,8 @@ START_TEST(forced_records_survive_crash_unsynced_never_corrupt)
 		r = r * 1103515245u + 12345u;
 		if (seed % 3 == 0)
 			wal_mem_storage_crash_torn(
-				st, (r >> 8) % (wal_mem_storage_last_write_len(st) + 1));
+			    st, (r >> 8) %
+				    (wal_mem_storage_last_write_len(st) + 1));
 		else
 			wal_mem_storage_crash(st);
 		reopen(st, &w, &rep);
@@ -226,7 +228,8 @@ START_TEST(torn_write_at_every_offset_recovers_completed_records)
 		if (keep == 0 || (whole && bounds[whole - 1] == keep))
 			ck_assert_int_eq(rep.reason, WAL_CUT_NONE);
 		else
-			ck_assert_msg(rep.reason != WAL_CUT_NONE, "keep %zu", keep);
+			ck_assert_msg(rep.reason != WAL_CUT_NONE, "keep %zu",
+				      keep);
 		check_contents(w, 1, rep.last_lsn);
 		/* the log continues densely after the cut */
 		append_lsn(w, true, &a);
@@ -300,7 +303,8 @@ START_TEST(bad_record_in_middle_segment_drops_later_segments)
 	wal_close(w, NULL, NULL);
 	snprintf(name, sizeof(name), "%016x.wal", 1);
 	/* damage the third record of the first segment */
-	ck_assert_int_eq(wal_mem_storage_flip_bit(st, name, 32 + 3 * 24 + 70, 2), 0);
+	ck_assert_int_eq(
+	    wal_mem_storage_flip_bit(st, name, 32 + 3 * 24 + 70, 2), 0);
 	w = open_mem(st, &rep);
 	ck_assert_uint_lt(rep.last_lsn, 4);
 	ck_assert_uint_gt(rep.segments_removed, 2);
@@ -416,7 +420,8 @@ static void assert_no_dead_segments(struct wal_storage *st, uint64_t first)
 
 	ck_assert_int_eq(st->ops->list(st->data, &names, &count), 0);
 	for (size_t i = 0; i < count; i++) {
-		if (sscanf(names[i], "%16" SCNx64 ".wal", &v) == 1 && v <= first)
+		if (sscanf(names[i], "%16" SCNx64 ".wal", &v) == 1 &&
+		    v <= first)
 			below++;
 	}
 	wal_storage_list_free(names, count);
@@ -441,7 +446,8 @@ static void prefix_case(uint64_t cut)
 		ck_assert_uint_eq(wal_first_lsn(w), cut);
 		wal_step(w);
 		ck_assert_uint_eq(a.n, 1);
-		done = wal_mem_storage_count(st, WAL_MEM_OP_MUTATING) - before < n;
+		done =
+		    wal_mem_storage_count(st, WAL_MEM_OP_MUTATING) - before < n;
 		wal_mem_storage_crash(st);
 		wal_mem_storage_fail(st, 0, 0, 0, false);
 		reopen(st, &w, &rep);
@@ -460,9 +466,10 @@ static void prefix_case(uint64_t cut)
 		/* the log goes on from where it is */
 		append_lsn(w, true, &a);
 		wal_step(w);
-		ck_assert_int_eq(a.results[1], (int64_t)rep.last_lsn + 1 > (int64_t)rep.first_lsn
-						       ? (int64_t)rep.last_lsn + 1
-						       : (int64_t)rep.first_lsn);
+		ck_assert_int_eq(a.results[1], (int64_t)rep.last_lsn + 1 >
+						       (int64_t)rep.first_lsn
+						   ? (int64_t)rep.last_lsn + 1
+						   : (int64_t)rep.first_lsn);
 		wal_close(w, NULL, NULL);
 		wal_mem_storage_free(st);
 		ck_assert_int_lt(n, 200);
@@ -499,7 +506,8 @@ static void suffix_case(uint64_t cut)
 		ck_assert_uint_eq(wal_next_lsn(w), cut + 1);
 		wal_step(w);
 		ck_assert_uint_eq(a.n, 1);
-		done = wal_mem_storage_count(st, WAL_MEM_OP_MUTATING) - before < n;
+		done =
+		    wal_mem_storage_count(st, WAL_MEM_OP_MUTATING) - before < n;
 		wal_mem_storage_crash(st);
 		wal_mem_storage_fail(st, 0, 0, 0, false);
 		reopen(st, &w, &rep);
@@ -604,9 +612,9 @@ START_TEST(thousands_of_waiters_complete_once_in_lsn_order)
 	cfg.segment_size = 64 * 1024;
 	ck_assert_int_eq(wal_open(&cfg, &w, NULL), 0);
 	for (size_t i = 0; i < o.total; i++)
-		ck_assert_int_eq(wal_append(w, 1, &i, sizeof(i), i % 3 == 0,
-					    order_cb, &o),
-				 0);
+		ck_assert_int_eq(
+		    wal_append(w, 1, &i, sizeof(i), i % 3 == 0, order_cb, &o),
+		    0);
 	ck_assert_int_eq(wal_sync(w, sync_then_close, &o), 0);
 	ck_assert_uint_eq(wal_pending(w), o.total + 1);
 	wal_stats_get(w, &stats);
@@ -647,7 +655,8 @@ START_TEST(manual_step_is_one_write_and_one_sync)
 	ck_assert_uint_eq(s.records, 20);
 	ck_assert_uint_eq(s.batches, 1);
 	/* one segment creation (header write + sync) and one batch */
-	ck_assert_int_eq(wal_mem_storage_count(st, WAL_MEM_OP_WRITE) - writes, 2);
+	ck_assert_int_eq(wal_mem_storage_count(st, WAL_MEM_OP_WRITE) - writes,
+			 2);
 	ck_assert_int_eq(wal_mem_storage_count(st, WAL_MEM_OP_SYNC) - syncs, 2);
 	/* non-forced: written, not synced; wal_sync then syncs once */
 	append_lsn(w, false, a);
@@ -704,7 +713,8 @@ START_TEST(bad_input_is_rejected_and_changes_nothing)
 	ck_assert_int_eq(wal_truncate_prefix(w, 5, NULL, NULL), 0);
 	wal_step(w);
 	ck_assert_int_eq(wal_iter_open(w, 4, &it), -WAL_ECOMPACTED);
-	ck_assert_int_eq(wal_truncate_suffix(w, 2, NULL, NULL), -WAL_ECOMPACTED);
+	ck_assert_int_eq(wal_truncate_suffix(w, 2, NULL, NULL),
+			 -WAL_ECOMPACTED);
 	check_contents(w, 5, 10);
 	wal_close(w, NULL, NULL);
 	/* read-only refuses writes */
@@ -895,8 +905,8 @@ START_TEST(real_files_reopen_after_rotation)
 		char buf[160];
 		size_t len = payload_of(i + 1, buf, sizeof(buf));
 
-		ck_assert_int_eq(wal_append(w, (uint32_t)((i + 1) % 5), buf, len,
-					    true, file_done_cb, &o),
+		ck_assert_int_eq(wal_append(w, (uint32_t)((i + 1) % 5), buf,
+					    len, true, file_done_cb, &o),
 				 0);
 	}
 	uv_run(&loop, UV_RUN_DEFAULT);
@@ -1006,7 +1016,8 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, crc32c_matches_standard_vector);
 	tcase_add_test(tc, forced_records_survive_crash_unsynced_never_corrupt);
-	tcase_add_test(tc, torn_write_at_every_offset_recovers_completed_records);
+	tcase_add_test(tc,
+		       torn_write_at_every_offset_recovers_completed_records);
 	tcase_add_test(tc, flipped_bit_anywhere_cuts_log_there);
 	tcase_add_test(tc, bad_record_in_middle_segment_drops_later_segments);
 	tcase_add_test(tc, records_after_a_lost_write_never_come_back);
@@ -1015,9 +1026,11 @@ int main(void)
 	tcase_add_test(tc, enospc_on_write_fails_waiters_and_keeps_acked);
 	tcase_add_test(tc, enospc_on_preallocate_fails_rotation);
 	tcase_add_test(tc, prefix_truncation_survives_crash_at_every_step);
-	tcase_add_test(tc, prefix_truncation_past_end_survives_crash_at_every_step);
+	tcase_add_test(tc,
+		       prefix_truncation_past_end_survives_crash_at_every_step);
 	tcase_add_test(tc, suffix_truncation_survives_crash_at_every_step);
-	tcase_add_test(tc, suffix_truncation_at_segment_boundary_survives_crash);
+	tcase_add_test(tc,
+		       suffix_truncation_at_segment_boundary_survives_crash);
 	tcase_add_test(tc, thousands_of_waiters_complete_once_in_lsn_order);
 	tcase_add_test(tc, manual_step_is_one_write_and_one_sync);
 	tcase_add_test(tc, bad_input_is_rejected_and_changes_nothing);

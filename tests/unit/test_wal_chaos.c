@@ -25,7 +25,7 @@
 #include <string.h>
 
 #define MAXLSN 4096
-#define NVER 8
+#define NVER   8
 
 struct model {
 	unsigned seed;
@@ -71,10 +71,10 @@ static void ver_cut(struct model *m, uint64_t lsn, uint32_t mark)
 
 static bool trace;
 
-#define TRACE(...)                                                            \
-	do {                                                                  \
-		if (trace)                                                    \
-			fprintf(stderr, __VA_ARGS__);                         \
+#define TRACE(...)                                                             \
+	do {                                                                   \
+		if (trace)                                                     \
+			fprintf(stderr, __VA_ARGS__);                          \
 	} while (0)
 
 static unsigned rnd(unsigned *s)
@@ -86,7 +86,8 @@ static unsigned rnd(unsigned *s)
 static size_t payload(uint64_t lsn, uint32_t version, char *buf)
 {
 	return (size_t)snprintf(buf, 64, "lsn %" PRIu64 " v %" PRIu32 " %.*s",
-				lsn, version, (int)(lsn % 23), "xxxxxxxxxxxxxxxxxxxxxxx");
+				lsn, version, (int)(lsn % 23),
+				"xxxxxxxxxxxxxxxxxxxxxxx");
 }
 
 static void on_ack(struct wal *w, int64_t result, void *data)
@@ -160,33 +161,34 @@ static struct wal *reopen(struct wal_storage *st, struct model *m)
 	cfg.segment_size = 4096;
 	rc = wal_open(&cfg, &w, &rep);
 	ck_assert_msg(rc == 0, "seed %u: open: %s", m->seed, wal_strerror(rc));
-	TRACE("open: first %" PRIu64 " last %" PRIu64 " reason %s durable %" PRIu64
-	      "\n", rep.first_lsn, rep.last_lsn,
-	      wal_cut_reason_name(rep.reason), m->durable);
+	TRACE("open: first %" PRIu64 " last %" PRIu64
+	      " reason %s durable %" PRIu64 "\n",
+	      rep.first_lsn, rep.last_lsn, wal_cut_reason_name(rep.reason),
+	      m->durable);
 	/* 3 */
-	ck_assert_msg(rep.last_lsn >= m->durable ||
-			      rep.last_lsn >= m->cut_asked ||
-			      rep.first_lsn > m->durable,
-		      "seed %u: lost durable records: last %" PRIu64
-		      " durable %" PRIu64,
-		      m->seed, rep.last_lsn, m->durable);
+	ck_assert_msg(
+	    rep.last_lsn >= m->durable || rep.last_lsn >= m->cut_asked ||
+		rep.first_lsn > m->durable,
+	    "seed %u: lost durable records: last %" PRIu64 " durable %" PRIu64,
+	    m->seed, rep.last_lsn, m->durable);
 	/* 4 */
-	ck_assert_msg(rep.first_lsn >= m->start_acked &&
-			      (rep.first_lsn <= m->start_asked ||
-			       rep.first_lsn == 1),
-		      "seed %u: start %" PRIu64 " acked %" PRIu64
-		      " asked %" PRIu64,
-		      m->seed, rep.first_lsn, m->start_acked, m->start_asked);
+	ck_assert_msg(
+	    rep.first_lsn >= m->start_acked &&
+		(rep.first_lsn <= m->start_asked || rep.first_lsn == 1),
+	    "seed %u: start %" PRIu64 " acked %" PRIu64 " asked %" PRIu64,
+	    m->seed, rep.first_lsn, m->start_acked, m->start_asked);
 	/* 1, 2 */
 	ck_assert_int_eq(wal_iter_open(w, rep.first_lsn, &it), 0);
 	want = rep.first_lsn;
 	while ((rc = wal_iter_next(it, &e)) == 1) {
-		ck_assert_msg(e.lsn == want, "seed %u: lsn %" PRIu64
-			      " want %" PRIu64, m->seed, e.lsn, want);
+		ck_assert_msg(e.lsn == want,
+			      "seed %u: lsn %" PRIu64 " want %" PRIu64, m->seed,
+			      e.lsn, want);
 		ck_assert_msg(ver_ok(m, e.lsn, e.payload, e.len),
 			      "seed %u: lsn %" PRIu64 " holds a stale or "
-			      "damaged payload: %.*s", m->seed, e.lsn,
-			      (int)e.len, (const char *)e.payload);
+			      "damaged payload: %.*s",
+			      m->seed, e.lsn, (int)e.len,
+			      (const char *)e.payload);
 		want++;
 	}
 	ck_assert_msg(rc == 0, "seed %u: iterate: %s", m->seed,
@@ -291,7 +293,9 @@ static void run_seed(unsigned seed)
 				TRACE("crash\n");
 				wal_mem_storage_crash(st);
 			} else {
-				size_t keep = rnd(&s) % (wal_mem_storage_last_write_len(st) + 1);
+				size_t keep =
+				    rnd(&s) %
+				    (wal_mem_storage_last_write_len(st) + 1);
 
 				TRACE("crash torn keep %zu of %zu\n", keep,
 				      wal_mem_storage_last_write_len(st));

@@ -32,7 +32,8 @@ static char *run_dump(int *status)
 	int rc;
 
 	ck_assert_msg(access(decree_bin(), X_OK) == 0,
-		      "decree binary %s not found (set DECREE_BIN)", decree_bin());
+		      "decree binary %s not found (set DECREE_BIN)",
+		      decree_bin());
 	snprintf(cmd, sizeof(cmd), "%s wal dump %s 2>&1", decree_bin(), dir);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
@@ -64,7 +65,8 @@ static void make_log(void)
 	cfg.segment_size = 64 * 1024;
 	ck_assert_int_eq(wal_open(&cfg, &w, NULL), 0);
 	ck_assert_int_eq(wal_append(w, 3, j1, strlen(j1), true, NULL, NULL), 0);
-	ck_assert_int_eq(wal_append(w, 1, bin, sizeof(bin), true, NULL, NULL), 0);
+	ck_assert_int_eq(wal_append(w, 1, bin, sizeof(bin), true, NULL, NULL),
+			 0);
 	ck_assert_int_eq(wal_append(w, 2, "[1,2]", 5, true, NULL, NULL), 0);
 	ck_assert_int_eq(wal_append(w, 2, "", 0, true, NULL, NULL), 0);
 	ck_assert_int_eq(wal_step(w), 4);
@@ -91,14 +93,15 @@ START_TEST(dump_prints_json_hex_and_clean_verdict)
 	make_log();
 	out = run_dump(&status);
 	ck_assert_int_eq(status, 0);
-	ck_assert_ptr_nonnull(strstr(
-		out, "lsn=1 type=3 len=34 "
-		     "payload={\"gid\":\"t1\",\"decision\":\"commit\"}\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(out, "lsn=1 type=3 len=34 "
+			"payload={\"gid\":\"t1\",\"decision\":\"commit\"}\n"));
 	ck_assert_ptr_nonnull(strstr(out, "lsn=2 type=1 len=4 hex=deadbeef\n"));
-	ck_assert_ptr_nonnull(strstr(out, "lsn=3 type=2 len=5 payload=[1,2]\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(out, "lsn=3 type=2 len=5 payload=[1,2]\n"));
 	ck_assert_ptr_nonnull(strstr(out, "lsn=4 type=2 len=0 hex=\n"));
 	ck_assert_ptr_nonnull(
-		strstr(out, "verdict: clean, 4 records, lsn 1..4, 1 segment\n"));
+	    strstr(out, "verdict: clean, 4 records, lsn 1..4, 1 segment\n"));
 	free(out);
 	remove_log();
 }
@@ -125,9 +128,10 @@ START_TEST(dump_reports_cut_and_changes_nothing)
 	ck_assert_int_eq(status, 1);
 	ck_assert_ptr_nonnull(strstr(out, "lsn=2 type=1"));
 	ck_assert_ptr_null(strstr(out, "lsn=3 "));
-	ck_assert_ptr_nonnull(strstr(out, "verdict: cut in 0000000000000001.wal "
-					  "at offset 118 (lsn 3): checksum "
-					  "mismatch"));
+	ck_assert_ptr_nonnull(strstr(out,
+				     "verdict: cut in 0000000000000001.wal "
+				     "at offset 118 (lsn 3): checksum "
+				     "mismatch"));
 	ck_assert_int_eq(stat(seg, &after), 0);
 	ck_assert_int_eq(before.st_size, after.st_size);
 	ck_assert_int_eq(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
