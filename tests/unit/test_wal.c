@@ -634,6 +634,55 @@ START_TEST(thousands_of_waiters_complete_once_in_lsn_order)
 }
 END_TEST
 
+struct fail_run {
+	size_t fired, errors, eio;
+	int after, closed;
+};
+
+static void fail_cb(struct wal *w, int64_t result, void *data)
+{
+	struct fail_run *f = data;
+
+	f->fired++;
+	f->errors += result < 0;
+	f->eio += result == -EIO;
+	if (f->fired == 200) {
+		f->after = wal_append(w, 1, "x", 1, true, NULL, NULL);
+		wal_close(w, closed_cb, &f->closed);
+	}
+}
+
+START_TEST(threaded_sync_error_reaches_every_waiter_on_the_loop)
+{
+	struct wal_storage *st = wal_mem_storage_new();
+	struct fail_run f = {0};
+	struct wal_config cfg;
+	uv_loop_t loop;
+	struct wal *w;
+
+	uv_loop_init(&loop);
+	wal_config_init(&cfg);
+	cfg.storage = st;
+	cfg.loop = &loop;
+	cfg.segment_size = SEG;
+	ck_assert_int_eq(wal_open(&cfg, &w, NULL), 0);
+	/* the first sync of a record batch fails (the segment creation's
+	 * sync is the first one) */
+	wal_mem_storage_fail(st, WAL_MEM_OP_SYNC, 2, -EIO, false);
+	for (int i = 0; i < 200; i++)
+		ck_assert_int_eq(
+		    wal_append(w, 1, &i, sizeof(i), true, fail_cb, &f), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(f.closed, 1);
+	ck_assert_uint_eq(f.fired, 200);
+	/* the first batch hit the error; it and everything after failed */
+	ck_assert_uint_eq(f.eio, 200);
+	ck_assert_int_eq(f.after, -WAL_EFAILED);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	wal_mem_storage_free(st);
+}
+END_TEST
+
 START_TEST(manual_step_is_one_write_and_one_sync)
 {
 	struct wal_storage *st = wal_mem_storage_new();
@@ -1033,6 +1082,8 @@ int main(void)
 		       suffix_truncation_at_segment_boundary_survives_crash);
 	tcase_add_test(tc, thousands_of_waiters_complete_once_in_lsn_order);
 	tcase_add_test(tc, manual_step_is_one_write_and_one_sync);
+	tcase_add_test(tc,
+		       threaded_sync_error_reaches_every_waiter_on_the_loop);
 	tcase_add_test(tc, bad_input_is_rejected_and_changes_nothing);
 	tcase_add_test(tc, read_only_open_reports_cut_and_changes_nothing);
 	tcase_add_test(tc, sync_modes_none_and_dsync);
