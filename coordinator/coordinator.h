@@ -532,6 +532,15 @@ struct coordinator_engine_config {
 	size_t nbackoff;
 	/* frees a branch's stmts when its txn leaves the table; may be NULL */
 	void (*free_stmts)(void *stmts);
+	/*
+	 * Raft mode (DESIGN.md section 5, "no work lost to failover"): every
+	 * abort decided after PREPAREs went out is forced (an ABORT record)
+	 * before any rollback or reply, as commits are.  That makes it safe
+	 * for a successor to finish an older-epoch transaction whose every
+	 * branch is prepared and that has no decision
+	 * (coordinator_engine_resolve() with finish_prepared).
+	 */
+	bool log_aborts;
 };
 
 struct coordinator_branch_req {
@@ -622,14 +631,37 @@ size_t coordinator_recovery_keys(const struct coordinator_recovery *r,
 					   bool open),
 				 void *arg);
 
+/* True if the log holds a decision (commit or abort) for this txn id. */
+bool coordinator_recovery_is_decided(const struct coordinator_recovery *r,
+				     const char *txn);
+
 enum coordinator_action {
 	COORDINATOR_ACT_NONE,     /* not ours, current epoch, or unparsable */
 	COORDINATOR_ACT_COMMIT,   /* older epoch, commit decision */
 	COORDINATOR_ACT_ROLLBACK, /* older epoch, no commit decision */
+	COORDINATOR_ACT_FINISH,   /* Raft mode: older epoch, no decision, every
+				   * branch prepared: force COMMIT, commit */
 };
 /* What to do with a prepared gid found on a resource. */
 enum coordinator_action coordinator_recovery_classify(const struct coordinator_recovery *r,
 						      const char *gid);
+
+/* A prepared transaction some resource reported. */
+struct coordinator_prepared {
+	const char *resource;
+	const char *gid;
+};
+/*
+ * Plans every resource's prepared gids at once: out[i] is the action for
+ * items[i] (classify's, or FINISH when finish_prepared is set, the log has
+ * no decision for the txn and items hold all n of its branches).  Only for
+ * Raft mode (log_aborts), where no client can have heard "aborted" for a
+ * transaction without an ABORT record.  Pure; returns 0.
+ */
+int coordinator_recovery_plan(const struct coordinator_recovery *r,
+			      const struct coordinator_prepared *items,
+			      size_t n, bool finish_prepared,
+			      enum coordinator_action *out);
 
 /*
  * Hands the recovery to the engine: forces the next epoch (no begin is
@@ -651,6 +683,19 @@ long coordinator_engine_reconcile(struct coordinator_engine *e,
 				  const char *resource,
 				  const char *const *gids, size_t ngids,
 				  uint64_t now, struct coordinator_fx *fx);
+/*
+ * The same over every resource's list at once (after a restart or a new
+ * leader's first entry commits).  With the engine in Raft mode
+ * (log_aborts), an older-epoch transaction with no decision whose every
+ * branch is prepared is finished (COMMIT forced, then COMMIT PREPARED)
+ * instead of rolled back; otherwise this is reconcile per item.  Returns
+ * how many operations or decisions it issued.
+ */
+long coordinator_engine_resolve(struct coordinator_engine *e,
+				const struct coordinator_recovery *r,
+				const struct coordinator_prepared *items,
+				size_t n, uint64_t now,
+				struct coordinator_fx *fx);
 
 /* ------------------------------------------------- postgres driver (pgd) */
 

@@ -14,6 +14,9 @@
  *     a gid at all) -> leave it; current or newer epoch -> leave it (a live
  *     transaction); older epoch with a COMMIT decision in the log -> commit;
  *     older epoch otherwise -> roll back (presumed abort).
+ *  5. Raft mode only (aborts are logged too, engine rule 6): an older-epoch
+ *     transaction with no decision at all whose every branch k of n is
+ *     prepared somewhere -> finish it: force a COMMIT, then commit.
  *
  * Design notes: one entry per transaction id, in first-seen order, indexed
  * by an open-addressing hash so a long log replays in linear time.
@@ -29,6 +32,7 @@ struct entry {
 	char *id;
 	char *key;                     /* idempotency key, NULL if none */
 	bool committed;                /* a COMMIT decision was seen */
+	bool aborted;                  /* an ABORT decision was seen */
 	struct coordinator_record *open; /* BEGIN/COMMIT/ABORT without END */
 };
 
@@ -197,6 +201,8 @@ int coordinator_recovery_add(struct coordinator_recovery *r,
 	switch (rec->type) {
 	case COORDINATOR_REC_BEGIN:
 	case COORDINATOR_REC_ABORT:
+		if (rec->type == COORDINATOR_REC_ABORT && !e->committed)
+			e->aborted = true;
 		if (e->committed) {
 			/* A commit decision is final whatever follows. */
 			coordinator_record_free(copy);
@@ -321,4 +327,54 @@ size_t coordinator_recovery_keys(const struct coordinator_recovery *r,
 			break;
 	}
 	return n;
+}
+
+bool coordinator_recovery_is_decided(const struct coordinator_recovery *r,
+				     const char *txn)
+{
+	const struct entry *e = lookup(r, txn);
+
+	return e != NULL && (e->committed || e->aborted);
+}
+
+/* Txn id of a branch gid into id (COORDINATOR_GID_SIZE bytes). */
+static void txn_of_gid(const char *gid, char *id)
+{
+	snprintf(id, COORDINATOR_GID_SIZE, "%s", gid);
+	*strrchr(id, '_') = '\0';
+}
+
+int coordinator_recovery_plan(const struct coordinator_recovery *r,
+			      const struct coordinator_prepared *items,
+			      size_t n, bool finish_prepared,
+			      enum coordinator_action *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct coordinator_gid g;
+		char id[COORDINATOR_GID_SIZE];
+		uint64_t seen = 0; /* bit k-1: branch k is prepared */
+
+		out[i] = coordinator_recovery_classify(r, items[i].gid);
+		if (out[i] != COORDINATOR_ACT_ROLLBACK || !finish_prepared)
+			continue;
+		txn_of_gid(items[i].gid, id);
+		if (coordinator_recovery_is_decided(r, id))
+			continue;
+		coordinator_gid_parse(items[i].gid, &g);
+		for (size_t k = 0; k < n; k++) {
+			struct coordinator_gid h;
+			char hid[COORDINATOR_GID_SIZE];
+
+			if (coordinator_gid_parse(items[k].gid, &h) < 0 ||
+			    h.branches != g.branches)
+				continue;
+			txn_of_gid(items[k].gid, hid);
+			if (strcmp(hid, id) == 0)
+				seen |= 1ull << (h.branch - 1);
+		}
+		if (g.branches == 64 ? seen == UINT64_MAX
+				     : seen == (1ull << g.branches) - 1)
+			out[i] = COORDINATOR_ACT_FINISH;
+	}
+	return 0;
 }

@@ -38,6 +38,13 @@
  *     when its answer arrives (or when the phase timer gives up on it).
  *  5. END is written only after phase 2 finished on every branch, and only
  *     when a BEGIN or decision record was written.
+ *  6. Raft mode (log_aborts; Gray & Lamport, "Consensus on Transaction
+ *     Commit", 2006): an abort decided after PREPAREs went out is forced
+ *     before any rollback or reply.  A successor may then commit an
+ *     older-epoch transaction that has no decision and every branch
+ *     prepared, because no one can have been told it aborted.  If that
+ *     ABORT (or any decision) cannot be made durable the transaction is
+ *     frozen: in doubt, nothing done to its branches, restart decides.
  *
  * Transaction states (see docs/protocol.md for the full diagram):
  *
@@ -78,6 +85,7 @@ struct coordinator_engine {
 	char cluster[COORDINATOR_CLUSTER_MAX + 1];
 	enum coordinator_protocol protocol;
 	uint64_t timeout_ms;
+	bool log_aborts;
 	uint64_t *backoff;
 	size_t nbackoff;
 	void (*free_stmts)(void *);
@@ -140,6 +148,7 @@ int coordinator_engine_new(const struct coordinator_engine_config *cfg,
 			      : cfg->protocol;
 	e->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
 	e->free_stmts = cfg->free_stmts;
+	e->log_aborts = cfg->log_aborts;
 	*out = e;
 	return 0;
 
@@ -515,10 +524,48 @@ static void phase2_settled(struct coordinator_fx *fx, struct coordinator_txn *x)
 		set_state(fx, x, COORDINATOR_TXN_ABORTING);
 }
 
+/* A decision whose record could not be made durable: nothing may be
+ * done to the prepared branches until a restart reads the log. */
+static bool frozen(const struct coordinator_txn *x)
+{
+	return x->outcome == COORDINATOR_OUTCOME_UNKNOWN && !x->one_phase &&
+	       x->decision != COORDINATOR_OUTCOME_PENDING;
+}
+
+static void freeze(struct coordinator_engine *e, struct coordinator_fx *fx,
+		   struct coordinator_txn *x, const char *what, uint64_t now)
+{
+	x->outcome = COORDINATOR_OUTCOME_UNKNOWN;
+	txn_error(x, COORDINATOR_ELOG_FAILED, -1, what);
+	set_state(fx, x, COORDINATOR_TXN_IN_DOUBT);
+	reply_all(e, fx, x, now);
+}
+
+/* True once PREPAREs went out (some branch may be prepared). */
+static bool prepares_sent(const struct coordinator_txn *x)
+{
+	for (size_t i = 0; i < x->nbranches; i++) {
+		switch (x->branches[i].state) {
+		case COORDINATOR_BR_PREPARING:
+		case COORDINATOR_BR_PREPARED:
+		case COORDINATOR_BR_LOST:
+		case COORDINATOR_BR_VOTED_NO:
+		case COORDINATOR_BR_READ_ONLY:
+			return true;
+		default:
+			break;
+		}
+	}
+	return false;
+}
+
 static void issue_phase2(struct coordinator_fx *fx, struct coordinator_txn *x,
 			 size_t i)
 {
 	struct coordinator_branch *b = &x->branches[i];
+
+	if (frozen(x))
+		return;
 
 	if (x->decision == COORDINATOR_OUTCOME_COMMITTED) {
 		b->state = COORDINATOR_BR_COMMITTING;
@@ -557,6 +604,8 @@ static void abort_txn(struct coordinator_engine *e, struct coordinator_fx *fx,
 		      struct coordinator_txn *x, int code, int i,
 		      const char *what, bool timed_out, uint64_t now)
 {
+	bool raft_rule;
+
 	if (x->decision != COORDINATOR_OUTCOME_PENDING)
 		return;
 	x->decision = COORDINATOR_OUTCOME_ABORTED;
@@ -587,14 +636,22 @@ static void abort_txn(struct coordinator_engine *e, struct coordinator_fx *fx,
 	} else {
 		cancel_timer(fx, x, -1, &x->timer_id);
 	}
-	if (x->protocol == COORDINATOR_PROTO_2PC_PN && x->begin_logged &&
-	    !e->failed) {
+	raft_rule = e->log_aborts && (prepares_sent(x) || x->begin_logged);
+	if ((x->begin_logged || raft_rule) && !e->failed) {
 		x->log_token = log_rec(e, fx, x, COORDINATOR_REC_ABORT, true);
 		if (x->log_token != 0) {
 			x->awaiting = COORDINATOR_REC_ABORT;
 			x->decision_logged = true;
 			return;
 		}
+	}
+	if (raft_rule) {
+		/* Rule 6: an abort that is not durable may yet be overruled
+		 * by a successor that finds every branch prepared. */
+		freeze(e, fx, x, "the abort decision could not be made durable; "
+				 "the outcome is settled when the coordinator "
+				 "restarts", now);
+		return;
 	}
 	x->outcome = COORDINATOR_OUTCOME_ABORTED;
 	reply_all(e, fx, x, now);
@@ -630,7 +687,10 @@ static void after_run(struct coordinator_engine *e, struct coordinator_fx *fx,
 		if (x->branches[i].read_only != COORDINATOR_HINT_READ_ONLY)
 			all_ro = false;
 	}
-	if (x->protocol == COORDINATOR_PROTO_2PC_PN && !all_ro) {
+	/* PN always logs BEGIN; Raft mode logs it for a keyed txn, so that a
+	 * successor that finishes it knows its key (rule 6). */
+	if ((x->protocol == COORDINATOR_PROTO_2PC_PN ||
+	     (e->log_aborts && x->key[0] != '\0')) && !all_ro) {
 		x->log_token = log_rec(e, fx, x, COORDINATOR_REC_BEGIN, true);
 		if (x->log_token == 0) {
 			abort_txn(e, fx, x, COORDINATOR_ELOG_FAILED, -1,
@@ -1022,13 +1082,9 @@ static int on_log(struct coordinator_engine *e, struct coordinator_fx *fx,
 		if (ev->log_status < 0) {
 			/* Rule 2: not durable, so not committed; and maybe
 			 * durable, so not abortable either.  Recovery knows. */
-			x->outcome = COORDINATOR_OUTCOME_UNKNOWN;
-			txn_error(x, COORDINATOR_ELOG_FAILED, -1,
-				  "the commit decision could not be made durable; "
-				  "the outcome is settled when the coordinator "
-				  "restarts");
-			set_state(fx, x, COORDINATOR_TXN_IN_DOUBT);
-			reply_all(e, fx, x, now);
+			freeze(e, fx, x, "the commit decision could not be made "
+					 "durable; the outcome is settled when "
+					 "the coordinator restarts", now);
 			break;
 		}
 		x->outcome = COORDINATOR_OUTCOME_COMMITTED;
@@ -1040,7 +1096,14 @@ static int on_log(struct coordinator_engine *e, struct coordinator_fx *fx,
 		check_finish(e, fx, x, now);
 		break;
 	case COORDINATOR_REC_ABORT:
-		/* Abort is safe whether or not the record made it. */
+		if (ev->log_status < 0 && e->log_aborts) {
+			freeze(e, fx, x, "the abort decision could not be made "
+					 "durable; the outcome is settled when "
+					 "the coordinator restarts", now);
+			break;
+		}
+		/* PN: abort is safe whether or not the record made it (no
+		 * decision means abort). */
 		x->outcome = COORDINATOR_OUTCOME_ABORTED;
 		reply_all(e, fx, x, now);
 		issue_rollbacks(fx, x);
@@ -1179,6 +1242,63 @@ static int find_branch(const struct coordinator_txn *x, const char *gid)
 	return -1;
 }
 
+static bool undecided(const struct coordinator_txn *x)
+{
+	return x->recovered && x->decision == COORDINATOR_OUTCOME_PENDING;
+}
+
+static int adopt_undecided(struct coordinator_engine *e,
+			   const struct coordinator_record *rec)
+{
+	struct coordinator_txn *x;
+	int rc;
+
+	rc = adopt(e, rec->txn, rec->key, rec->protocol,
+		   COORDINATOR_OUTCOME_PENDING, &x);
+	if (rc < 0)
+		return rc;
+	x->replied = false;
+	x->begin_logged = true;
+	x->state = COORDINATOR_TXN_IN_DOUBT;
+	for (size_t i = 0; i < rec->nbranches; i++) {
+		struct coordinator_branch *b;
+
+		rc = coordinator_txn_branch_add(x, rec->branches[i].resource,
+						rec->branches[i].gid, &b);
+		if (rc < 0)
+			return rc;
+		b->state = COORDINATOR_BR_LOST; /* may be prepared */
+	}
+	return 0;
+}
+
+/* Forces the decision record of a recovered txn; phase 2 follows its
+ * completion (on_log).  false if it could not be appended. */
+static bool log_decision(struct coordinator_engine *e, struct coordinator_fx *fx,
+			 struct coordinator_txn *x,
+			 enum coordinator_outcome decision, uint64_t now)
+{
+	if (fx_reserve(fx, fx_need(x->nbranches)) < 0 || e->failed)
+		return false;
+	x->decision = decision;
+	x->decided_at = now;
+	x->state = decision == COORDINATOR_OUTCOME_COMMITTED
+			   ? COORDINATOR_TXN_COMMITTING
+			   : COORDINATOR_TXN_ABORTING;
+	x->log_token = log_rec(e, fx, x,
+			       decision == COORDINATOR_OUTCOME_COMMITTED
+				       ? COORDINATOR_REC_COMMIT
+				       : COORDINATOR_REC_ABORT,
+			       true);
+	if (x->log_token == 0)
+		return false;
+	x->awaiting = decision == COORDINATOR_OUTCOME_COMMITTED
+			      ? COORDINATOR_REC_COMMIT
+			      : COORDINATOR_REC_ABORT;
+	x->decision_logged = true;
+	return true;
+}
+
 struct keyed {
 	struct coordinator_engine *e;
 	uint64_t now;
@@ -1249,6 +1369,15 @@ int coordinator_engine_recover(struct coordinator_engine *e,
 			continue;
 		if (fx_reserve(fx, fx_need(rec->nbranches)) < 0)
 			return -ENOMEM;
+		if (rec->type == COORDINATOR_REC_BEGIN && e->log_aborts) {
+			/* Rule 6: undecided; coordinator_engine_resolve()
+			 * finishes it or aborts it.  Until then a retry with
+			 * its key waits for it. */
+			rc = adopt_undecided(e, rec);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
 		rc = adopt(e, rec->txn, rec->key, rec->protocol,
 			   commit ? COORDINATOR_OUTCOME_COMMITTED
 				  : COORDINATOR_OUTCOME_ABORTED,
@@ -1272,78 +1401,220 @@ int coordinator_engine_recover(struct coordinator_engine *e,
 	return 0;
 }
 
+/* Reconciles one prepared gid; 1 if an operation went out, 0 if not. */
+static int reconcile_one(struct coordinator_engine *e,
+			 const struct coordinator_recovery *r,
+			 const char *resource, const char *gid, uint64_t now,
+			 struct coordinator_fx *fx)
+{
+	struct coordinator_gid g;
+	struct coordinator_txn *x;
+	enum coordinator_outcome want;
+	char id[COORDINATOR_GID_SIZE];
+	int i, rc;
+
+	if (gid == NULL || coordinator_gid_parse(gid, &g) < 0 ||
+	    !coordinator_gid_is_ours(&g, e->cluster))
+		return 0;
+	if (fx_reserve(fx, FX_PER_TXN) < 0)
+		return -ENOMEM;
+	x = coordinator_table_find(e->t, gid);
+	if (x != NULL && x->recovered && x->log_token != 0 &&
+	    find_branch(x, gid) < 0) {
+		/* Its decision is being forced: the branch joins, and phase 2
+		 * reaches it with the others when the record is durable. */
+		struct coordinator_branch *b;
+
+		rc = coordinator_txn_branch_add(x, resource, gid, &b);
+		if (rc < 0)
+			return rc;
+		b->state = COORDINATOR_BR_PREPARED;
+		return 0;
+	}
+	if (x != NULL) {
+		/* A live transaction is left alone; a decided one gets its
+		 * decision, also on a branch it did not know. */
+		want = x->decision;
+		if (want != COORDINATOR_OUTCOME_COMMITTED &&
+		    want != COORDINATOR_OUTCOME_ABORTED)
+			return 0;
+		/* Not before the decision is durable (rule 2); never after
+		 * its write failed: restart settles that one. */
+		if (x->log_token != 0 || x->one_phase || x->outcome != want)
+			return 0;
+	} else {
+		if (!coordinator_gid_is_older_epoch(&g, coordinator_table_epoch(e->t)))
+			return 0;
+		want = r != NULL && coordinator_recovery_classify(r, gid) ==
+					    COORDINATOR_ACT_COMMIT
+			       ? COORDINATOR_OUTCOME_COMMITTED
+			       : COORDINATOR_OUTCOME_ABORTED;
+		snprintf(id, sizeof(id), "%s", gid);
+		*strrchr(id, '_') = '\0';
+		if (want == COORDINATOR_OUTCOME_ABORTED && e->log_aborts &&
+		    (r == NULL || !coordinator_recovery_is_decided(r, id))) {
+			/* Rule 6: a successor may only undo what it decided,
+			 * so the abort is forced first; the rollback follows
+			 * its completion. */
+			struct coordinator_branch *b;
+
+			rc = adopt(e, id, NULL, COORDINATOR_PROTO_2PC_PA,
+				   COORDINATOR_OUTCOME_PENDING, &x);
+			if (rc < 0)
+				return rc;
+			rc = coordinator_txn_branch_add(x, resource, gid, &b);
+			if (rc < 0)
+				return rc;
+			b->state = COORDINATOR_BR_PREPARED;
+			if (!log_decision(e, fx, x, COORDINATOR_OUTCOME_ABORTED, now))
+				return -ENOMEM;
+			return 1;
+		}
+		rc = adopt(e, id, NULL, COORDINATOR_PROTO_2PC_PA, want, &x);
+		if (rc < 0)
+			return rc;
+		x->decided_at = now;
+	}
+	i = find_branch(x, gid);
+	if (i < 0) {
+		rc = coordinator_txn_branch_add(x, resource, gid, NULL);
+		if (rc < 0)
+			return rc;
+		i = (int)x->nbranches - 1;
+	} else {
+		enum coordinator_branch_state st = x->branches[i].state;
+
+		if (st == COORDINATOR_BR_COMMITTING ||
+		    st == COORDINATOR_BR_ROLLING_BACK ||
+		    st == COORDINATOR_BR_RETRY_WAIT ||
+		    st == COORDINATOR_BR_PREPARING)
+			return 0;
+		if (st == COORDINATOR_BR_PREPARED &&
+		    want == COORDINATOR_OUTCOME_COMMITTED)
+			return 0; /* its COMMIT PREPARED comes next */
+	}
+	if (x->state == COORDINATOR_TXN_DONE)
+		x->state = want == COORDINATOR_OUTCOME_COMMITTED
+				   ? COORDINATOR_TXN_COMMITTING
+				   : COORDINATOR_TXN_ABORTING;
+	issue_phase2(fx, x, (size_t)i);
+	return 1;
+}
+
 long coordinator_engine_reconcile(struct coordinator_engine *e,
 				  const struct coordinator_recovery *r,
 				  const char *resource,
 				  const char *const *gids, size_t ngids,
 				  uint64_t now, struct coordinator_fx *fx)
 {
-	uint64_t epoch = coordinator_table_epoch(e->t);
 	long issued = 0;
 
 	for (size_t k = 0; k < ngids; k++) {
-		struct coordinator_gid g;
-		struct coordinator_txn *x;
-		enum coordinator_outcome want;
-		char id[COORDINATOR_GID_SIZE];
-		int i, rc;
+		int rc = reconcile_one(e, r, resource, gids[k], now, fx);
 
-		if (gids[k] == NULL || coordinator_gid_parse(gids[k], &g) < 0 ||
-		    !coordinator_gid_is_ours(&g, e->cluster))
-			continue;
-		if (fx_reserve(fx, FX_PER_TXN) < 0)
-			return -ENOMEM;
-		x = coordinator_table_find(e->t, gids[k]);
-		if (x != NULL) {
-			/* A live transaction is left alone; a decided one gets
-			 * its decision, also on a branch it did not know. */
-			want = x->decision;
-			if (want != COORDINATOR_OUTCOME_COMMITTED &&
-			    want != COORDINATOR_OUTCOME_ABORTED)
-				continue;
-			/* Not before the decision is durable (rule 2); never
-			 * after its write failed: restart settles that one. */
-			if (x->log_token != 0 || x->one_phase ||
-			    x->outcome != want)
-				continue;
-		} else {
-			if (!coordinator_gid_is_older_epoch(&g, epoch))
-				continue;
-			want = r != NULL && coordinator_recovery_classify(r, gids[k]) ==
-						    COORDINATOR_ACT_COMMIT
-				       ? COORDINATOR_OUTCOME_COMMITTED
-				       : COORDINATOR_OUTCOME_ABORTED;
-			snprintf(id, sizeof(id), "%s", gids[k]);
-			*strrchr(id, '_') = '\0';
-			rc = adopt(e, id, NULL, COORDINATOR_PROTO_2PC_PA, want, &x);
-			if (rc < 0)
-				return rc;
-			x->decided_at = now;
-		}
-		i = find_branch(x, gids[k]);
-		if (i < 0) {
-			rc = coordinator_txn_branch_add(x, resource, gids[k], NULL);
-			if (rc < 0)
-				return rc;
-			i = (int)x->nbranches - 1;
-		} else {
-			enum coordinator_branch_state s = x->branches[i].state;
-
-			if (s == COORDINATOR_BR_COMMITTING ||
-			    s == COORDINATOR_BR_ROLLING_BACK ||
-			    s == COORDINATOR_BR_RETRY_WAIT ||
-			    s == COORDINATOR_BR_PREPARING)
-				continue;
-			if (s == COORDINATOR_BR_PREPARED &&
-			    want == COORDINATOR_OUTCOME_COMMITTED)
-				continue; /* its COMMIT PREPARED comes next */
-		}
-		if (x->state == COORDINATOR_TXN_DONE)
-			x->state = want == COORDINATOR_OUTCOME_COMMITTED
-					   ? COORDINATOR_TXN_COMMITTING
-					   : COORDINATOR_TXN_ABORTING;
-		issue_phase2(fx, x, (size_t)i);
-		issued++;
+		if (rc < 0)
+			return rc;
+		issued += rc;
 	}
 	return issued;
+}
+
+static int collect_undecided(void *arg, const struct coordinator_txn *x)
+{
+	struct coordinator_txn ***pp = arg;
+
+	if (undecided(x))
+		*(*pp)++ = (struct coordinator_txn *)x;
+	return 0;
+}
+
+long coordinator_engine_resolve(struct coordinator_engine *e,
+				const struct coordinator_recovery *r,
+				const struct coordinator_prepared *items,
+				size_t n, uint64_t now,
+				struct coordinator_fx *fx)
+{
+	size_t size = coordinator_table_size(e->t);
+	enum coordinator_action *act;
+	struct coordinator_txn **made, **und, **end;
+	size_t nmade = 0;
+	long issued = 0;
+	int rc = 0;
+
+	act = mem_calloc(n ? n : 1, sizeof(*act));
+	made = mem_calloc(n ? n : 1, sizeof(*made));
+	und = mem_calloc(size ? size : 1, sizeof(*und));
+	if (act == NULL || made == NULL || und == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (r != NULL)
+		coordinator_recovery_plan(r, items, n, e->log_aborts, act);
+	for (size_t k = 0; k < n && rc >= 0; k++) {
+		struct coordinator_txn *x;
+		struct coordinator_branch *b;
+		char id[COORDINATOR_GID_SIZE];
+		bool mine = false;
+		int i;
+
+		if (act[k] != COORDINATOR_ACT_FINISH) {
+			rc = reconcile_one(e, r, items[k].resource, items[k].gid,
+					   now, fx);
+			issued += rc > 0 ? rc : 0;
+			continue;
+		}
+		snprintf(id, sizeof(id), "%s", items[k].gid);
+		*strrchr(id, '_') = '\0';
+		x = coordinator_table_find(e->t, id);
+		for (size_t m = 0; m < nmade; m++)
+			mine = mine || made[m] == x;
+		if (x != NULL && !mine && !undecided(x)) {
+			rc = reconcile_one(e, r, items[k].resource, items[k].gid,
+					   now, fx);
+			issued += rc > 0 ? rc : 0;
+			continue;
+		}
+		if (x == NULL) {
+			/* Rule 6: no decision, every branch prepared. */
+			rc = adopt(e, id, NULL, COORDINATOR_PROTO_2PC_PA,
+				   COORDINATOR_OUTCOME_PENDING, &x);
+			if (rc < 0)
+				break;
+		}
+		if (!mine)
+			made[nmade++] = x;
+		i = find_branch(x, items[k].gid);
+		if (i < 0) {
+			rc = coordinator_txn_branch_add(x, items[k].resource,
+							items[k].gid, &b);
+			if (rc < 0)
+				break;
+		} else {
+			b = &x->branches[i];
+		}
+		b->state = COORDINATOR_BR_PREPARED;
+	}
+	for (size_t m = 0; m < nmade && rc >= 0; m++) {
+		if (!log_decision(e, fx, made[m], COORDINATOR_OUTCOME_COMMITTED, now))
+			rc = -ENOMEM;
+		else
+			issued++;
+	}
+	/* Rule 6: what was not finished is aborted, durably, before any of
+	 * its branches is undone. */
+	end = und;
+	if (rc >= 0)
+		coordinator_table_list(e->t, COORDINATOR_TXN_ACTIVE, true,
+				       collect_undecided, &end);
+	for (struct coordinator_txn **p = und; p < end && rc >= 0; p++) {
+		if (!log_decision(e, fx, *p, COORDINATOR_OUTCOME_ABORTED, now))
+			rc = -ENOMEM;
+		else
+			issued++;
+	}
+out:
+	mem_free(act);
+	mem_free(made);
+	mem_free(und);
+	return rc < 0 ? rc : issued;
 }

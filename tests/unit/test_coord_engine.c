@@ -809,6 +809,74 @@ START_TEST(every_allocation_failure_in_a_commit_is_survived)
 }
 END_TEST
 
+
+START_TEST(raft_mode_forces_aborts_after_prepare)
+{
+	struct coordinator_engine_config cfg = {.cluster = "bank", .log_aborts = true};
+	struct coordinator_fx fx;
+	struct coordinator_engine *e;
+	struct coordinator_effect *f, logf, ep;
+	struct coordinator_recovery *r;
+	char id[COORDINATOR_GID_SIZE];
+
+	coordinator_fx_init(&fx);
+	ck_assert_int_eq(coordinator_engine_new(&cfg, &e), 0);
+	ck_assert_int_eq(coordinator_recovery_new("bank", &r), 0);
+	ck_assert_int_eq(coordinator_engine_recover(e, r, 0, &fx), 0);
+	coordinator_recovery_free(r);
+	ep = fx.v[0];
+	ep.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &ep, 0, 0, &fx), 0);
+	/* abort before any PREPARE: nothing can be prepared, nothing logged */
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	ck_assert_int_eq(feed_ran(e, id, 0, COORDINATOR_ST_ERROR, "42P01", "no table", &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_REPLY), 1);
+	coordinator_fx_clear(&fx);
+	/* abort after PREPARE: the ABORT is forced before anything else */
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 2, &fx);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_NO, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_ABORT);
+	ck_assert(f->forced);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_REPLY), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED), 0);
+	logf = *f;
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, 0, 30, &fx), 0);
+	ck_assert_int_eq(fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0)->reply->outcome,
+			 COORDINATOR_OUTCOME_ABORTED);
+	ck_assert_ptr_nonnull(fx_find(&fx, COORDINATOR_FX_ROLLBACK_PREPARED, 0, 0));
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 0,
+				 COORDINATOR_ST_OK, 40, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_END);
+	coordinator_fx_clear(&fx);
+	/* a failed ABORT write freezes the txn: no rollback, outcome unknown */
+	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	all_ran(e, id, 2, &fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_LOST, &fx), 0);
+	logf = *fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, -EIO, 50, &fx), 0);
+	ck_assert_int_eq(fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0)->reply->outcome,
+			 COORDINATOR_OUTCOME_UNKNOWN);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED), 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_IN_DOUBT);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_engine");
@@ -832,6 +900,7 @@ int main(void)
 	tcase_add_test(tc, failed_commit_write_leaves_txn_in_doubt);
 	tcase_add_test(tc, begin_survives_every_failed_allocation);
 	tcase_add_test(tc, every_allocation_failure_in_a_commit_is_survived);
+	tcase_add_test(tc, raft_mode_forces_aborts_after_prepare);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -426,6 +426,77 @@ START_TEST(idempotency_key_survives_a_restart)
 }
 END_TEST
 
+
+START_TEST(raft_mode_finishes_fully_prepared_orphans)
+{
+	struct coordinator_record ep = {.type = COORDINATOR_REC_EPOCH, .epoch = 1};
+	struct coordinator_record *ab = mk(COORDINATOR_REC_ABORT, "bank_1_3", 2);
+	struct coordinator_record *v[] = {&ep, ab};
+	struct coordinator_recovery *r = plan_of(v, 2);
+	struct coordinator_prepared items[] = {
+		{"db1", "bank_1_1_1of2"}, {"db2", "bank_1_1_2of2"}, /* all: finish */
+		{"db1", "bank_1_2_1of2"},                          /* partial */
+		{"db1", "bank_1_3_1of2"}, {"db2", "bank_1_3_2of2"}, /* aborted */
+		{"db1", "bank_2_1_1of2"}, {"db2", "bank_2_1_2of2"}, /* current */
+	};
+	enum coordinator_action act[7];
+	struct coordinator_engine_config cfg = {.cluster = "bank", .log_aborts = true};
+	struct coordinator_engine *e;
+	struct coordinator_fx fx;
+	struct coordinator_effect *f, logs[4];
+	size_t nlogs = 0;
+
+	ck_assert_int_eq(coordinator_recovery_plan(r, items, 7, true, act), 0);
+	ck_assert_int_eq(act[0], COORDINATOR_ACT_FINISH);
+	ck_assert_int_eq(act[1], COORDINATOR_ACT_FINISH);
+	ck_assert_int_eq(act[2], COORDINATOR_ACT_ROLLBACK);
+	ck_assert_int_eq(act[3], COORDINATOR_ACT_ROLLBACK);
+	ck_assert_int_eq(act[5], COORDINATOR_ACT_NONE);
+	ck_assert_int_eq(coordinator_recovery_plan(r, items, 7, false, act), 0);
+	ck_assert_int_eq(act[0], COORDINATOR_ACT_ROLLBACK);
+
+	coordinator_fx_init(&fx);
+	ck_assert_int_eq(coordinator_engine_new(&cfg, &e), 0);
+	ck_assert_int_eq(coordinator_engine_recover(e, r, 10, &fx), 0);
+	/* the logged abort is re-driven at once */
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED), 2);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_gt(coordinator_engine_resolve(e, r, items, 7, 10, &fx), 0);
+	/* finish: a forced COMMIT before any COMMIT PREPARED; the partial
+	 * orphan: a forced ABORT before its rollback */
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED), 0);
+	for (size_t i = 0; i < fx.n; i++) {
+		if (fx.v[i].type != COORDINATOR_FX_LOG)
+			continue;
+		ck_assert(fx.v[i].forced);
+		ck_assert_uint_lt(nlogs, 4);
+		logs[nlogs] = fx.v[i];
+		logs[nlogs].rec = NULL;
+		if (fx.v[i].rec->type == COORDINATOR_REC_COMMIT) {
+			ck_assert_str_eq(fx.v[i].txn, "bank_1_1");
+			ck_assert_uint_eq(fx.v[i].rec->nbranches, 2);
+		} else {
+			ck_assert_int_eq(fx.v[i].rec->type, COORDINATOR_REC_ABORT);
+			ck_assert_str_eq(fx.v[i].txn, "bank_1_2");
+		}
+		nlogs++;
+	}
+	ck_assert_uint_eq(nlogs, 2);
+	coordinator_fx_clear(&fx);
+	for (size_t i = 0; i < nlogs; i++)
+		ck_assert_int_eq(feed_log(e, &logs[i], 0, 20, &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED), 2);
+	f = fx_find(&fx, COORDINATOR_FX_ROLLBACK_PREPARED, -2, 0);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_str_eq(f->gid, "bank_1_2_1of2");
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+	coordinator_recovery_free(r);
+	unmk(ab);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_log");
@@ -442,6 +513,7 @@ int main(void)
 	tcase_add_test(tc, recover_redrives_commits_and_reconcile_spares_live_gids);
 	tcase_add_test(tc, reconcile_rolls_back_a_late_prepare_of_an_aborted_txn);
 	tcase_add_test(tc, idempotency_key_survives_a_restart);
+	tcase_add_test(tc, raft_mode_finishes_fully_prepared_orphans);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
