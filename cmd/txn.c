@@ -690,10 +690,19 @@ static void print_result(FILE *out, size_t i, json_t *res)
 	if (json_is_array(cols)) {
 		size_t n = json_array_size(rows);
 
-		fprintf(out, "%zu row%s%s\n", n, n == 1 ? "" : "s",
-			json_is_true(json_object_get(res, "truncated"))
-			    ? " (more were cut: limits.max_rows)"
-			    : "");
+		if (!json_is_true(json_object_get(res, "truncated")))
+			fprintf(out, "%zu row%s\n", n, n == 1 ? "" : "s");
+		else if (aff > (json_int_t)n)
+			fprintf(
+			    out,
+			    "%" JSON_INTEGER_FORMAT
+			    " rows, the first %zu shown (limits.max_rows)\n",
+			    aff, n);
+		else
+			fprintf(out,
+				"%zu rows shown, more were cut "
+				"(limits.max_rows)\n",
+				n);
 		if (json_array_size(cols) > 0)
 			print_rows(out, cols, rows, 4);
 	} else {

@@ -125,7 +125,7 @@ grep -qx "    10" "$W/out" || fail "the aborted transfer changed bank_b"
 echo '{"branches": [{"resource": "bank_a", "statements": ["SELECT g FROM generate_series(1, 10) g"]}]}' | "$D" txn run - >"$W/out" 2>"$W/err"
 rc=$?
 [ $rc -eq 0 ] || fail "many rows: exit $rc"
-has "statement 1: 3 rows (more were cut: limits.max_rows)"
+has "statement 1: 10 rows, the first 3 shown (limits.max_rows)"
 
 # Rejected before anything ran: exit 2 with the coordinator's reason.
 echo '{"branches": [{"resource": "nope", "statements": ["SELECT 1"]}]}' >"$W/r.json"

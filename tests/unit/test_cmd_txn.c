@@ -313,7 +313,9 @@ static const char COMMITTED[] =
     "2,\"columns\":[\"id\",\"name\"],\"rows\":[[\"1\",\"alice\"],[\"22\","
     "null],[\"3\",\"line\\nbreak\"]]}]},"
     "{\"resource\":\"bank_b\",\"gid\":\"demo_1_7_2of2\",\"state\":"
-    "\"committed\",\"results\":[{\"rows_affected\":1}]}],"
+    "\"committed\",\"results\":[{\"rows_affected\":1},{\"rows_affected\":"
+    "10,\"columns\":[\"g\"],\"rows\":[[\"1\"],[\"2\"]],\"truncated\":"
+    "true}]}],"
     "\"timings\":{\"decided_ms\":12,\"done_ms\":15,\"age_ms\":15}}";
 
 static const char ABORTED[] =
@@ -380,7 +382,14 @@ START_TEST(run_committed_prints_outcome_branches_rows_and_exits_0)
 		      "    1  | alice\n"
 		      "    22 | NULL\n"
 		      "    3  | line\\nbreak\n");
-	ck_has(r.out, "branch 2 of 2: bank_b demo_1_7_2of2 committed\n");
+	ck_has(r.out, "branch 2 of 2: bank_b demo_1_7_2of2 committed\n"
+		      "  statement 1: 1 row affected\n"
+		      "  statement 2: 10 rows, the first 2 shown "
+		      "(limits.max_rows)\n"
+		      "    g\n"
+		      "    -\n"
+		      "    1\n"
+		      "    2\n");
 	ck_assert_str_eq(r.err, "");
 	/* What went out: the spec, as JSON, to POST /v1/txns. */
 	ck_assert_int_eq(n, 1);
