@@ -116,6 +116,8 @@ struct wal {
 	int failed;
 	bool closing;
 	uint64_t generation; /* bumped by truncations: stales iterators */
+	uint64_t *cuts;	     /* lsn of each queued suffix truncation, FIFO */
+	size_t ncuts, cuts_cap;
 	/* where the last iterator stopped (iter.c): lets the next one that
 	 * starts at or after it skip the scan from the segment start */
 	uint64_t hint_gen, hint_lsn, hint_seg, hint_off;

@@ -152,6 +152,7 @@ static void wal_free(struct wal *w)
 	wal_storage_free(w->own_st);
 	mem_free(w->segs);
 	mem_free(w->buf);
+	mem_free(w->cuts);
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
 	mem_free(w);
@@ -208,13 +209,22 @@ static void fire(struct wal *w, struct wal__req_list *l)
 	w->firing = true;
 	while ((r = list_pop(&w->fireq))) {
 		w->outstanding--;
-		if (r->result >= 0) {
-			if (r->kind == WAL__REQ_APPEND &&
-			    r->lsn > w->written_lsn)
-				w->written_lsn = r->lsn;
-			else if (r->kind == WAL__REQ_TRUNC_SUFFIX &&
-				 r->lsn < w->written_lsn)
-				w->written_lsn = r->lsn;
+		/* The suffix truncations still queued were all requested
+		 * after this request: an append they cut does not become
+		 * readable (written_lsn stays at or below their cut). */
+		if (r->kind == WAL__REQ_TRUNC_SUFFIX) {
+			memmove(w->cuts, w->cuts + 1,
+				(w->ncuts - 1) * sizeof(*w->cuts));
+			w->ncuts--;
+		}
+		if (r->result >= 0 && r->kind == WAL__REQ_APPEND) {
+			uint64_t top = r->lsn;
+
+			for (size_t i = 0; i < w->ncuts; i++)
+				if (w->cuts[i] < top)
+					top = w->cuts[i];
+			if (top > w->written_lsn)
+				w->written_lsn = top;
 		}
 		if (r->cb)
 			r->cb(w, r->result, r->data);
@@ -449,9 +459,23 @@ int wal_truncate_suffix(struct wal *w, uint64_t lsn, wal_cb cb, void *data)
 	r = req_new(WAL__REQ_TRUNC_SUFFIX, 0, cb, data);
 	if (!r)
 		return -ENOMEM;
+	if (w->ncuts == w->cuts_cap) {
+		size_t cap = w->cuts_cap ? w->cuts_cap * 2 : 4;
+		uint64_t *nc = mem_realloc(w->cuts, cap * sizeof(*nc));
+
+		if (!nc) {
+			mem_free(r);
+			return -ENOMEM;
+		}
+		w->cuts = nc;
+		w->cuts_cap = cap;
+	}
+	w->cuts[w->ncuts++] = lsn;
 	r->lsn = lsn;
 	w->next_lsn = lsn + 1;
 	w->generation++;
+	if (w->written_lsn > lsn)
+		w->written_lsn = lsn;
 	submit(w, r);
 	return 0;
 }

@@ -1038,6 +1038,27 @@ START_TEST(iterator_from_any_lsn_reads_right_records)
 		}
 		wal_iter_close(it);
 	}
+	/* records a queued suffix truncation cuts are never readable */
+	{
+		struct wal_iter *it;
+		struct wal_entry e;
+
+		append_lsn(w, false, NULL); /* 401 */
+		append_lsn(w, false, NULL); /* 402 */
+		ck_assert_int_eq(wal_truncate_suffix(w, 398, NULL, NULL), 0);
+		ck_assert_uint_eq(wal_written_lsn(w), 398);
+		ck_assert_int_eq(wal_step(w), 3);
+		ck_assert_uint_eq(wal_written_lsn(w), 398);
+		ck_assert_int_eq(wal_iter_open(w, 398, &it), 0);
+		ck_assert_int_eq(wal_iter_next(it, &e), 1);
+		ck_assert_int_eq(wal_iter_next(it, &e), 0);
+		wal_iter_close(it);
+		append_lsn(w, true, NULL); /* 399, new */
+		append_lsn(w, true, NULL); /* 400, new */
+		ck_assert_int_eq(wal_step(w), 2);
+		ck_assert_uint_eq(wal_written_lsn(w), 400);
+		check_contents(w, 1, 400);
+	}
 	/* a truncation stales open iterators */
 	{
 		struct wal_iter *it;
