@@ -352,7 +352,8 @@ uint64_t wal_first_lsn(const struct wal *w);
 /* LSN the next append will get. */
 uint64_t wal_next_lsn(const struct wal *w);
 /* Highest LSN whose append callback has fired successfully (or that was
- * recovered on open); what iterators can see. */
+ * recovered on open); what iterators can see.  wal_truncate_suffix(lsn)
+ * lowers it to lsn at once, and appends it cuts never raise it. */
 uint64_t wal_written_lsn(const struct wal *w);
 /* 0, or the negative error that failed the log. */
 int wal_failed(const struct wal *w);
