@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -248,6 +249,46 @@ START_TEST(stop_is_clean_and_restart_keeps_data)
 	c = connect_ok(pg_harness_conninfo_unix(shared, 1));
 	expect_value(c, "select v from t_stop", "7");
 	PQfinish(c);
+}
+END_TEST
+
+/* Waits (bounded) until process pid has exited: a pidfd becomes readable
+ * then.  0, or -1 on timeout. */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+	struct pollfd pfd;
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0), rc;
+
+	if (fd < 0)
+		return errno == ESRCH ? 0 : -1;
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	rc = poll(&pfd, 1, timeout_ms);
+	close(fd);
+	return rc == 1 ? 0 : -1;
+}
+
+/* A postmaster that dies behind the harness's back (here: SIGKILLed by the
+ * test) is reported stopped and can be started again; its orphaned
+ * backends do not block the restart. */
+START_TEST(server_that_died_by_itself_restarts)
+{
+	PGconn *c, *idle;
+	pid_t old;
+
+	all_up();
+	old = pg_harness_pid(shared, 1);
+	ck_assert_int_gt(old, 0);
+	idle = connect_ok(pg_harness_conninfo(shared, 1)); /* a backend */
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	ck_assert_int_eq(wait_exit(old, 30000), 0);
+	ck_assert_int_eq(pg_harness_pid(shared, 1), 0);
+	ck_assert_int_eq(pg_harness_start_server(shared, 1), 0);
+	ck_assert_int_ne(pg_harness_pid(shared, 1), old);
+	c = connect_ok(pg_harness_conninfo(shared, 1));
+	expect_value(c, "select 1", "1");
+	PQfinish(c);
+	PQfinish(idle);
 }
 END_TEST
 
@@ -596,6 +637,7 @@ int main(void)
 	tcase_add_test(tc, prepared_txn_survives_kill_and_restart);
 	tcase_add_test(tc, stop_is_clean_and_restart_keeps_data);
 	tcase_add_test(tc, harness_works_from_forked_child);
+	tcase_add_test(tc, server_that_died_by_itself_restarts);
 	tcase_add_test(tc, bad_arguments_are_refused);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(own, 120);

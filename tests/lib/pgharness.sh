@@ -499,7 +499,15 @@ pgh__serve() {
 		start)
 			if [ "${PGH_PIDS[$arg]}" -gt 0 ] && pgh__alive "${PGH_PIDS[$arg]}"; then
 				pgh__reply "error server $arg is running"
-			elif pgh__launch "$arg"; then
+				continue
+			fi
+			if [ "${PGH_PIDS[$arg]}" -gt 0 ]; then
+				# It died on its own; backends may linger.
+				{ wait "${PGH_PIDS[$arg]}"; } 2>/dev/null
+				PGH_PIDS[arg]=0
+				pgh__kill_dir "${PGH_DIRS[$arg]}/data"
+			fi
+			if pgh__launch "$arg"; then
 				pgh__reply "ok ${PGH_PIDS[$arg]}"
 			else
 				PGH_PIDS[arg]=0
