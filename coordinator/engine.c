@@ -596,9 +596,10 @@ static bool any_preparing(const struct coordinator_txn *x)
 }
 
 /*
- * Decides abort.  Precondition: no decision yet.  Under PN with a BEGIN
- * record the ABORT decision is forced before anything is undone or told;
- * otherwise (PA, or nothing logged) the client hears at once.
+ * Decides abort.  Precondition: no decision yet.  With a BEGIN record (PN,
+ * or a keyed txn in Raft mode), or in Raft mode once PREPAREs went out
+ * (rule 6), the ABORT decision is forced before anything is undone or
+ * told; otherwise (PA) the client hears at once and nothing is written.
  */
 static void abort_txn(struct coordinator_engine *e, struct coordinator_fx *fx,
 		      struct coordinator_txn *x, int code, int i,
@@ -687,10 +688,11 @@ static void after_run(struct coordinator_engine *e, struct coordinator_fx *fx,
 		if (x->branches[i].read_only != COORDINATOR_HINT_READ_ONLY)
 			all_ro = false;
 	}
-	/* PN always logs BEGIN; Raft mode logs it for a keyed txn, so that a
+	/* PN logs BEGIN unless every branch is hinted read-only; Raft mode
+	 * logs it for every keyed txn (hints can be wrong), so that a
 	 * successor that finishes it knows its key (rule 6). */
-	if ((x->protocol == COORDINATOR_PROTO_2PC_PN ||
-	     (e->log_aborts && x->key[0] != '\0')) && !all_ro) {
+	if ((x->protocol == COORDINATOR_PROTO_2PC_PN && !all_ro) ||
+	    (e->log_aborts && x->key[0] != '\0')) {
 		x->log_token = log_rec(e, fx, x, COORDINATOR_REC_BEGIN, true);
 		if (x->log_token == 0) {
 			abort_txn(e, fx, x, COORDINATOR_ELOG_FAILED, -1,
@@ -736,7 +738,10 @@ static void decide_commit(struct coordinator_engine *e,
 	}
 	x->log_token = log_rec(e, fx, x, COORDINATOR_REC_COMMIT, true);
 	if (x->log_token == 0) {
-		set_state(fx, x, COORDINATOR_TXN_IN_DOUBT);
+		/* Never appended, so surely not durable: not a decision. */
+		x->decision = COORDINATOR_OUTCOME_PENDING;
+		abort_txn(e, fx, x, COORDINATOR_ELOG_FAILED, -1,
+			  "cannot write the commit decision", false, now);
 		return;
 	}
 	x->awaiting = COORDINATOR_REC_COMMIT;
