@@ -738,17 +738,21 @@ END_TEST
 
 /* Drives one 2-branch commit, executing every effect at once, while the
  * n-th allocation and all after it fail.  Returns the outcome told. */
-static enum coordinator_outcome commit_with_failures(long n, bool *logged_commit)
+static enum coordinator_outcome commit_with_failures(long n, int mode,
+						    bool *logged_commit)
 {
 	struct coordinator_fx fx, next;
-	struct coordinator_engine *e = ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_engine *e = ready_engine_mode(
+		mode == 1 ? COORDINATOR_PROTO_2PC_PN : COORDINATOR_PROTO_2PC_PA,
+		mode == 2, &fx);
 	enum coordinator_outcome out = COORDINATOR_OUTCOME_PENDING;
 	char id[COORDINATOR_GID_SIZE];
 	int guard = 0;
 
 	*logged_commit = false;
 	mem_fail_after(n);
-	if (begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id) != 0)
+	if (begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, mode == 2 ? "key" : NULL, 1,
+		    NULL, &fx, id) != 0)
 		goto out;
 	while (fx.n > 0 && guard++ < 50) {
 		coordinator_fx_init(&next);
@@ -794,18 +798,22 @@ out:
 
 START_TEST(every_allocation_failure_in_a_commit_is_survived)
 {
-	bool completed = false;
+	/* PA, PN, Raft mode with a key */
+	for (int mode = 0; mode < 3; mode++) {
+		bool completed = false;
 
-	for (long n = 1; n < 400 && !completed; n++) {
-		bool logged;
-		enum coordinator_outcome out = commit_with_failures(n, &logged);
+		for (long n = 1; n < 400 && !completed; n++) {
+			bool logged;
+			enum coordinator_outcome out = commit_with_failures(n, mode, &logged);
 
-		/* never told committed without the decision going to the log */
-		if (out == COORDINATOR_OUTCOME_COMMITTED)
-			ck_assert_msg(logged, "allocation %ld: committed without a decision", n);
-		completed = out == COORDINATOR_OUTCOME_COMMITTED && n > 1;
+			/* never told committed without the decision logged */
+			if (out == COORDINATOR_OUTCOME_COMMITTED)
+				ck_assert_msg(logged, "mode %d allocation %ld: "
+					      "committed without a decision", mode, n);
+			completed = out == COORDINATOR_OUTCOME_COMMITTED && n > 1;
+		}
+		ck_assert(completed);
 	}
-	ck_assert(completed);
 }
 END_TEST
 

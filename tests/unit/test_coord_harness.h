@@ -15,9 +15,11 @@
 
 static const uint64_t test_backoff[] = {10, 20, 40};
 
-/* A new engine whose epoch (1) is durable; fx is cleared. */
-static inline struct coordinator_engine *ready_engine(enum coordinator_protocol proto,
-					       struct coordinator_fx *fx)
+/* A new engine (log_aborts: Raft mode) whose epoch (1) is durable; fx is
+ * cleared. */
+static inline struct coordinator_engine *ready_engine_mode(enum coordinator_protocol proto,
+							   bool log_aborts,
+							   struct coordinator_fx *fx)
 {
 	struct coordinator_engine_config cfg = {
 		.cluster = "bank",
@@ -25,6 +27,7 @@ static inline struct coordinator_engine *ready_engine(enum coordinator_protocol 
 		.timeout_ms = 1000,
 		.backoff_ms = test_backoff,
 		.nbackoff = 3,
+		.log_aborts = log_aborts,
 	};
 	struct coordinator_recovery *r;
 	struct coordinator_engine *e;
@@ -49,6 +52,12 @@ static inline struct coordinator_engine *ready_engine(enum coordinator_protocol 
 	ck_assert(coordinator_table_is_ready(coordinator_engine_table(e)));
 	coordinator_fx_clear(fx);
 	return e;
+}
+
+static inline struct coordinator_engine *ready_engine(enum coordinator_protocol proto,
+						     struct coordinator_fx *fx)
+{
+	return ready_engine_mode(proto, false, fx);
 }
 
 /* The i-th effect of type t (0-based), or NULL. */
