@@ -194,13 +194,14 @@ static int send_line(int fd, const char *line)
 	return 0;
 }
 
-/* In the child between fork and exec: become the engine. */
-static void exec_engine(int sock, const char *engine, int n)
+/* In the child between fork and exec: become the engine.  Only system
+ * calls from here on (the test may have threads); argv is built before the
+ * fork. */
+static void exec_engine(int sock, char **argv)
 {
 	struct sigaction dfl;
 	sigset_t none;
-	char count[16];
-	char *argv[5];
+	long fd, max;
 
 	setsid();
 	memset(&dfl, 0, sizeof(dfl));
@@ -221,17 +222,10 @@ static void exec_engine(int sock, const char *engine, int n)
 		_exit(127);
 	/* Everything else of the test's (sockets, pipes) stays behind. */
 	if (close_range(3, ~0U, 0) < 0) {
-		long fd, max = sysconf(_SC_OPEN_MAX);
-
+		max = sysconf(_SC_OPEN_MAX);
 		for (fd = 3; fd < (max > 0 ? max : 1024); fd++)
 			close((int)fd);
 	}
-	snprintf(count, sizeof(count), "%d", n);
-	argv[0] = "bash";
-	argv[1] = (char *)engine;
-	argv[2] = "serve";
-	argv[3] = count;
-	argv[4] = NULL;
 	execvp("bash", argv);
 	_exit(127);
 }
@@ -306,9 +300,9 @@ static int take_server_line(struct pg_harness *h, const char *line)
 
 int pg_harness_start(int n, struct pg_harness **out)
 {
-	char line[LINE_MAX_LEN];
+	char line[LINE_MAX_LEN], count[16];
 	struct pg_harness *h;
-	char *engine;
+	char *engine, *argv[5];
 	int sv[2], rc, got = 0;
 	pid_t pid;
 
@@ -340,6 +334,12 @@ int pg_harness_start(int n, struct pg_harness **out)
 		fprintf(stderr, "pg_harness: socketpair: %s\n", strerror(-rc));
 		goto err_free_harness;
 	}
+	snprintf(count, sizeof(count), "%d", n);
+	argv[0] = "bash";
+	argv[1] = engine;
+	argv[2] = "serve";
+	argv[3] = count;
+	argv[4] = NULL;
 	pid = fork();
 	if (pid < 0) {
 		rc = -errno;
@@ -347,7 +347,7 @@ int pg_harness_start(int n, struct pg_harness **out)
 		goto err_close_sockets;
 	}
 	if (pid == 0)
-		exec_engine(sv[1], engine, n);
+		exec_engine(sv[1], argv);
 	close(sv[1]);
 	h->fd = sv[0];
 	h->engine = pid;
