@@ -12,15 +12,14 @@
  *    hostaddr to keep that off the loop too.)
  *  - Every query uses the extended protocol (PQsendQueryParams), so a
  *    statement can never smuggle a second one in.  Values reach the server
- *    only as parameters; gids only through PQescapeLiteral.  The one
- *    simple-protocol query is the session reset, made of our constants.
+ *    only as parameters; gids only through PQescapeLiteral.
  *  - A request needing a connection takes an idle one or waits in a bounded
  *    FIFO queue; the pool grows on demand up to pool_size.  A branch pins
  *    its connection from BEGIN until prepare, commit or rollback.
  *  - A connection goes back to the pool clean: a transaction left open (a
  *    failed prepare) gets an internal ROLLBACK, and after a branch that ran
- *    user statements the session is reset (what DISCARD ALL does, then the
- *    setup settings again) unless keep_session_state says not to bother.
+ *    user statements the session gets DISCARD ALL, unless
+ *    keep_session_state says not to bother.
  *  - After each user statement the transaction status is checked: a user
  *    COMMIT/ROLLBACK/PREPARE TRANSACTION breaks the branch (EENDED) rather
  *    than let prepare call it read-only.  A branch whose DML changed rows
@@ -29,9 +28,10 @@
  *    doubling to backoff_max_ms) and is retried in the background; while
  *    the resource is down with no live connection, requests fail at once
  *    with the last connect error instead of piling up.
- *  - Each new connection runs one setup query: SET statement_timeout (and
- *    client_connection_check_interval, so the server notices a dropped
- *    client) and reads max_prepared_transactions; 0 refuses the resource.
+ *  - Connections start with statement_timeout in the startup "options" and
+ *    application_name "decree" as a fallback: as startup settings they are
+ *    the session defaults, so DISCARD ALL keeps them.  Each new connection
+ *    then reads max_prepared_transactions; 0 refuses the resource.
  *  - A client timer per running statement (statement_timeout_ms +
  *    timeout_grace_ms) catches a server that does not answer even its own
  *    timeout: it sends a cancel (off the loop) and drops the connection.
@@ -90,7 +90,7 @@ enum op {
 	OP_COMMIT_PREPARED,
 	OP_ROLLBACK_PREPARED,
 	OP_LIST,
-	OP_RESET /* internal: what DISCARD ALL does, then the setup again */
+	OP_RESET /* internal: DISCARD ALL between branches */
 };
 
 /* Steps of OP_PREPARE. */
@@ -172,7 +172,11 @@ struct coordinator_pg_branch {
 struct coordinator_pg {
 	uv_loop_t *loop;
 	char *name;
-	char *conninfo;
+	/* The parsed conninfo plus our startup settings, for
+	 * PQconnectStartParams; NULL-terminated; values may hold a password
+	 * (wiped at close). */
+	char **kw;
+	char **val;
 	int pool_size;
 	int queue_limit;
 	uint64_t statement_timeout_ms;
@@ -680,9 +684,7 @@ static void send_req(struct conn *c, struct req *r)
 	struct coordinator_pg *pg = c->pg;
 	const char *sql = NULL;
 	char *owned = NULL;
-	const char *vals[3];
-	char tmo[32];
-	char reset[640];
+	const char *vals[1];
 	int nparams = 0;
 	const char *const *params = NULL;
 	bool single_row = false;
@@ -693,22 +695,8 @@ static void send_req(struct conn *c, struct req *r)
 	c->state = r->op == OP_SETUP ? C_SETUP : C_BUSY;
 	switch (r->op) {
 	case OP_SETUP:
-		snprintf(tmo, sizeof(tmo), "%" PRIu64,
-			 pg->statement_timeout_ms);
-		vals[0] = tmo;
-		vals[1] = "decree";
-		nparams = 2;
-		params = vals;
-		sql = PQserverVersion(c->pq) >= 140000
-			  ? "SELECT set_config('statement_timeout', $1, "
-			    "false), set_config('application_name', $2, "
-			    "false), current_setting('max_prepared_"
-			    "transactions')::int, set_config('client_"
-			    "connection_check_interval', '1000', false)"
-			  : "SELECT set_config('statement_timeout', $1, "
-			    "false), set_config('application_name', $2, "
-			    "false), current_setting('max_prepared_"
-			    "transactions')::int";
+		sql =
+		    "SELECT current_setting('max_prepared_transactions')::int";
 		break;
 	case OP_CHECK:
 		sql = "SELECT 1";
@@ -724,24 +712,9 @@ static void send_req(struct conn *c, struct req *r)
 		c->dirty = true;
 		break;
 	case OP_RESET:
-		/* Our own constants only: safe as text, and one round trip.
-		 * DISCARD ALL itself refuses to run in the implicit block of
-		 * a multi-statement query, so spell out what it does. */
-		snprintf(reset, sizeof(reset),
-			 "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET "
-			 "ALL; DEALLOCATE ALL; UNLISTEN *; SELECT "
-			 "pg_advisory_unlock_all(); DISCARD PLANS; DISCARD "
-			 "TEMP; DISCARD SEQUENCES; "
-			 "SELECT set_config('statement_timeout', "
-			 "'%" PRIu64
-			 "', false), set_config('application_name', "
-			 "'decree', false)%s",
-			 pg->statement_timeout_ms,
-			 PQserverVersion(c->pq) >= 140000
-			     ? ", set_config('client_connection_check_"
-			       "interval', '1000', false)"
-			     : "");
-		sql = reset;
+		/* Alone in its query, outside any transaction block, as it
+		 * must be; the session's startup settings survive it. */
+		sql = "DISCARD ALL";
 		break;
 	case OP_PREPARE:
 		if (r->step == STEP_XID) {
@@ -790,11 +763,8 @@ static void send_req(struct conn *c, struct req *r)
 		fail_later(c, code, m);
 		return;
 	}
-	if (r->op == OP_RESET)
-		rc = PQsendQuery(c->pq, sql);
-	else
-		rc = PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL,
-				       NULL, 0);
+	rc =
+	    PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL, NULL, 0);
 	mem_free(owned);
 	if (rc != 1) {
 		fail_later(c, COORDINATOR_PG_ECONNLOST, PQerrorMessage(c->pq));
@@ -1033,7 +1003,7 @@ static void setup_done(struct conn *c)
 		connect_failed(c, code, "out of memory");
 		return;
 	}
-	mpt = r->nrows == 1 && r->ncols >= 3 ? r->values[2] : NULL;
+	mpt = r->nrows == 1 && r->ncols == 1 ? r->values[0] : NULL;
 	if (mpt == NULL || strtol(mpt, NULL, 10) <= 0) {
 		req_free(r);
 		connect_failed(c, COORDINATOR_PG_EREFUSED,
@@ -1389,7 +1359,8 @@ static void start_connect(struct conn *c)
 {
 	struct coordinator_pg *pg = c->pg;
 
-	c->pq = PQconnectStart(pg->conninfo);
+	c->pq = PQconnectStartParams((const char *const *)pg->kw,
+				     (const char *const *)pg->val, 0);
 	if (c->pq == NULL) {
 		connect_failed(c, -ENOMEM, "out of memory");
 		return;
@@ -1566,6 +1537,76 @@ static int submit(struct coordinator_pg *pg, struct req *r)
 
 /* ---- open and close ---------------------------------------------------- */
 
+static void free_params(struct coordinator_pg *pg)
+{
+	for (int i = 0; pg->kw != NULL && pg->kw[i] != NULL; i++) {
+		mem_free(pg->kw[i]);
+		if (pg->val[i] != NULL)
+			explicit_bzero(pg->val[i], strlen(pg->val[i]));
+		mem_free(pg->val[i]);
+	}
+	mem_free(pg->kw);
+	mem_free(pg->val);
+	pg->kw = pg->val = NULL;
+}
+
+/*
+ * Turns the parsed conninfo into PQconnectStartParams arrays and adds the
+ * session settings as startup parameters: statement_timeout in "options"
+ * (after the user's own options, so ours wins) and application_name as a
+ * fallback.  Set this way they are the session's defaults, which RESET ALL
+ * and DISCARD ALL return to: the reset between branches keeps them.
+ */
+static int build_params(struct coordinator_pg *pg, PQconninfoOption *opts)
+{
+	const char *user_options = NULL, *fallback = NULL;
+	char options[512];
+	int n = 0, k = 0;
+
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "options") == 0)
+			user_options = o->val;
+		else if (strcmp(o->keyword, "fallback_application_name") == 0)
+			fallback = o->val;
+		else
+			n++;
+	}
+	if (snprintf(options, sizeof(options),
+		     "%s%s-c statement_timeout=%" PRIu64,
+		     user_options ? user_options : "", user_options ? " " : "",
+		     pg->statement_timeout_ms) >= (int)sizeof(options))
+		return -EINVAL;
+	pg->kw = mem_calloc((size_t)n + 3, sizeof(char *));
+	pg->val = mem_calloc((size_t)n + 3, sizeof(char *));
+	if (pg->kw == NULL || pg->val == NULL)
+		goto err_nomem;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || strcmp(o->keyword, "options") == 0 ||
+		    strcmp(o->keyword, "fallback_application_name") == 0)
+			continue;
+		pg->kw[k] = mem_strdup(o->keyword);
+		pg->val[k] = pg->kw[k] ? mem_strdup(o->val) : NULL;
+		if (pg->val[k++] == NULL)
+			goto err_nomem;
+	}
+	pg->kw[k] = mem_strdup("options");
+	pg->val[k] = pg->kw[k] ? mem_strdup(options) : NULL;
+	if (pg->val[k++] == NULL)
+		goto err_nomem;
+	pg->kw[k] = mem_strdup("fallback_application_name");
+	pg->val[k] =
+	    pg->kw[k] ? mem_strdup(fallback ? fallback : "decree") : NULL;
+	if (pg->val[k] == NULL)
+		goto err_nomem;
+	return 0;
+
+err_nomem:
+	free_params(pg);
+	return -ENOMEM;
+}
+
 /* One handle of pg finished closing; the last one frees pg. */
 static void unref(struct coordinator_pg *pg)
 {
@@ -1578,9 +1619,7 @@ static void unref(struct coordinator_pg *pg)
 	data = pg->close_data;
 	mem_free(pg->conns);
 	mem_free(pg->name);
-	if (pg->conninfo != NULL)
-		explicit_bzero(pg->conninfo, strlen(pg->conninfo));
-	mem_free(pg->conninfo);
+	free_params(pg);
 	mem_free(pg);
 	if (cb != NULL)
 		cb(data);
@@ -1657,11 +1696,9 @@ int coordinator_pg_open(uv_loop_t *loop,
 			cfg->name);
 		return -EINVAL;
 	}
-	PQconninfoFree(opts);
-
 	pg = mem_calloc(1, sizeof(*pg));
 	if (pg == NULL)
-		goto err_msg;
+		goto err_free_opts;
 	pg->loop = loop;
 	pg->pool_size = cfg->pool_size ? cfg->pool_size : 4;
 	pg->queue_limit = cfg->queue_limit ? cfg->queue_limit : 1024;
@@ -1682,12 +1719,15 @@ int coordinator_pg_open(uv_loop_t *loop,
 	pg->name = mem_strdup(cfg->name);
 	if (pg->name == NULL)
 		goto err_free_pg;
-	pg->conninfo = mem_strdup(cfg->conninfo);
-	if (pg->conninfo == NULL)
+	rc = build_params(pg, opts);
+	if (rc < 0)
 		goto err_free_name;
+	PQconninfoFree(opts);
+	opts = NULL;
+	rc = -ENOMEM;
 	pg->conns = mem_calloc((size_t)pg->pool_size, sizeof(struct conn));
 	if (pg->conns == NULL)
-		goto err_free_conninfo;
+		goto err_free_params;
 
 	/* From here nothing fails: uv_timer_init cannot on unix. */
 	for (int i = 0; i < pg->pool_size; i++) {
@@ -1711,14 +1751,19 @@ int coordinator_pg_open(uv_loop_t *loop,
 	*out = pg;
 	return 0;
 
-err_free_conninfo:
-	mem_free(pg->conninfo);
+err_free_params:
+	free_params(pg);
 err_free_name:
 	mem_free(pg->name);
 err_free_pg:
 	mem_free(pg);
-err_msg:
-	set_err(errbuf, errlen, "postgres resource %s: out of memory",
+err_free_opts:
+	if (opts != NULL)
+		PQconninfoFree(opts);
+	set_err(errbuf, errlen,
+		rc == -EINVAL ? "postgres resource %s: the conninfo's options "
+				"are too long"
+			      : "postgres resource %s: out of memory",
 		cfg->name);
 	return rc;
 }

@@ -870,6 +870,37 @@ START_TEST(callbacks_may_start_work_and_close)
 }
 END_TEST
 
+START_TEST(startup_settings_keep_user_options_and_survive_reset)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	char conninfo[512], v[64];
+
+	snprintf(conninfo, sizeof(conninfo),
+		 "%s options='-c work_mem=7MB -c statement_timeout=1'",
+		 pg_harness_conninfo(harness, 0));
+	config_defaults(&cfg, "bank_a", conninfo);
+	cfg.pool_size = 1;
+	cfg.statement_timeout_ms = 4000;
+	ctx_open(&t, &cfg);
+	b = begin_ok(&t);
+	exec_ok(&t, b, "SET work_mem = '1MB'", 0, NULL, &g);
+	exec_ok(&t, b, "SET application_name = 'someone'", 0, NULL, &g);
+	end_branch(&t, b, coordinator_pg_branch_commit, &g);
+	/* After the reset: the user's option, our timeout (it comes last),
+	 * our fallback application name. */
+	query_one(&t, "SHOW work_mem", v, sizeof(v));
+	ck_assert_str_eq(v, "7MB");
+	query_one(&t, "SHOW statement_timeout", v, sizeof(v));
+	ck_assert_str_eq(v, "4s");
+	query_one(&t, "SHOW application_name", v, sizeof(v));
+	ck_assert_str_eq(v, "decree");
+	ctx_close(&t);
+}
+END_TEST
+
 START_TEST(pool_is_bounded_and_queues)
 {
 	struct coordinator_pg_config cfg;
@@ -1097,7 +1128,7 @@ START_TEST(out_of_memory_at_open_leaves_nothing)
 
 	ck_assert_int_eq(uv_loop_init(&loop), 0);
 	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
-	for (long n = 1; rc == -ENOMEM && n < 20; n++) {
+	for (long n = 1; rc == -ENOMEM && n < 400; n++) {
 		mem_fail_after(n);
 		rc = coordinator_pg_open(&loop, &cfg, &pg, err, sizeof(err));
 		mem_fail_reset();
@@ -1517,6 +1548,8 @@ int main(void)
 	tcase_add_test(tc,
 		       statement_that_ends_the_transaction_breaks_the_branch);
 	tcase_add_test(tc, session_state_does_not_leak_between_branches);
+	tcase_add_test(tc,
+		       startup_settings_keep_user_options_and_survive_reset);
 	tcase_add_test(tc, many_requests_share_a_small_pool);
 	tcase_add_test(tc, allocation_failures_fail_cleanly);
 	tcase_add_test(tc, pool_is_bounded_and_queues);
