@@ -25,15 +25,27 @@ sql() {
 	"$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"
 }
 
-# 1. A script stopped by SIGTERM cleans up through its trap.
+# 1. A script stopped by SIGTERM cleans up through its trap.  Run as root,
+# this script runs that one as the user nobody, so the harness is tested as
+# an ordinary user too (the rest of this file tests it as root).
+as=()
+if [ "$(id -u)" = 0 ] && id -u nobody >/dev/null 2>&1 &&
+	setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)" --clear-groups \
+		test -r "$LIB" 2>/dev/null; then
+	as=(setpriv "--reuid=$(id -u nobody)" "--regid=$(id -g nobody)" --clear-groups)
+fi
 coproc TERMED {
-	exec bash -c 'source "$1" && pgh_start 1 && echo "$(pgh_pid 0) $(pgh_dir 0)" && read -r _' _ "$LIB"
+	exec "${as[@]}" bash -c 'source "$1" && pgh_start 1 && echo "$(pgh_pid 0) $(pgh_dir 0) $(id -un)" && read -r _' _ "$LIB"
 }
 termed=$TERMED_PID
 exec {tout}<&"${TERMED[0]}"
 IFS= read -r -t 60 -u "$tout" info || fail "terminated script did not start"
-read -r pid dir <<<"$info"
+read -r pid dir user <<<"$info"
 [ -d "$dir" ] && alive "$pid" || fail "server of the script not up"
+if [ ${#as[@]} -gt 0 ]; then
+	[ "$user" = nobody ] || fail "the script ran as $user, not nobody"
+	[ "$(stat -c %U "$dir")" = nobody ] || fail "$dir not owned by nobody"
+fi
 kill -TERM "$termed"
 wait "$termed"
 rc=$?
@@ -41,7 +53,7 @@ rc=$?
 [ ! -e "$dir" ] || fail "$dir left behind after SIGTERM"
 ! alive "$pid" || fail "postmaster $pid left running after SIGTERM"
 exec {tout}<&-
-echo "ok: SIGTERM cleans up"
+echo "ok: SIGTERM cleans up (as $user)"
 
 # 2. The functions, in this shell.
 source "$LIB"
