@@ -750,7 +750,9 @@ static void print_txn(FILE *out, json_t *t)
 						 (size_t)json_integer_value(bi))
 				: NULL;
 
-		fprintf(out, "  error: %s", str(err, "code"));
+		fprintf(out, "  error: %s",
+			str(err, "reason")[0] ? str(err, "reason")
+					      : str(err, "code"));
 		if (json_is_integer(bi))
 			fprintf(out, " on branch %" JSON_INTEGER_FORMAT " (%s)",
 				json_integer_value(bi) + 1,
@@ -774,7 +776,7 @@ static void print_txn(FILE *out, json_t *t)
 		    strcmp(str(b, "state"), "failed") == 0 ||
 		    (json_is_integer(ebr) &&
 		     json_integer_value(ebr) == (json_int_t)i &&
-		     strcmp(str(err, "code"), "statement failed") == 0);
+		     strcmp(str(err, "code"), "statement_failed") == 0);
 
 		fprintf(out, "branch %zu of %zu: %s %s %s\n", i + 1, nb,
 			str(b, "resource"), str(b, "gid"), str(b, "state"));

@@ -49,6 +49,32 @@ static void respond_error(struct http_request *req, int status,
 
 /* ------------------------------------------------------------ replies */
 
+/* A stable token for why a transaction aborted or is unknown: clients match
+ * on it ("reason" carries the readable text). */
+static const char *error_token(int code)
+{
+	switch (code) {
+	case COORDINATOR_ESTATEMENT:
+		return "statement_failed";
+	case COORDINATOR_EVOTE_NO:
+		return "vote_no";
+	case COORDINATOR_EPREPARE_LOST:
+		return "prepare_lost";
+	case COORDINATOR_ETIMEOUT:
+		return "timeout";
+	case COORDINATOR_ECOMMIT_FAILED:
+		return "commit_failed";
+	case COORDINATOR_ECOMMIT_UNKNOWN:
+		return "commit_unknown";
+	case COORDINATOR_ELOG_FAILED:
+		return "log_failed";
+	case -ENOMEM:
+		return "internal";
+	default:
+		return "aborted";
+	}
+}
+
 static json_t *branch_json(const struct coordinator_branch_status *b,
 			   const struct coordinator_stmts *st)
 {
@@ -98,7 +124,8 @@ int coordinator_server_reply_json(struct coordinator_server *s,
 	json_object_set_new(o, "branches", branches);
 	branches = NULL;
 	if (r->error != 0) {
-		json_t *e = json_pack("{s:s,s:s}", "code",
+		json_t *e = json_pack("{s:s,s:s,s:s}", "code",
+				      error_token(r->error), "reason",
 				      coordinator_strerror(r->error), "message",
 				      r->errmsg);
 
@@ -392,7 +419,8 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 				      coordinator_strerror(rc));
 		} else {
 			respond_error(req, rc == -ENOMEM ? 500 : 400,
-				      "bad_request", "%s",
+				      rc == -ENOMEM ? "internal" : "bad_request",
+				      "%s",
 				      coordinator_engine_errmsg(e)[0]
 					      ? coordinator_engine_errmsg(e)
 					      : coordinator_strerror(rc));
@@ -577,6 +605,8 @@ void coordinator_server_http_handler(struct http_request *req, void *data)
 	}
 	return;
 not_allowed:
+	http_respond_header(req, "Allow",
+			    strcmp(path, "/v1/txns") == 0 ? "GET, POST" : "GET");
 	respond_error(req, 405, "method_not_allowed",
 		      "%.16s is not allowed on %.100s", req->method, path);
 }

@@ -327,7 +327,7 @@ static const char ABORTED[] =
     "\"rolled_back\",\"results\":[{\"rows_affected\":1}],\"sqlstate\":"
     "\"23505\",\"message\":"
     "\"duplicate key value violates unique constraint \\\"t_pkey\\\"\"}],"
-    "\"error\":{\"code\":\"statement failed\",\"message\":\"branch 2 "
+    "\"error\":{\"code\":\"statement_failed\",\"reason\":\"statement failed\",\"message\":\"branch 2 "
     "(bank_b): statement failed: 23505 duplicate key value violates "
     "unique constraint \\\"t_pkey\\\"\",\"branch\":1,\"resource\":"
     "\"bank_b\",\"sqlstate\":\"23505\"},"
