@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #define MAX_CLIENTS 80 /* the harness server allows 100 connections */
@@ -71,8 +72,20 @@ static double pct_ms(struct lat *l, double p)
 
 struct figures {
 	double per_sec, p50, p99;
+	/* client CPU per measured cycle (the warm-up included, so an upper
+	 * bound): the loop thread for the driver, all threads for libpq */
+	double cpu;
 	int errors;
 };
+
+static double cpu_us(int who)
+{
+	struct rusage ru;
+
+	getrusage(who, &ru);
+	return (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
+	       (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+}
 
 static const char *conninfo;
 
@@ -143,6 +156,7 @@ static struct figures run_libpq(int n, double seconds)
 	struct thr t[MAX_CLIENTS];
 	struct lat all = {0};
 	struct figures f = {0};
+	double cpu0 = cpu_us(RUSAGE_SELF);
 	uint64_t start = uv_hrtime() + WARMUP_NS;
 	uint64_t end = start + (uint64_t)(seconds * 1e9);
 
@@ -161,6 +175,7 @@ static struct figures run_libpq(int n, double seconds)
 		free(t[i].lat.v);
 	}
 	f.per_sec = (double)all.n / seconds;
+	f.cpu = all.n ? (cpu_us(RUSAGE_SELF) - cpu0) / (double)all.n : 0;
 	f.p50 = pct_ms(&all, 0.50);
 	f.p99 = pct_ms(&all, 0.99);
 	free(all.v);
@@ -285,6 +300,7 @@ static struct figures run_driver(int n, double seconds, bool keep)
 	struct drv *d = calloc(1, sizeof(*d));
 	struct figures f = {0};
 	char err[256];
+	double cpu0;
 
 	if (d == NULL) {
 		f.errors = 1;
@@ -313,8 +329,12 @@ static struct figures run_driver(int n, double seconds, bool keep)
 		snprintf(c->id_s, sizeof(c->id_s), "%d", i + 1);
 		cycle(c);
 	}
+	cpu0 = cpu_us(RUSAGE_THREAD);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&d->loop);
+	/* Includes the warm-up: an upper bound per measured cycle. */
+	f.cpu =
+	    d->lat.n ? (cpu_us(RUSAGE_THREAD) - cpu0) / (double)d->lat.n : 0;
 	f.per_sec = (double)d->lat.n / seconds;
 	f.p50 = pct_ms(&d->lat, 0.50);
 	f.p99 = pct_ms(&d->lat, 0.99);
@@ -383,8 +403,9 @@ int main(int argc, char **argv)
 		return 1;
 	printf("| clients | libpq cycles/s | p50 ms | p99 ms | driver "
 	       "cycles/s | p50 ms | p99 ms | driver/libpq | driver, "
-	       "keep_session_state cycles/s | p50 ms | p99 ms | errors |\n");
-	printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+	       "keep_session_state cycles/s | p50 ms | p99 ms | client CPU "
+	       "us/cycle: libpq, driver | errors |\n");
+	printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	list = strdup(clients);
 	for (tok = strtok_r(list, ",", &save); tok != NULL;
 	     tok = strtok_r(NULL, ",", &save)) {
@@ -401,10 +422,11 @@ int main(int argc, char **argv)
 		d = run_driver(n, seconds, false);
 		k = run_driver(n, seconds, true);
 		printf("| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f "
-		       "| %.0f | %.2f | %.2f | %d |\n",
+		       "| %.0f | %.2f | %.2f | %.0f, %.0f | %d |\n",
 		       n, l.per_sec, l.p50, l.p99, d.per_sec, d.p50, d.p99,
 		       l.per_sec > 0 ? d.per_sec / l.per_sec : 0, k.per_sec,
-		       k.p50, k.p99, l.errors + d.errors + k.errors);
+		       k.p50, k.p99, l.cpu, d.cpu,
+		       l.errors + d.errors + k.errors);
 		fflush(stdout);
 	}
 	free(list);
