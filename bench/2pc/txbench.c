@@ -9,6 +9,7 @@
  *   txbench both    --port P --conn0 CONNINFO --conn1 CONNINFO [options]
  *   options: --clients N (1) --seconds S (8, per mode) --rounds R (4)
  *            --warmup S (1) --accounts A (10000) --seed N
+ *            --ceiling-style one|split|decree (one)
  *
  * A transfer moves 1 from a random account of database 0 (resource bank_a)
  * to a random account of database 1 (bank_b).  "both" alternates rounds of
@@ -39,6 +40,11 @@
  *    in parallel); when both have answered, phase 2 sends COMMIT PREPARED
  *    to both at once; the transfer is done when both have answered.  This
  *    is the least a client can do for an atomic transfer with 2PC.
+ *    --ceiling-style split sends BEGIN, the UPDATE (extended protocol, a
+ *    parameter) and PREPARE TRANSACTION as three round trips instead, and
+ *    "decree" adds the session reset decree's driver sends after a branch:
+ *    experiments that show what decree's statement pattern costs on the
+ *    databases, without a coordinator.
  *  - The window ends after --seconds; no new transfer starts after it, and
  *    the ones in flight are finished (bounded) so no prepared transaction
  *    is left behind.
@@ -67,6 +73,13 @@
 
 enum mode { MODE_DECREE, MODE_CEILING, MODE_BOTH };
 
+/* How the ceiling runs phase 1 on each database. */
+enum style {
+	STYLE_ONE,   /* BEGIN; UPDATE; PREPARE as one simple query */
+	STYLE_SPLIT, /* three round trips, UPDATE with a parameter */
+	STYLE_DECREE /* split, then decree's session reset (an experiment) */
+};
+
 struct opts {
 	enum mode mode;
 	int port;
@@ -77,6 +90,7 @@ struct opts {
 	double warmup;
 	int accounts;
 	uint64_t seed;
+	enum style style;
 };
 
 /* Latencies (microseconds) of the transfers completed in the windows. */
@@ -113,6 +127,8 @@ struct client {
 	PGconn *pq[2];
 	int pending[2]; /* 1 while a query's results are still coming */
 	int phase;      /* 1 prepare, 2 commit prepared */
+	int step[2];    /* next step of phase 1 per connection */
+	int a, b;       /* the accounts of the transfer */
 	bool want_out[2];
 	char gid[64];
 	struct ref ref[2];
@@ -380,36 +396,95 @@ static void pq_flush(struct client *c, int i)
 	}
 }
 
-static void pq_send(struct client *c, int i, const char *sql)
+/* Sends SQL on connection i: a simple query when param is 0, else the
+ * extended protocol with $1 = param (as decree's driver does). */
+static void pq_send(struct client *c, int i, const char *sql, int param)
 {
-	if (!PQsendQuery(c->pq[i], sql))
-		die("PQsendQuery: %s", PQerrorMessage(c->pq[i]));
+	char v[16];
+	const char *vals[1] = {v};
+	int ok;
+
+	if (param == 0) {
+		ok = PQsendQuery(c->pq[i], sql);
+	} else {
+		snprintf(v, sizeof(v), "%d", param);
+		ok = PQsendQueryParams(c->pq[i], sql, 1, NULL, vals, NULL, NULL,
+				       0);
+	}
+	if (!ok)
+		die("send: %s", PQerrorMessage(c->pq[i]));
 	c->pending[i] = 1;
 	pq_flush(c, i);
 }
 
-static void ceiling_start(struct client *c)
+/* What decree's driver sends after a branch's PREPARE on a connection
+ * that ran user statements (coordinator/driver_pg.c, OP_RESET). */
+#define RESET_SQL                                                            \
+	"CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE " \
+	"ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; "    \
+	"DISCARD TEMP; DISCARD SEQUENCES; SELECT "                             \
+	"set_config('statement_timeout', '10000', false), "                    \
+	"set_config('application_name', 'decree', false), "                   \
+	"set_config('client_connection_check_interval', '1000', false)"
+
+/* Sends step c->step[i] of phase 1 on connection i; false when the phase
+ * has no more steps there. */
+static bool ceiling_step(struct client *c, int i)
 {
 	char sql[256];
-	int a = account(c), b = account(c);
+	int acct = i == 0 ? c->a : c->b;
+	const char *op = i == 0 ? "-" : "+";
+	int step = c->step[i]++;
 
+	if (O.style == STYLE_ONE) {
+		if (step > 0)
+			return false;
+		snprintf(sql, sizeof(sql),
+			 "BEGIN; UPDATE accounts SET balance = balance %s 1 "
+			 "WHERE id = %d; PREPARE TRANSACTION '%s'",
+			 op, acct, c->gid);
+		pq_send(c, i, sql, 0);
+		return true;
+	}
+	switch (step) {
+	case 0:
+		pq_send(c, i, "BEGIN", 0);
+		return true;
+	case 1:
+		snprintf(sql, sizeof(sql),
+			 "update accounts set balance = balance %s 1 where "
+			 "id = $1",
+			 op);
+		pq_send(c, i, sql, acct);
+		return true;
+	case 2:
+		snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", c->gid);
+		pq_send(c, i, sql, 0);
+		return true;
+	case 3:
+		if (O.style != STYLE_DECREE)
+			return false;
+		pq_send(c, i, RESET_SQL, 0);
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void ceiling_start(struct client *c)
+{
 	c->seq++;
 	snprintf(c->gid, sizeof(c->gid), "ceil_%d_%d_%" PRIu64, (int)getpid(),
 		 c->id, c->seq);
 	c->active = true;
 	inflight++;
 	c->phase = 1;
+	c->a = account(c);
+	c->b = account(c);
+	c->step[0] = c->step[1] = 0;
 	c->t_start = now_ns();
-	snprintf(sql, sizeof(sql),
-		 "BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = "
-		 "%d; PREPARE TRANSACTION '%s'",
-		 a, c->gid);
-	pq_send(c, 0, sql);
-	snprintf(sql, sizeof(sql),
-		 "BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = "
-		 "%d; PREPARE TRANSACTION '%s'",
-		 b, c->gid);
-	pq_send(c, 1, sql);
+	ceiling_step(c, 0);
+	ceiling_step(c, 1);
 }
 
 static void ceiling_event(struct client *c, int i, uint32_t events)
@@ -425,12 +500,17 @@ static void ceiling_event(struct client *c, int i, uint32_t events)
 	if (!PQconsumeInput(pq))
 		die("database %d: %s", i, PQerrorMessage(pq));
 	while (c->pending[i] && !PQisBusy(pq)) {
+		ExecStatusType st;
+
 		res = PQgetResult(pq);
 		if (res == NULL) {
 			c->pending[i] = 0;
+			if (c->phase == 1)
+				ceiling_step(c, i);
 			break;
 		}
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		st = PQresultStatus(res);
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 			die("database %d, transfer %s phase %d: %s", i, c->gid,
 			    c->phase, PQresultErrorMessage(res));
 		if (strncmp(PQcmdStatus(res), "UPDATE", 6) == 0 &&
@@ -444,8 +524,8 @@ static void ceiling_event(struct client *c, int i, uint32_t events)
 	if (c->phase == 1) {
 		c->phase = 2;
 		snprintf(sql, sizeof(sql), "COMMIT PREPARED '%s'", c->gid);
-		pq_send(c, 0, sql);
-		pq_send(c, 1, sql);
+		pq_send(c, 0, sql, 0);
+		pq_send(c, 1, sql, 0);
 		return;
 	}
 	record_done(c);
@@ -629,7 +709,8 @@ static void usage(void)
 		"       txbench both --port P --conn0 CONNINFO --conn1 "
 		"CONNINFO [options]\n"
 		"options: --clients N --seconds S --rounds R --warmup S "
-		"--accounts A --seed N\n");
+		"--accounts A --seed N\n"
+		"         --ceiling-style one|split|decree\n");
 	exit(2);
 }
 
@@ -675,6 +756,15 @@ static void parse(int argc, char **argv)
 			O.accounts = atoi(v);
 		else if (strcmp(k, "--seed") == 0)
 			O.seed = strtoull(v, NULL, 10);
+		else if (strcmp(k, "--ceiling-style") == 0 &&
+			 strcmp(v, "one") == 0)
+			O.style = STYLE_ONE;
+		else if (strcmp(k, "--ceiling-style") == 0 &&
+			 strcmp(v, "split") == 0)
+			O.style = STYLE_SPLIT;
+		else if (strcmp(k, "--ceiling-style") == 0 &&
+			 strcmp(v, "decree") == 0)
+			O.style = STYLE_DECREE;
 		else
 			usage();
 	}
