@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(build-essential pkg-config libuv1-dev libpq-dev libjansson-dev check
-      libsubunit-dev libhttp-parser-dev postgresql postgresql-contrib)
+      libsubunit-dev libhttp-parser-dev postgresql postgresql-contrib curl)
 
 missing=()
 for p in "${pkgs[@]}"; do
