@@ -32,7 +32,8 @@
 #     ephemeral range); when the bind fails because the port is taken the
 #     server is started again on another one.  A restarted server keeps its
 #     port.
-#  5. No fixed sleeps.  Startup waits for pg_isready to succeed (bounded by
+#  5. No fixed sleeps.  All postmasters start at once; then startup waits,
+#     server by server, for pg_isready to succeed (bounded by
 #     $DECREE_PG_START_TIMEOUT seconds, default 60), or for the postmaster
 #     to die.  A stop waits for the postmaster and its backends to be gone
 #     (bounded too, then SIGKILL).  The engine is the postmaster's parent, so
@@ -280,27 +281,34 @@ pgh__write_config() {
 	EOF
 }
 
-# Starts the postmaster of server $1 on PGH_PORTS[$1]; waits until it
-# accepts connections.  0 ok (PGH_PIDS set), 1 failed, 2 port in use.
-pgh__launch() {
-	local i=$1 d=${PGH_DIRS[$1]} port=${PGH_PORTS[$1]} pid end mark
-	mark=0
-	[ -f "$d/log" ] && mark=$(wc -l <"$d/log")
+# Starts the postmaster of server $1 on PGH_PORTS[$1] without waiting;
+# sets PGH_PIDS[$1].
+pgh__spawn() {
+	local i=$1 d=${PGH_DIRS[$1]} port=${PGH_PORTS[$1]}
+	PGH_MARKS[i]=0
+	[ -f "$d/log" ] && PGH_MARKS[i]=$(wc -l <"$d/log")
 	(
 		cd "$d" || exit 1
 		exec "${PGH_AS[@]}" "$PGH_BINDIR/postgres" -D "$d/data" \
 			-p "$port" -k "$d"
 	) </dev/null >>"$d/log" 2>&1 3>&- 4>&- &
-	pid=$!
+	PGH_PIDS[i]=$!
+}
+
+# Waits until server $1 (just spawned) accepts connections.  0 ok, 1
+# failed, 2 port in use; on failure it is gone and PGH_PIDS[$1] is 0.
+pgh__await() {
+	local i=$1 d=${PGH_DIRS[$1]} port=${PGH_PORTS[$1]} pid=${PGH_PIDS[$1]}
+	local mark=${PGH_MARKS[$1]:-0} end
 	end=$((SECONDS + ${DECREE_PG_START_TIMEOUT:-60}))
 	while :; do
 		if "$PGH_BINDIR/pg_isready" -q -h "$d" -p "$port" -U postgres \
 			-d postgres -t 5 </dev/null >/dev/null 2>&1; then
-			PGH_PIDS[i]=$pid
 			return 0
 		fi
 		if ! pgh__alive "$pid"; then
 			wait "$pid" 2>/dev/null
+			PGH_PIDS[i]=0
 			pgh__kill_dir "$d/data"
 			if tail -n +"$((mark + 1))" "$d/log" |
 				grep -q 'could not bind\|could not create any TCP/IP sockets'; then
@@ -319,11 +327,18 @@ pgh__launch() {
 				pgh__wait_gone 10 "$pid"
 				wait "$pid"
 			} 2>/dev/null
+			PGH_PIDS[i]=0
 			pgh__kill_dir "$d/data"
 			return 1
 		fi
 		sleep 0.05
 	done
+}
+
+# Starts server $1 and waits until it accepts connections (pgh__await).
+pgh__launch() {
+	pgh__spawn "$1"
+	pgh__await "$1"
 }
 
 # Stops server $1 with signal $2 (INT: fast, QUIT: immediate, KILL: crash).
@@ -413,6 +428,7 @@ pgh__serve() {
 	PGH_DIRS=()
 	PGH_PORTS=()
 	PGH_PIDS=()
+	PGH_MARKS=()
 	if ! [[ "$n" =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 16 ]; then
 		pgh__fail_start "bad server count '$n' (1..16)"
 	fi
@@ -442,17 +458,24 @@ pgh__serve() {
 		cp -a "$d/data" "${PGH_DIRS[$i]}/data" ||
 			pgh__fail_start "cannot copy the initial cluster to ${PGH_DIRS[$i]}"
 	done
+	# All postmasters start together; then each is waited for in turn,
+	# and moved to another port if its port was taken.
+	for ((i = 0; i < n; i++)); do
+		PGH_PORTS[i]=$(pgh__pick_port)
+		pgh__spawn "$i"
+	done
 	for ((i = 0; i < n; i++)); do
 		tries=0
 		while :; do
-			PGH_PORTS[i]=$(pgh__pick_port)
-			pgh__launch "$i"
+			pgh__await "$i"
 			rc=$?
 			[ $rc -eq 0 ] && break
 			tries=$((tries + 1))
 			if [ $rc -ne 2 ] || [ $tries -ge 20 ]; then
 				pgh__fail_start "cannot start server $i in ${PGH_DIRS[$i]}"
 			fi
+			PGH_PORTS[i]=$(pgh__pick_port)
+			pgh__spawn "$i"
 		done
 		pgh__reply "server $i ${PGH_PORTS[$i]} ${PGH_DIRS[$i]} ${PGH_PIDS[$i]}"
 	done
@@ -510,7 +533,6 @@ pgh__serve() {
 			if pgh__launch "$arg"; then
 				pgh__reply "ok ${PGH_PIDS[$arg]}"
 			else
-				PGH_PIDS[arg]=0
 				pgh__reply "error server $arg did not start (see ${PGH_DIRS[$arg]}/log)"
 			fi
 			;;
