@@ -30,41 +30,42 @@
 /* ------------------------------------------------------------------ errors */
 
 #define COORDINATOR_ERRORS(X)                                                  \
-	X(GID_LONG, "gid too long (at most 199 bytes)")                       \
-	X(GID_CLUSTER, "gid: bad cluster name (1-64 of A-Z a-z 0-9 -)")       \
+	X(GID_LONG, "gid too long (at most 199 bytes)")                        \
+	X(GID_CLUSTER, "gid: bad cluster name (1-64 of A-Z a-z 0-9 -)")        \
 	X(GID_EPOCH, "gid: bad epoch (a decimal number from 1, no leading 0)") \
-	X(GID_SEQ, "gid: bad sequence (a decimal number from 1, no leading 0)") \
-	X(GID_BRANCH, "gid: bad branch part (want <k>of<n>, 1 <= k <= n <= 64)") \
-	X(GID_FORMAT, "gid: want <cluster>_<epoch>_<seq>_<k>of<n>")           \
-	X(REC_MAGIC, "log record: bad magic")                                 \
-	X(REC_VERSION, "log record: unsupported version")                     \
-	X(REC_TYPE, "log record: unknown type")                               \
-	X(REC_TRUNCATED, "log record: truncated or trailing bytes")           \
-	X(REC_FIELD, "log record: bad field")                                 \
-	X(NO_BRANCHES, "a transaction needs at least one branch")             \
-	X(TOO_MANY_BRANCHES, "too many branches (at most 64)")                \
-	X(BAD_RESOURCE, "bad resource name (1-63 bytes, no control chars)")   \
-	X(BAD_PROTOCOL, "unknown protocol")                                   \
-	X(BAD_KEY, "bad idempotency key (1-128 bytes)")                       \
-	X(NOT_READY, "no epoch yet: the coordinator is starting")             \
-	X(LOG_FAILED, "the decision log failed: restart to recover")          \
-	X(NOT_FOUND, "no such transaction")                                   \
-	X(STALE, "event does not match the transaction's state (ignored)")    \
-	X(BAD_EVENT, "malformed event")                                       \
-	X(STATEMENT, "statement failed")                                      \
-	X(VOTE_NO, "branch voted no at prepare")                              \
-	X(PREPARE_LOST, "the answer to PREPARE was lost")                     \
-	X(TIMEOUT, "transaction timed out before the decision")               \
-	X(COMMIT_FAILED, "one-phase commit failed")                           \
-	X(COMMIT_UNKNOWN, "the answer to the one-phase COMMIT was lost")      \
-	X(DUPLICATE, "duplicate")
+	X(GID_SEQ,                                                             \
+	  "gid: bad sequence (a decimal number from 1, no leading 0)")         \
+	X(GID_BRANCH,                                                          \
+	  "gid: bad branch part (want <k>of<n>, 1 <= k <= n <= 64)")           \
+	X(GID_FORMAT, "gid: want <cluster>_<epoch>_<seq>_<k>of<n>")            \
+	X(REC_MAGIC, "log record: bad magic")                                  \
+	X(REC_VERSION, "log record: unsupported version")                      \
+	X(REC_TYPE, "log record: unknown type")                                \
+	X(REC_TRUNCATED, "log record: truncated or trailing bytes")            \
+	X(REC_FIELD, "log record: bad field")                                  \
+	X(NO_BRANCHES, "a transaction needs at least one branch")              \
+	X(TOO_MANY_BRANCHES, "too many branches (at most 64)")                 \
+	X(BAD_RESOURCE, "bad resource name (1-63 bytes, no control chars)")    \
+	X(BAD_PROTOCOL, "unknown protocol")                                    \
+	X(BAD_KEY, "bad idempotency key (1-128 bytes)")                        \
+	X(NOT_READY, "no epoch yet: the coordinator is starting")              \
+	X(LOG_FAILED, "the decision log failed: restart to recover")           \
+	X(NOT_FOUND, "no such transaction")                                    \
+	X(STALE, "event does not match the transaction's state (ignored)")     \
+	X(BAD_EVENT, "malformed event")                                        \
+	X(STATEMENT, "statement failed")                                       \
+	X(VOTE_NO, "branch voted no at prepare")                               \
+	X(PREPARE_LOST, "the answer to PREPARE was lost")                      \
+	X(TIMEOUT, "transaction timed out before the decision")                \
+	X(COMMIT_FAILED, "one-phase commit failed")                            \
+	X(COMMIT_UNKNOWN, "the answer to the one-phase COMMIT was lost")
 
 enum {
 	COORDINATOR_EBASE = -3000,
 #define COORDINATOR_ENUM(name, text) COORDINATOR_E##name,
 	COORDINATOR_ERRORS(COORDINATOR_ENUM)
 #undef COORDINATOR_ENUM
-	COORDINATOR_ELAST
+	    COORDINATOR_ELAST
 };
 
 /* Text for a COORDINATOR_E* code or a -errno value; never NULL. */
@@ -80,12 +81,12 @@ const char *coordinator_strerror(int code);
  * gid without the branch part: <cluster>_<epoch>_<seq>.  Either fits in
  * COORDINATOR_GID_SIZE bytes with its NUL (PostgreSQL's GIDSIZE is 200).
  */
-#define COORDINATOR_GID_SIZE 200
-#define COORDINATOR_CLUSTER_MAX 64
+#define COORDINATOR_GID_SIZE	 200
+#define COORDINATOR_CLUSTER_MAX	 64
 #define COORDINATOR_BRANCHES_MAX 64
 #define COORDINATOR_RESOURCE_MAX 63
-#define COORDINATOR_KEY_MAX 128
-#define COORDINATOR_MSG_SIZE 256
+#define COORDINATOR_KEY_MAX	 128
+#define COORDINATOR_MSG_SIZE	 256
 
 struct coordinator_gid {
 	char cluster[COORDINATOR_CLUSTER_MAX + 1];
@@ -122,7 +123,8 @@ enum coordinator_protocol {
 	COORDINATOR_PROTO_2PC_PA,      /* presumed abort */
 	COORDINATOR_PROTO_2PC_PN,      /* presumed nothing */
 };
-/* "2pc-pa", "2pc-pn" (and "default"); parse returns COORDINATOR_EBAD_PROTOCOL. */
+/* "2pc-pa", "2pc-pn" (and "default"); parse returns COORDINATOR_EBAD_PROTOCOL.
+ */
 const char *coordinator_protocol_name(enum coordinator_protocol p);
 int coordinator_protocol_parse(const char *s, enum coordinator_protocol *out);
 
@@ -143,8 +145,8 @@ struct coordinator_rec_branch {
  * coordinator_record_free() when it came from the heap. */
 struct coordinator_record {
 	enum coordinator_rec_type type;
-	uint64_t epoch;                  /* EPOCH only */
-	char txn[COORDINATOR_GID_SIZE];  /* others: the transaction id */
+	uint64_t epoch;			/* EPOCH only */
+	char txn[COORDINATOR_GID_SIZE]; /* others: the transaction id */
 	enum coordinator_protocol protocol;
 	/* BEGIN/COMMIT/ABORT: the idempotency key, "" if none, so a retried
 	 * request finds a committed transaction after a restart too */
@@ -155,14 +157,15 @@ struct coordinator_record {
 
 const char *coordinator_rec_type_name(enum coordinator_rec_type t);
 /* Heap copy of rec (NULL on allocation failure). */
-struct coordinator_record *coordinator_record_dup(const struct coordinator_record *rec);
+struct coordinator_record *
+coordinator_record_dup(const struct coordinator_record *rec);
 void coordinator_record_free(struct coordinator_record *rec);
 /* Encoded size of rec, or a negative code if rec is invalid. */
 long coordinator_record_size(const struct coordinator_record *rec);
 /* Encodes rec into buf (len >= coordinator_record_size()); returns the
  * number of bytes written or a negative code. */
-long coordinator_record_encode(const struct coordinator_record *rec,
-			       void *buf, size_t len);
+long coordinator_record_encode(const struct coordinator_record *rec, void *buf,
+			       size_t len);
 /* Decodes buf into a new record (*out, the caller frees it); strict: bad
  * magic, version, type, field or length gives a COORDINATOR_EREC_* code. */
 int coordinator_record_decode(const void *buf, size_t len,
@@ -208,7 +211,8 @@ int coordinator_log_append(struct coordinator_log *log,
 /* Replays the log, decoding each record for fn (which does not own it).  A
  * record that fails to decode stops the replay with its code. */
 int coordinator_log_replay(struct coordinator_log *log,
-			   int (*fn)(void *arg, const struct coordinator_record *rec),
+			   int (*fn)(void *arg,
+				     const struct coordinator_record *rec),
 			   void *arg);
 void coordinator_log_close(struct coordinator_log *log);
 
@@ -255,7 +259,7 @@ struct wal *coordinator_walog_wal(struct coordinator_log *log);
 /* ------------------------------------------------------ the txn table */
 
 enum coordinator_txn_state {
-	COORDINATOR_TXN_ACTIVE,     /* running statements */
+	COORDINATOR_TXN_ACTIVE,	    /* running statements */
 	COORDINATOR_TXN_PREPARING,  /* phase 1 */
 	COORDINATOR_TXN_COMMITTING, /* commit decided (or 1PC commit sent) */
 	COORDINATOR_TXN_ABORTING,   /* abort decided, undoing */
@@ -282,32 +286,32 @@ enum coordinator_hint {
 };
 
 enum coordinator_branch_state {
-	COORDINATOR_BR_RUNNING,     /* statements sent */
-	COORDINATOR_BR_RAN,         /* statements ok, local txn open */
-	COORDINATOR_BR_FAILED,      /* a statement failed */
-	COORDINATOR_BR_PREPARING,   /* PREPARE sent */
-	COORDINATOR_BR_PREPARED,    /* voted yes */
-	COORDINATOR_BR_READ_ONLY,   /* voted read-only: committed locally, left */
-	COORDINATOR_BR_VOTED_NO,    /* voted no: rolled back by the resource */
-	COORDINATOR_BR_LOST,        /* PREPARE answer lost: maybe prepared */
-	COORDINATOR_BR_COMMITTING,  /* COMMIT [PREPARED] sent */
+	COORDINATOR_BR_RUNNING,	  /* statements sent */
+	COORDINATOR_BR_RAN,	  /* statements ok, local txn open */
+	COORDINATOR_BR_FAILED,	  /* a statement failed */
+	COORDINATOR_BR_PREPARING, /* PREPARE sent */
+	COORDINATOR_BR_PREPARED,  /* voted yes */
+	COORDINATOR_BR_READ_ONLY, /* voted read-only: committed locally, left */
+	COORDINATOR_BR_VOTED_NO,  /* voted no: rolled back by the resource */
+	COORDINATOR_BR_LOST,	  /* PREPARE answer lost: maybe prepared */
+	COORDINATOR_BR_COMMITTING, /* COMMIT [PREPARED] sent */
 	COORDINATOR_BR_COMMITTED,
 	COORDINATOR_BR_ROLLING_BACK, /* ROLLBACK PREPARED sent */
 	COORDINATOR_BR_ROLLED_BACK,  /* undone (or local ROLLBACK sent) */
 	COORDINATOR_BR_RETRY_WAIT,   /* phase 2 failed, waiting to retry */
-	COORDINATOR_BR_UNKNOWN,      /* 1PC COMMIT answer lost */
+	COORDINATOR_BR_UNKNOWN,	     /* 1PC COMMIT answer lost */
 };
 const char *coordinator_branch_state_name(enum coordinator_branch_state s);
 
 struct coordinator_branch {
 	char resource[COORDINATOR_RESOURCE_MAX + 1];
 	char gid[COORDINATOR_GID_SIZE];
-	void *stmts;                  /* opaque, see engine config */
+	void *stmts; /* opaque, see engine config */
 	enum coordinator_hint read_only;
 	enum coordinator_branch_state state;
-	unsigned attempts;            /* phase-2 attempts that failed */
-	uint64_t timer_id;            /* retry timer armed, or 0 */
-	char sqlstate[6];             /* of the last error, "" if none */
+	unsigned attempts; /* phase-2 attempts that failed */
+	uint64_t timer_id; /* retry timer armed, or 0 */
+	char sqlstate[6];  /* of the last error, "" if none */
 	char message[COORDINATOR_MSG_SIZE];
 };
 
@@ -319,26 +323,26 @@ struct coordinator_txn {
 	enum coordinator_protocol protocol;
 	enum coordinator_txn_state state;
 	enum coordinator_outcome outcome;
-	bool recovered;       /* adopted from the log or a resource's list */
-	bool replied;         /* the outcome went to the waiting clients */
+	bool recovered;	      /* adopted from the log or a resource's list */
+	bool replied;	      /* the outcome went to the waiting clients */
 	bool begin_logged;    /* PN begin record appended */
 	bool decision_logged; /* a decision record appended */
-	bool one_phase;       /* single branch: COMMIT without PREPARE */
+	bool one_phase;	      /* single branch: COMMIT without PREPARE */
 	/* What was decided (PENDING: nothing yet).  outcome is what clients
 	 * may be told: a commit decision is not an outcome until durable. */
 	enum coordinator_outcome decision;
 	enum coordinator_rec_type awaiting; /* record log_token is for */
-	uint64_t log_token;   /* awaited log completion, 0 if none */
-	uint64_t prepare_at;  /* when PREPAREs went out */
-	uint64_t timer_id;    /* phase-1 timer, 0 if none */
+	uint64_t log_token;  /* awaited log completion, 0 if none */
+	uint64_t prepare_at; /* when PREPAREs went out */
+	uint64_t timer_id;   /* phase-1 timer, 0 if none */
 	uint64_t timeout_ms;
 	uint64_t begun_at, decided_at, done_at;
-	int error;            /* COORDINATOR_E* of the abort reason, 0 if none */
-	int err_branch;       /* branch index the error names, -1 if none */
+	int error;	/* COORDINATOR_E* of the abort reason, 0 if none */
+	int err_branch; /* branch index the error names, -1 if none */
 	char errmsg[2 * COORDINATOR_MSG_SIZE];
 	size_t nbranches;
 	struct coordinator_branch *branches;
-	size_t nwaiters;      /* clients waiting for the outcome */
+	size_t nwaiters; /* clients waiting for the outcome */
 	uint64_t *waiters;
 	/* table links */
 	struct coordinator_txn *id_next, *key_next, *prev, *next;
@@ -363,8 +367,8 @@ uint64_t coordinator_table_epoch(const struct coordinator_table *t);
 bool coordinator_table_is_ready(const struct coordinator_table *t);
 /* Allocates the next sequence of the current epoch and writes the txn id;
  * COORDINATOR_ENOT_READY before the epoch is durable. */
-int coordinator_table_next_id(struct coordinator_table *t, char *id,
-			      size_t len, uint64_t *seq);
+int coordinator_table_next_id(struct coordinator_table *t, char *id, size_t len,
+			      uint64_t *seq);
 
 /* Creates an empty txn with this id (and key, may be NULL) in the table;
  * -EEXIST if the id or key is taken. */
@@ -372,16 +376,15 @@ int coordinator_table_add(struct coordinator_table *t, const char *id,
 			  const char *key, size_t nbranches,
 			  struct coordinator_txn **out);
 /* Finds by txn id or by branch gid (the branch part is ignored). */
-struct coordinator_txn *coordinator_table_find(const struct coordinator_table *t,
-					       const char *gid);
-struct coordinator_txn *coordinator_table_find_key(const struct coordinator_table *t,
-						   const char *key);
+struct coordinator_txn *
+coordinator_table_find(const struct coordinator_table *t, const char *gid);
+struct coordinator_txn *
+coordinator_table_find_key(const struct coordinator_table *t, const char *key);
 /* Calls fn for each txn in state (or every txn if all), oldest first;
  * fn returning non-zero stops the walk.  Returns how many were visited. */
-size_t coordinator_table_list(const struct coordinator_table *t,
-			      enum coordinator_txn_state state, bool all,
-			      int (*fn)(void *arg, const struct coordinator_txn *x),
-			      void *arg);
+size_t coordinator_table_list(
+    const struct coordinator_table *t, enum coordinator_txn_state state,
+    bool all, int (*fn)(void *arg, const struct coordinator_txn *x), void *arg);
 size_t coordinator_table_count(const struct coordinator_table *t,
 			       enum coordinator_txn_state state);
 size_t coordinator_table_size(const struct coordinator_table *t);
@@ -391,7 +394,8 @@ size_t coordinator_table_prune(struct coordinator_table *t, uint64_t now,
 			       uint64_t keep_ms, void (*free_stmts)(void *));
 /* Grows a txn's branch array (recovery adds branches one by one). */
 int coordinator_txn_branch_add(struct coordinator_txn *x, const char *resource,
-			       const char *gid, struct coordinator_branch **out);
+			       const char *gid,
+			       struct coordinator_branch **out);
 /* Adds a client waiting for the outcome. */
 int coordinator_txn_waiter_add(struct coordinator_txn *x, uint64_t client);
 
@@ -405,28 +409,29 @@ enum coordinator_vote {
 };
 
 enum coordinator_fx_type {
-	COORDINATOR_FX_RUN,            /* begin a local txn, run stmts */
-	COORDINATOR_FX_PREPARE,        /* PREPARE TRANSACTION gid (or RO) */
+	COORDINATOR_FX_RUN,		 /* begin a local txn, run stmts */
+	COORDINATOR_FX_PREPARE,		 /* PREPARE TRANSACTION gid (or RO) */
 	COORDINATOR_FX_COMMIT_ONE_PHASE, /* COMMIT the open local txn */
-	COORDINATOR_FX_ROLLBACK_LOCAL, /* ROLLBACK the open local txn; no answer */
+	COORDINATOR_FX_ROLLBACK_LOCAL, /* ROLLBACK the open local txn; no answer
+					*/
 	COORDINATOR_FX_COMMIT_PREPARED,
 	COORDINATOR_FX_ROLLBACK_PREPARED,
-	COORDINATOR_FX_LOG,            /* append rec (forced or not) */
-	COORDINATOR_FX_SET_TIMER,      /* fire (txn, branch, timer_id) at `at` */
+	COORDINATOR_FX_LOG,	  /* append rec (forced or not) */
+	COORDINATOR_FX_SET_TIMER, /* fire (txn, branch, timer_id) at `at` */
 	COORDINATOR_FX_CANCEL_TIMER,
-	COORDINATOR_FX_REPLY,          /* tell client the outcome */
+	COORDINATOR_FX_REPLY, /* tell client the outcome */
 	COORDINATOR_FX_METRIC,
 };
 const char *coordinator_fx_name(enum coordinator_fx_type t);
 
 enum coordinator_metric {
 	COORDINATOR_M_TXN_BEGUN,
-	COORDINATOR_M_TXN_COMMITTED,  /* value: ms from begin to decision */
+	COORDINATOR_M_TXN_COMMITTED, /* value: ms from begin to decision */
 	COORDINATOR_M_TXN_ABORTED,
 	COORDINATOR_M_TXN_UNKNOWN,
-	COORDINATOR_M_PREPARE_MS,     /* phase 1: last statement ok -> votes */
-	COORDINATOR_M_PHASE2_MS,      /* decision -> done */
-	COORDINATOR_M_LOG_WRITE,      /* value 1 if forced */
+	COORDINATOR_M_PREPARE_MS, /* phase 1: last statement ok -> votes */
+	COORDINATOR_M_PHASE2_MS,  /* decision -> done */
+	COORDINATOR_M_LOG_WRITE,  /* value 1 if forced */
 	COORDINATOR_M_PHASE2_RETRY,
 	COORDINATOR_M_IN_DOUBT_ENTER,
 	COORDINATOR_M_IN_DOUBT_LEAVE,
@@ -448,9 +453,9 @@ struct coordinator_reply {
 	enum coordinator_protocol protocol;
 	enum coordinator_txn_state state;
 	enum coordinator_outcome outcome;
-	int error;            /* COORDINATOR_E* or 0 */
-	int err_branch;       /* -1 if none */
-	char sqlstate[6];     /* of err_branch, "" if none */
+	int error;			       /* COORDINATOR_E* or 0 */
+	int err_branch;			       /* -1 if none */
+	char sqlstate[6];		       /* of err_branch, "" if none */
 	char errmsg[2 * COORDINATOR_MSG_SIZE]; /* "branch 2 (bank_b): ..." */
 	uint64_t begun_at, decided_at, done_at;
 	size_t nbranches;
@@ -464,18 +469,18 @@ void coordinator_reply_free(struct coordinator_reply *r);
 struct coordinator_effect {
 	enum coordinator_fx_type type;
 	char txn[COORDINATOR_GID_SIZE]; /* txn id ("" for the epoch record) */
-	int branch;                     /* index, -1 for the whole txn */
+	int branch;			/* index, -1 for the whole txn */
 	char gid[COORDINATOR_GID_SIZE]; /* branch gid (branch effects) */
 	char resource[COORDINATOR_RESOURCE_MAX + 1];
-	void *stmts;                    /* RUN: the branch's statements */
+	void *stmts;			 /* RUN: the branch's statements */
 	enum coordinator_hint read_only; /* RUN, PREPARE */
-	struct coordinator_record *rec; /* LOG; owned by the list */
-	bool forced;                    /* LOG */
-	uint64_t token;                 /* LOG: echo in COORDINATOR_EV_LOG */
-	uint64_t timer_id;              /* timers: echo in COORDINATOR_EV_TIMER */
-	uint64_t at;                    /* SET_TIMER: absolute ms */
+	struct coordinator_record *rec;	 /* LOG; owned by the list */
+	bool forced;			 /* LOG */
+	uint64_t token;			 /* LOG: echo in COORDINATOR_EV_LOG */
+	uint64_t timer_id; /* timers: echo in COORDINATOR_EV_TIMER */
+	uint64_t at;	   /* SET_TIMER: absolute ms */
 	struct coordinator_reply *reply; /* REPLY; owned by the list */
-	enum coordinator_metric metric; /* METRIC */
+	enum coordinator_metric metric;	 /* METRIC */
 	uint64_t value;
 };
 
@@ -492,21 +497,21 @@ size_t coordinator_fx_count(const struct coordinator_fx *fx,
 			    enum coordinator_fx_type t, bool only_forced);
 
 enum coordinator_ev_type {
-	COORDINATOR_EV_RAN,        /* statements of a branch done (ok/err) */
-	COORDINATOR_EV_VOTED,      /* PREPARE answer */
+	COORDINATOR_EV_RAN,   /* statements of a branch done (ok/err) */
+	COORDINATOR_EV_VOTED, /* PREPARE answer */
 	COORDINATOR_EV_COMMITTED_ONE_PHASE,
 	COORDINATOR_EV_COMMITTED_PREPARED,
 	COORDINATOR_EV_ROLLED_BACK_PREPARED,
-	COORDINATOR_EV_LOG,        /* log append completed */
+	COORDINATOR_EV_LOG, /* log append completed */
 	COORDINATOR_EV_TIMER,
 };
 
 /* Result status of a resource operation. */
 enum coordinator_status {
 	COORDINATOR_ST_OK,
-	COORDINATOR_ST_ERROR,     /* failed; sqlstate/message say why */
+	COORDINATOR_ST_ERROR,	  /* failed; sqlstate/message say why */
 	COORDINATOR_ST_NOT_FOUND, /* phase 2: 42704, no such prepared txn */
-	COORDINATOR_ST_LOST,      /* the answer was lost: may have happened */
+	COORDINATOR_ST_LOST,	  /* the answer was lost: may have happened */
 };
 
 struct coordinator_event {
@@ -514,18 +519,18 @@ struct coordinator_event {
 	char txn[COORDINATOR_GID_SIZE]; /* from the effect */
 	int branch;
 	enum coordinator_status status; /* RAN, *_DONE */
-	enum coordinator_vote vote;     /* VOTED */
+	enum coordinator_vote vote;	/* VOTED */
 	char sqlstate[6];
 	char message[COORDINATOR_MSG_SIZE];
-	uint64_t token;                 /* LOG */
-	int log_status;                 /* LOG: 0 or negative */
-	uint64_t timer_id;              /* TIMER */
+	uint64_t token;	   /* LOG */
+	int log_status;	   /* LOG: 0 or negative */
+	uint64_t timer_id; /* TIMER */
 };
 
 struct coordinator_engine_config {
-	const char *cluster;                 /* required */
-	enum coordinator_protocol protocol;  /* default: 2PC_PA */
-	uint64_t timeout_ms;                 /* phase-1 timeout; 0: 30000 */
+	const char *cluster;		    /* required */
+	enum coordinator_protocol protocol; /* default: 2PC_PA */
+	uint64_t timeout_ms;		    /* phase-1 timeout; 0: 30000 */
 	/* phase-2 retry delays: attempt k waits backoff_ms[min(k, n) - 1];
 	 * NULL/0: 100, 200, 400, ..., 5000 */
 	const uint64_t *backoff_ms;
@@ -545,15 +550,15 @@ struct coordinator_engine_config {
 
 struct coordinator_branch_req {
 	const char *resource;
-	void *stmts;                    /* opaque; the engine takes it */
+	void *stmts; /* opaque; the engine takes it */
 	enum coordinator_hint read_only;
 };
 
 struct coordinator_begin {
-	uint64_t client;                /* who waits; 0: nobody */
+	uint64_t client; /* who waits; 0: nobody */
 	enum coordinator_protocol protocol;
-	uint64_t timeout_ms;            /* 0: the config's */
-	const char *key;                /* idempotency key, NULL or "" none */
+	uint64_t timeout_ms; /* 0: the config's */
+	const char *key;     /* idempotency key, NULL or "" none */
 	size_t nbranches;
 	const struct coordinator_branch_req *branches;
 };
@@ -563,7 +568,8 @@ struct coordinator_engine;
 int coordinator_engine_new(const struct coordinator_engine_config *cfg,
 			   struct coordinator_engine **out);
 void coordinator_engine_free(struct coordinator_engine *e);
-struct coordinator_table *coordinator_engine_table(struct coordinator_engine *e);
+struct coordinator_table *
+coordinator_engine_table(struct coordinator_engine *e);
 /* The message of the last failed call ("" if none). */
 const char *coordinator_engine_errmsg(const struct coordinator_engine *e);
 /* True once the decision log failed: the process must restart. */
@@ -574,8 +580,9 @@ size_t coordinator_engine_prune(struct coordinator_engine *e, uint64_t now,
 				uint64_t keep_ms);
 /* Age in ms of the oldest branch that is (or may be) prepared and not yet
  * finished, 0 if none: for the "oldest prepared branch" metric. */
-uint64_t coordinator_engine_oldest_prepared_ms(const struct coordinator_engine *e,
-					       uint64_t now);
+uint64_t
+coordinator_engine_oldest_prepared_ms(const struct coordinator_engine *e,
+				      uint64_t now);
 
 /*
  * Starts a transaction.  Returns 0 and the txn id in id (the engine owns
@@ -617,8 +624,8 @@ uint64_t coordinator_recovery_next_epoch(const struct coordinator_recovery *r);
 /* Transactions to finish: commit decisions without an end record (re-drive
  * COMMIT PREPARED), then PN begin/abort without end (roll back). */
 size_t coordinator_recovery_count(const struct coordinator_recovery *r);
-const struct coordinator_record *coordinator_recovery_get(const struct coordinator_recovery *r,
-							  size_t i);
+const struct coordinator_record *
+coordinator_recovery_get(const struct coordinator_recovery *r, size_t i);
 /* True if the log holds a commit decision for this txn id. */
 bool coordinator_recovery_is_committed(const struct coordinator_recovery *r,
 				       const char *txn);
@@ -636,15 +643,16 @@ bool coordinator_recovery_is_decided(const struct coordinator_recovery *r,
 				     const char *txn);
 
 enum coordinator_action {
-	COORDINATOR_ACT_NONE,     /* not ours, current epoch, or unparsable */
-	COORDINATOR_ACT_COMMIT,   /* older epoch, commit decision */
+	COORDINATOR_ACT_NONE,	  /* not ours, current epoch, or unparsable */
+	COORDINATOR_ACT_COMMIT,	  /* older epoch, commit decision */
 	COORDINATOR_ACT_ROLLBACK, /* older epoch, no commit decision */
-	COORDINATOR_ACT_FINISH,   /* Raft mode: older epoch, no decision, every
+	COORDINATOR_ACT_FINISH,	  /* Raft mode: older epoch, no decision, every
 				   * branch prepared: force COMMIT, commit */
 };
 /* What to do with a prepared gid found on a resource. */
-enum coordinator_action coordinator_recovery_classify(const struct coordinator_recovery *r,
-						      const char *gid);
+enum coordinator_action
+coordinator_recovery_classify(const struct coordinator_recovery *r,
+			      const char *gid);
 
 /* A prepared transaction some resource reported. */
 struct coordinator_prepared {
@@ -680,9 +688,9 @@ int coordinator_engine_recover(struct coordinator_engine *e,
  */
 long coordinator_engine_reconcile(struct coordinator_engine *e,
 				  const struct coordinator_recovery *r,
-				  const char *resource,
-				  const char *const *gids, size_t ngids,
-				  uint64_t now, struct coordinator_fx *fx);
+				  const char *resource, const char *const *gids,
+				  size_t ngids, uint64_t now,
+				  struct coordinator_fx *fx);
 /*
  * The same over every resource's list at once (after a restart or a new
  * leader's first entry commits).  With the engine in Raft mode
@@ -736,7 +744,7 @@ enum {
 #define COORDINATOR_PG_ENUM(name, text) COORDINATOR_PG_E##name,
 	COORDINATOR_PG_ERRORS(COORDINATOR_PG_ENUM)
 #undef COORDINATOR_PG_ENUM
-	COORDINATOR_PG_ELAST
+	    COORDINATOR_PG_ELAST
 };
 
 /* Text for a driver code or a -errno value; never NULL. */
@@ -748,7 +756,7 @@ const char *coordinator_pg_strerror(int code);
 struct coordinator_pg_config {
 	const char *name;     /* resource name, used in every message */
 	const char *conninfo; /* libpq conninfo; never logged or shown */
-	int pool_size;        /* connections, 1..1024; 0 means 4 */
+	int pool_size;	      /* connections, 1..1024; 0 means 4 */
 	int queue_limit;      /* requests waiting for a connection; 0: 1024 */
 	/* SET statement_timeout on each connection; 0 disables.  The client
 	 * gives the server this long plus timeout_grace_ms to answer before it
@@ -756,10 +764,10 @@ struct coordinator_pg_config {
 	uint64_t statement_timeout_ms;
 	uint64_t timeout_grace_ms;   /* 0 means 1000 */
 	uint64_t connect_timeout_ms; /* 0 means 5000 */
-	uint64_t queue_timeout_ms;   /* longest wait for a connection; 0: 10000 */
-	uint64_t backoff_min_ms;     /* first reconnect delay; 0 means 100 */
-	uint64_t backoff_max_ms;     /* reconnect delay cap; 0 means 5000 */
-	size_t row_limit;            /* rows kept per statement; 0 means 1000 */
+	uint64_t queue_timeout_ms; /* longest wait for a connection; 0: 10000 */
+	uint64_t backoff_min_ms;   /* first reconnect delay; 0 means 100 */
+	uint64_t backoff_max_ms;   /* reconnect delay cap; 0 means 5000 */
+	size_t row_limit;	   /* rows kept per statement; 0 means 1000 */
 	/* After a branch that ran statements, its connection gets DISCARD
 	 * ALL so no SET, advisory lock, temp table or prepared statement
 	 * leaks into the next branch (statement_timeout and application_name
@@ -770,19 +778,19 @@ struct coordinator_pg_config {
 
 /* What an operation came to. */
 enum coordinator_pg_outcome {
-	COORDINATOR_PG_OK,        /* done (prepare: voted yes, now prepared) */
+	COORDINATOR_PG_OK,	  /* done (prepare: voted yes, now prepared) */
 	COORDINATOR_PG_READ_ONLY, /* prepare: no xid assigned, committed */
 	COORDINATOR_PG_NOT_FOUND, /* commit/rollback prepared: 42704 */
-	COORDINATOR_PG_FAILED     /* see code, message, sqlstate */
+	COORDINATOR_PG_FAILED	  /* see code, message, sqlstate */
 };
 
 struct coordinator_pg_branch;
 
 struct coordinator_pg_result {
 	enum coordinator_pg_outcome outcome;
-	int code;            /* 0, or why it failed (see above) */
-	const char *message; /* "" on success; else names the resource:
-			      * "cannot prepare branch on bank_b: ..." */
+	int code;	      /* 0, or why it failed (see above) */
+	const char *message;  /* "" on success; else names the resource:
+			       * "cannot prepare branch on bank_b: ..." */
 	const char *sqlstate; /* "" unless the server sent one */
 	const char *detail;   /* NULL unless the server sent one */
 	const char *hint;     /* NULL unless the server sent one */
@@ -793,8 +801,8 @@ struct coordinator_pg_result {
 	long long rows_affected; /* from the command tag; -1 if none */
 	int ncols;
 	const char *const *colnames; /* ncols names */
-	int nrows;                   /* rows kept, at most row_limit */
-	bool truncated;              /* more rows came than were kept */
+	int nrows;		     /* rows kept, at most row_limit */
+	bool truncated;		     /* more rows came than were kept */
 	/* nrows * ncols values, row-major; NULL for SQL NULL. */
 	const char *const *values;
 	/* begin: the branch (also returned by coordinator_pg_begin). */
@@ -839,16 +847,16 @@ bool coordinator_pg_is_up(const struct coordinator_pg *pg);
 const char *coordinator_pg_last_error(const struct coordinator_pg *pg);
 
 struct coordinator_pg_stats {
-	int open;      /* connections established (idle + busy + pinned) */
-	int idle;      /* established and free */
-	int pinned;    /* held by a branch */
+	int open;   /* connections established (idle + busy + pinned) */
+	int idle;   /* established and free */
+	int pinned; /* held by a branch */
 	int connecting;
-	int queued;    /* requests waiting for a connection */
-	uint64_t connects;         /* successful connection setups */
+	int queued;	   /* requests waiting for a connection */
+	uint64_t connects; /* successful connection setups */
 	uint64_t connect_failures;
-	uint64_t timeouts;         /* statements cancelled by the client timer */
-	uint64_t lost;             /* connections lost while open */
-	uint64_t queries;          /* queries sent (round trips) */
+	uint64_t timeouts; /* statements cancelled by the client timer */
+	uint64_t lost;	   /* connections lost while open */
+	uint64_t queries;  /* queries sent (round trips) */
 };
 void coordinator_pg_stats_get(const struct coordinator_pg *pg,
 			      struct coordinator_pg_stats *out);
@@ -905,16 +913,14 @@ int coordinator_pg_branch_rollback(struct coordinator_pg_branch *b,
  * prepared transaction) or FAILED. */
 int coordinator_pg_commit_prepared(struct coordinator_pg *pg, const char *gid,
 				   coordinator_pg_cb cb, void *data);
-int coordinator_pg_rollback_prepared(struct coordinator_pg *pg,
-				     const char *gid, coordinator_pg_cb cb,
-				     void *data);
+int coordinator_pg_rollback_prepared(struct coordinator_pg *pg, const char *gid,
+				     coordinator_pg_cb cb, void *data);
 
 /* The gids of this database's prepared transactions that start with prefix
  * (taken literally: '%' and '_' match only themselves), sorted, one column
  * "gid", no row limit. */
 int coordinator_pg_list_prepared(struct coordinator_pg *pg, const char *prefix,
 				 coordinator_pg_cb cb, void *data);
-
 
 /* ------------------------------------------- the server (libuv runtime) */
 
@@ -944,9 +950,11 @@ void coordinator_server_close(struct coordinator_server *s,
 			      void (*cb)(void *data), void *data);
 void coordinator_server_free(struct coordinator_server *s);
 
-struct coordinator_engine *coordinator_server_engine(struct coordinator_server *s);
+struct coordinator_engine *
+coordinator_server_engine(struct coordinator_server *s);
 struct coordinator_log *coordinator_server_log(struct coordinator_server *s);
-const struct config_node *coordinator_server_config(const struct coordinator_server *s);
+const struct config_node *
+coordinator_server_config(const struct coordinator_server *s);
 struct uv_loop_s *coordinator_server_loop(struct coordinator_server *s);
 /* The loop's clock in ms: the engine's `now`. */
 uint64_t coordinator_server_now(const struct coordinator_server *s);

@@ -14,8 +14,8 @@
  *  - fail_next(n, err): the next n completions report err and their records
  *    are dropped (a failed write did not happen, as far as replay goes).
  */
-#include "coordinator/coordinator.h"
 #include "common/common.h"
+#include "coordinator/coordinator.h"
 
 #include <errno.h>
 #include <string.h>
@@ -35,7 +35,7 @@ struct pending {
 struct memlog {
 	struct mrec *recs;
 	size_t nrecs, caprecs;
-	size_t durable;             /* recs[0..durable) survive a crash */
+	size_t durable; /* recs[0..durable) survive a crash */
 	struct pending *pend;
 	size_t npend, cappend;
 	int fail_n, fail_err;
@@ -161,9 +161,9 @@ static void ml_close(void *data)
 }
 
 static const struct coordinator_log_ops memlog_ops = {
-	.append = ml_append,
-	.replay = ml_replay,
-	.close = ml_close,
+    .append = ml_append,
+    .replay = ml_replay,
+    .close = ml_close,
 };
 
 int coordinator_memlog_open(struct coordinator_log *out)

@@ -29,14 +29,14 @@
  * a length that does not match the buffer exactly is an error, never a
  * guess.
  */
-#include "coordinator/coordinator.h"
 #include "common/common.h"
+#include "coordinator/coordinator.h"
 
 #include <errno.h>
 #include <string.h>
 
-#define REC_MAGIC0 0x44
-#define REC_MAGIC1 0x4c
+#define REC_MAGIC0  0x44
+#define REC_MAGIC1  0x4c
 #define REC_VERSION 1
 
 const char *coordinator_rec_type_name(enum coordinator_rec_type t)
@@ -130,8 +130,8 @@ long coordinator_record_size(const struct coordinator_record *rec)
 	return n;
 }
 
-long coordinator_record_encode(const struct coordinator_record *rec,
-			       void *buf, size_t len)
+long coordinator_record_encode(const struct coordinator_record *rec, void *buf,
+			       size_t len)
 {
 	unsigned char *p = buf;
 	long size = coordinator_record_size(rec);
@@ -230,7 +230,7 @@ int coordinator_record_decode(const void *buf, size_t len,
 			rc = COORDINATOR_EREC_TRUNCATED;
 			goto err_free;
 		}
-		rec->protocol = (enum coordinator_protocol)*p++;
+		rec->protocol = (enum coordinator_protocol) * p++;
 		if (p >= end) {
 			rc = COORDINATOR_EREC_TRUNCATED;
 			goto err_free;
@@ -288,7 +288,8 @@ err_free:
 	return rc;
 }
 
-struct coordinator_record *coordinator_record_dup(const struct coordinator_record *rec)
+struct coordinator_record *
+coordinator_record_dup(const struct coordinator_record *rec)
 {
 	struct coordinator_record *c = mem_alloc(sizeof(*c));
 
@@ -358,7 +359,8 @@ static int replay_one(void *arg, const void *buf, size_t len)
 }
 
 int coordinator_log_replay(struct coordinator_log *log,
-			   int (*fn)(void *arg, const struct coordinator_record *rec),
+			   int (*fn)(void *arg,
+				     const struct coordinator_record *rec),
 			   void *arg)
 {
 	struct replay_ctx ctx = {fn, arg};

@@ -21,8 +21,8 @@
  * Design notes: one entry per transaction id, in first-seen order, indexed
  * by an open-addressing hash so a long log replays in linear time.
  */
-#include "coordinator/coordinator.h"
 #include "common/common.h"
+#include "coordinator/coordinator.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -30,9 +30,9 @@
 
 struct entry {
 	char *id;
-	char *key;                     /* idempotency key, NULL if none */
-	bool committed;                /* a COMMIT decision was seen */
-	bool aborted;                  /* an ABORT decision was seen */
+	char *key;			 /* idempotency key, NULL if none */
+	bool committed;			 /* a COMMIT decision was seen */
+	bool aborted;			 /* an ABORT decision was seen */
 	struct coordinator_record *open; /* BEGIN/COMMIT/ABORT without END */
 };
 
@@ -278,8 +278,8 @@ size_t coordinator_recovery_count(const struct coordinator_recovery *r)
 	return r->nplan;
 }
 
-const struct coordinator_record *coordinator_recovery_get(const struct coordinator_recovery *r,
-							  size_t i)
+const struct coordinator_record *
+coordinator_recovery_get(const struct coordinator_recovery *r, size_t i)
 {
 	build_plan(r);
 	return i < r->nplan ? r->plan[i] : NULL;
@@ -293,20 +293,23 @@ bool coordinator_recovery_is_committed(const struct coordinator_recovery *r,
 	return e != NULL && e->committed;
 }
 
-enum coordinator_action coordinator_recovery_classify(const struct coordinator_recovery *r,
-						      const char *gid)
+enum coordinator_action
+coordinator_recovery_classify(const struct coordinator_recovery *r,
+			      const char *gid)
 {
 	struct coordinator_gid g;
 	char id[COORDINATOR_GID_SIZE];
 
 	if (coordinator_gid_parse(gid, &g) < 0 ||
 	    !coordinator_gid_is_ours(&g, r->cluster) ||
-	    !coordinator_gid_is_older_epoch(&g, coordinator_recovery_next_epoch(r)))
+	    !coordinator_gid_is_older_epoch(&g,
+					    coordinator_recovery_next_epoch(r)))
 		return COORDINATOR_ACT_NONE;
 	snprintf(id, sizeof(id), "%s", gid);
 	*strrchr(id, '_') = '\0';
-	return coordinator_recovery_is_committed(r, id) ? COORDINATOR_ACT_COMMIT
-							: COORDINATOR_ACT_ROLLBACK;
+	return coordinator_recovery_is_committed(r, id)
+		   ? COORDINATOR_ACT_COMMIT
+		   : COORDINATOR_ACT_ROLLBACK;
 }
 
 size_t coordinator_recovery_keys(const struct coordinator_recovery *r,

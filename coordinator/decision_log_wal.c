@@ -16,8 +16,8 @@
  *    (later, on the loop, in threaded mode); the memory goes in its close
  *    callback.
  */
-#include "coordinator/coordinator.h"
 #include "common/common.h"
+#include "coordinator/coordinator.h"
 #include "wal/wal.h"
 
 #include <errno.h>
@@ -96,9 +96,9 @@ static void wl_close(void *data)
 }
 
 static const struct coordinator_log_ops walog_ops = {
-	.append = wl_append,
-	.replay = wl_replay,
-	.close = wl_close,
+    .append = wl_append,
+    .replay = wl_replay,
+    .close = wl_close,
 };
 
 int coordinator_walog_open(const struct wal_config *cfg,

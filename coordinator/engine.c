@@ -68,9 +68,9 @@
  *   IN_DOUBT -> COMMITTING/ABORTING [phase2_settled]  retries succeeded
  *   COMMITTING/ABORTING -> DONE [check_finish]  phase 2 done everywhere
  */
+#include "common/common.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/txn.h"
-#include "common/common.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -79,7 +79,7 @@
 
 /* Effects one call may make per branch, and per transaction. */
 #define FX_PER_BRANCH 4
-#define FX_PER_TXN 16
+#define FX_PER_TXN    16
 
 struct coordinator_engine {
 	char cluster[COORDINATOR_CLUSTER_MAX + 1];
@@ -96,11 +96,11 @@ struct coordinator_engine {
 	char errmsg[COORDINATOR_MSG_SIZE * 2];
 };
 
-static const uint64_t default_backoff[] = {100, 200, 400, 800, 1600, 3200,
-					   5000};
+static const uint64_t default_backoff[] = {100,	 200,  400, 800,
+					   1600, 3200, 5000};
 
 static void set_err(struct coordinator_engine *e, const char *fmt, ...)
-	LOG_PRINTF(2, 3);
+    LOG_PRINTF(2, 3);
 
 static void set_err(struct coordinator_engine *e, const char *fmt, ...)
 {
@@ -144,8 +144,8 @@ int coordinator_engine_new(const struct coordinator_engine_config *cfg,
 		goto err_free_backoff;
 	snprintf(e->cluster, sizeof(e->cluster), "%s", cfg->cluster);
 	e->protocol = cfg->protocol == COORDINATOR_PROTO_DEFAULT
-			      ? COORDINATOR_PROTO_2PC_PA
-			      : cfg->protocol;
+			  ? COORDINATOR_PROTO_2PC_PA
+			  : cfg->protocol;
 	e->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
 	e->free_stmts = cfg->free_stmts;
 	e->log_aborts = cfg->log_aborts;
@@ -198,7 +198,8 @@ static int oldest_prepared(void *arg, const struct coordinator_txn *x)
 	struct oldest *o = arg;
 	uint64_t since = x->prepare_at ? x->prepare_at : x->decided_at;
 
-	if (x->state == COORDINATOR_TXN_DONE || x->state == COORDINATOR_TXN_ACTIVE)
+	if (x->state == COORDINATOR_TXN_DONE ||
+	    x->state == COORDINATOR_TXN_ACTIVE)
 		return 0;
 	for (size_t i = 0; i < x->nbranches; i++) {
 		switch (x->branches[i].state) {
@@ -218,12 +219,14 @@ static int oldest_prepared(void *arg, const struct coordinator_txn *x)
 	return 0;
 }
 
-uint64_t coordinator_engine_oldest_prepared_ms(const struct coordinator_engine *e,
-					       uint64_t now)
+uint64_t
+coordinator_engine_oldest_prepared_ms(const struct coordinator_engine *e,
+				      uint64_t now)
 {
 	struct oldest o = {now, 0};
 
-	coordinator_table_list(e->t, COORDINATOR_TXN_ACTIVE, true, oldest_prepared, &o);
+	coordinator_table_list(e->t, COORDINATOR_TXN_ACTIVE, true,
+			       oldest_prepared, &o);
 	return o.age;
 }
 
@@ -268,7 +271,8 @@ static struct coordinator_effect *fx_push(struct coordinator_fx *fx,
 	if (x != NULL) {
 		memcpy(f->txn, x->id, sizeof(f->txn));
 		if (branch >= 0) {
-			const struct coordinator_branch *b = &x->branches[branch];
+			const struct coordinator_branch *b =
+			    &x->branches[branch];
 
 			memcpy(f->gid, b->gid, sizeof(f->gid));
 			memcpy(f->resource, b->resource, sizeof(f->resource));
@@ -287,7 +291,8 @@ static void oom(struct coordinator_engine *e)
 static void metric(struct coordinator_fx *fx, const struct coordinator_txn *x,
 		   enum coordinator_metric m, uint64_t value)
 {
-	struct coordinator_effect *f = fx_push(fx, COORDINATOR_FX_METRIC, x, -1);
+	struct coordinator_effect *f =
+	    fx_push(fx, COORDINATOR_FX_METRIC, x, -1);
 
 	if (f != NULL) {
 		f->metric = m;
@@ -344,8 +349,8 @@ static bool may_be_prepared(enum coordinator_branch_state s)
  * Returns the token, 0 if allocation failed (the engine is then failed).
  */
 static uint64_t log_rec(struct coordinator_engine *e, struct coordinator_fx *fx,
-			struct coordinator_txn *x, enum coordinator_rec_type type,
-			bool forced)
+			struct coordinator_txn *x,
+			enum coordinator_rec_type type, bool forced)
 {
 	struct coordinator_rec_branch br[COORDINATOR_BRANCHES_MAX];
 	struct coordinator_record rec;
@@ -358,7 +363,8 @@ static uint64_t log_rec(struct coordinator_engine *e, struct coordinator_fx *fx,
 		memcpy(rec.key, x->key, sizeof(rec.key));
 	rec.protocol = x->protocol;
 	rec.branches = br;
-	for (size_t i = 0; type != COORDINATOR_REC_END && i < x->nbranches; i++) {
+	for (size_t i = 0; type != COORDINATOR_REC_END && i < x->nbranches;
+	     i++) {
 		const struct coordinator_branch *b = &x->branches[i];
 
 		if (type == COORDINATOR_REC_COMMIT &&
@@ -413,9 +419,11 @@ static void reply_all(struct coordinator_engine *e, struct coordinator_fx *fx,
 	x->nwaiters = 0;
 	if (x->recovered)
 		return;
-	m = x->outcome == COORDINATOR_OUTCOME_COMMITTED ? COORDINATOR_M_TXN_COMMITTED
-	    : x->outcome == COORDINATOR_OUTCOME_ABORTED ? COORDINATOR_M_TXN_ABORTED
-						       : COORDINATOR_M_TXN_UNKNOWN;
+	m = x->outcome == COORDINATOR_OUTCOME_COMMITTED
+		? COORDINATOR_M_TXN_COMMITTED
+	    : x->outcome == COORDINATOR_OUTCOME_ABORTED
+		? COORDINATOR_M_TXN_ABORTED
+		: COORDINATOR_M_TXN_UNKNOWN;
 	metric(fx, x, m, now - x->begun_at);
 }
 
@@ -633,7 +641,8 @@ static void abort_txn(struct coordinator_engine *e, struct coordinator_fx *fx,
 	set_state(fx, x, COORDINATOR_TXN_ABORTING);
 	if (any_preparing(x)) {
 		if (x->timer_id == 0)
-			x->timer_id = set_timer(e, fx, x, -1, now + x->timeout_ms);
+			x->timer_id =
+			    set_timer(e, fx, x, -1, now + x->timeout_ms);
 	} else {
 		cancel_timer(fx, x, -1, &x->timer_id);
 	}
@@ -649,9 +658,11 @@ static void abort_txn(struct coordinator_engine *e, struct coordinator_fx *fx,
 	if (raft_rule) {
 		/* Rule 6: an abort that is not durable may yet be overruled
 		 * by a successor that finds every branch prepared. */
-		freeze(e, fx, x, "the abort decision could not be made durable; "
-				 "the outcome is settled when the coordinator "
-				 "restarts", now);
+		freeze(e, fx, x,
+		       "the abort decision could not be made durable; "
+		       "the outcome is settled when the coordinator "
+		       "restarts",
+		       now);
 		return;
 	}
 	x->outcome = COORDINATOR_OUTCOME_ABORTED;
@@ -772,7 +783,8 @@ static int check_begin(struct coordinator_engine *e,
 		       const struct coordinator_begin *req)
 {
 	if (req->nbranches == 0 || req->branches == NULL) {
-		set_err(e, "%s", coordinator_strerror(COORDINATOR_ENO_BRANCHES));
+		set_err(e, "%s",
+			coordinator_strerror(COORDINATOR_ENO_BRANCHES));
 		return COORDINATOR_ENO_BRANCHES;
 	}
 	if (req->nbranches > COORDINATOR_BRANCHES_MAX) {
@@ -790,8 +802,9 @@ static int check_begin(struct coordinator_engine *e,
 				ok = false;
 		}
 		if (!ok) {
-			set_err(e, "branch %zu: %s", i + 1,
-				coordinator_strerror(COORDINATOR_EBAD_RESOURCE));
+			set_err(
+			    e, "branch %zu: %s", i + 1,
+			    coordinator_strerror(COORDINATOR_EBAD_RESOURCE));
 			return COORDINATOR_EBAD_RESOURCE;
 		}
 		if (req->branches[i].read_only > COORDINATOR_HINT_WRITES) {
@@ -802,7 +815,8 @@ static int check_begin(struct coordinator_engine *e,
 	if (req->protocol != COORDINATOR_PROTO_DEFAULT &&
 	    req->protocol != COORDINATOR_PROTO_2PC_PA &&
 	    req->protocol != COORDINATOR_PROTO_2PC_PN) {
-		set_err(e, "%s", coordinator_strerror(COORDINATOR_EBAD_PROTOCOL));
+		set_err(e, "%s",
+			coordinator_strerror(COORDINATOR_EBAD_PROTOCOL));
 		return COORDINATOR_EBAD_PROTOCOL;
 	}
 	if (req->key != NULL && strlen(req->key) > COORDINATOR_KEY_MAX) {
@@ -889,8 +903,9 @@ int coordinator_engine_begin(struct coordinator_engine *e,
 		b->read_only = req->branches[i].read_only;
 		b->state = COORDINATOR_BR_RUNNING;
 	}
-	x->protocol = req->protocol == COORDINATOR_PROTO_DEFAULT ? e->protocol
-								 : req->protocol;
+	x->protocol = req->protocol == COORDINATOR_PROTO_DEFAULT
+			  ? e->protocol
+			  : req->protocol;
 	x->timeout_ms = req->timeout_ms ? req->timeout_ms : e->timeout_ms;
 	x->state = COORDINATOR_TXN_ACTIVE;
 	x->begun_at = now;
@@ -910,7 +925,8 @@ static int on_ran(struct coordinator_engine *e, struct coordinator_fx *fx,
 {
 	struct coordinator_branch *b = &x->branches[i];
 
-	if (b->state != COORDINATOR_BR_RUNNING || x->state != COORDINATOR_TXN_ACTIVE)
+	if (b->state != COORDINATOR_BR_RUNNING ||
+	    x->state != COORDINATOR_TXN_ACTIVE)
 		return COORDINATOR_ESTALE;
 	if (ev->status != COORDINATOR_ST_OK) {
 		copy_result(b, ev);
@@ -939,7 +955,8 @@ static int on_voted(struct coordinator_engine *e, struct coordinator_fx *fx,
 
 	if (b->state == COORDINATOR_BR_ROLLED_BACK &&
 	    x->decision == COORDINATOR_OUTCOME_ABORTED && x->log_token == 0 &&
-	    (ev->vote == COORDINATOR_VOTE_YES || ev->vote == COORDINATOR_VOTE_LOST)) {
+	    (ev->vote == COORDINATOR_VOTE_YES ||
+	     ev->vote == COORDINATOR_VOTE_LOST)) {
 		/* Rule 4, late: the PREPARE landed after its rollback found
 		 * nothing (42704).  Undo it now rather than wait for the
 		 * reconciler. */
@@ -1087,9 +1104,11 @@ static int on_log(struct coordinator_engine *e, struct coordinator_fx *fx,
 		if (ev->log_status < 0) {
 			/* Rule 2: not durable, so not committed; and maybe
 			 * durable, so not abortable either.  Recovery knows. */
-			freeze(e, fx, x, "the commit decision could not be made "
-					 "durable; the outcome is settled when "
-					 "the coordinator restarts", now);
+			freeze(e, fx, x,
+			       "the commit decision could not be made "
+			       "durable; the outcome is settled when "
+			       "the coordinator restarts",
+			       now);
 			break;
 		}
 		x->outcome = COORDINATOR_OUTCOME_COMMITTED;
@@ -1102,9 +1121,11 @@ static int on_log(struct coordinator_engine *e, struct coordinator_fx *fx,
 		break;
 	case COORDINATOR_REC_ABORT:
 		if (ev->log_status < 0 && e->log_aborts) {
-			freeze(e, fx, x, "the abort decision could not be made "
-					 "durable; the outcome is settled when "
-					 "the coordinator restarts", now);
+			freeze(e, fx, x,
+			       "the abort decision could not be made "
+			       "durable; the outcome is settled when "
+			       "the coordinator restarts",
+			       now);
 			break;
 		}
 		/* PN: abort is safe whether or not the record made it (no
@@ -1209,9 +1230,10 @@ int coordinator_engine_step(struct coordinator_engine *e,
 /* ------------------------------------------------------------ recovery */
 
 /* Makes (or finds) a txn adopted from the log or a resource's list. */
-static int adopt(struct coordinator_engine *e, const char *id,
-		 const char *key, enum coordinator_protocol proto,
-		 enum coordinator_outcome decision, struct coordinator_txn **out)
+static int adopt(struct coordinator_engine *e, const char *id, const char *key,
+		 enum coordinator_protocol proto,
+		 enum coordinator_outcome decision,
+		 struct coordinator_txn **out)
 {
 	struct coordinator_txn *x = coordinator_table_find(e->t, id);
 	int rc;
@@ -1220,7 +1242,8 @@ static int adopt(struct coordinator_engine *e, const char *id,
 		/* A key taken by another txn (an aborted try, then a
 		 * committed retry): the first one adopted keeps it, and
 		 * committed ones are adopted first. */
-		if (key != NULL && coordinator_table_find_key(e->t, key) != NULL)
+		if (key != NULL &&
+		    coordinator_table_find_key(e->t, key) != NULL)
 			key = NULL;
 		rc = coordinator_table_add(e->t, id, key, 0, &x);
 		if (rc < 0)
@@ -1231,8 +1254,8 @@ static int adopt(struct coordinator_engine *e, const char *id,
 		x->decision = decision;
 		x->outcome = decision;
 		x->state = decision == COORDINATOR_OUTCOME_COMMITTED
-				   ? COORDINATOR_TXN_COMMITTING
-				   : COORDINATOR_TXN_ABORTING;
+			       ? COORDINATOR_TXN_COMMITTING
+			       : COORDINATOR_TXN_ABORTING;
 	}
 	*out = x;
 	return 0;
@@ -1279,8 +1302,8 @@ static int adopt_undecided(struct coordinator_engine *e,
 
 /* Forces the decision record of a recovered txn; phase 2 follows its
  * completion (on_log).  false if it could not be appended. */
-static bool log_decision(struct coordinator_engine *e, struct coordinator_fx *fx,
-			 struct coordinator_txn *x,
+static bool log_decision(struct coordinator_engine *e,
+			 struct coordinator_fx *fx, struct coordinator_txn *x,
 			 enum coordinator_outcome decision, uint64_t now)
 {
 	if (fx_reserve(fx, fx_need(x->nbranches)) < 0 || e->failed)
@@ -1288,18 +1311,18 @@ static bool log_decision(struct coordinator_engine *e, struct coordinator_fx *fx
 	x->decision = decision;
 	x->decided_at = now;
 	x->state = decision == COORDINATOR_OUTCOME_COMMITTED
-			   ? COORDINATOR_TXN_COMMITTING
-			   : COORDINATOR_TXN_ABORTING;
+		       ? COORDINATOR_TXN_COMMITTING
+		       : COORDINATOR_TXN_ABORTING;
 	x->log_token = log_rec(e, fx, x,
 			       decision == COORDINATOR_OUTCOME_COMMITTED
-				       ? COORDINATOR_REC_COMMIT
-				       : COORDINATOR_REC_ABORT,
+				   ? COORDINATOR_REC_COMMIT
+				   : COORDINATOR_REC_ABORT,
 			       true);
 	if (x->log_token == 0)
 		return false;
 	x->awaiting = decision == COORDINATOR_OUTCOME_COMMITTED
-			      ? COORDINATOR_REC_COMMIT
-			      : COORDINATOR_REC_ABORT;
+			  ? COORDINATOR_REC_COMMIT
+			  : COORDINATOR_REC_ABORT;
 	x->decision_logged = true;
 	return true;
 }
@@ -1339,7 +1362,8 @@ int coordinator_engine_recover(struct coordinator_engine *e,
 	e->errmsg[0] = '\0';
 	if (fx_reserve(fx, FX_PER_TXN) < 0)
 		return -ENOMEM;
-	rc = coordinator_table_epoch_set(e->t, coordinator_recovery_next_epoch(r));
+	rc = coordinator_table_epoch_set(e->t,
+					 coordinator_recovery_next_epoch(r));
 	if (rc < 0) {
 		set_err(e, "epoch %llu is not after %llu",
 			(unsigned long long)coordinator_recovery_next_epoch(r),
@@ -1366,7 +1390,8 @@ int coordinator_engine_recover(struct coordinator_engine *e,
 	if (kc.rc < 0)
 		return kc.rc;
 	for (size_t k = 0; k < n; k++) {
-		const struct coordinator_record *rec = coordinator_recovery_get(r, k);
+		const struct coordinator_record *rec =
+		    coordinator_recovery_get(r, k);
 		bool commit = rec->type == COORDINATOR_REC_COMMIT;
 		struct coordinator_txn *x;
 
@@ -1394,9 +1419,9 @@ int coordinator_engine_recover(struct coordinator_engine *e,
 		x->decision_logged = true;
 		x->decided_at = now;
 		for (size_t i = 0; i < rec->nbranches; i++) {
-			rc = coordinator_txn_branch_add(x, rec->branches[i].resource,
-							rec->branches[i].gid,
-							NULL);
+			rc = coordinator_txn_branch_add(
+			    x, rec->branches[i].resource, rec->branches[i].gid,
+			    NULL);
 			if (rc < 0)
 				return rc;
 			issue_phase2(fx, x, x->nbranches - 1);
@@ -1448,12 +1473,13 @@ static int reconcile_one(struct coordinator_engine *e,
 		if (x->log_token != 0 || x->one_phase || x->outcome != want)
 			return 0;
 	} else {
-		if (!coordinator_gid_is_older_epoch(&g, coordinator_table_epoch(e->t)))
+		if (!coordinator_gid_is_older_epoch(
+			&g, coordinator_table_epoch(e->t)))
 			return 0;
 		want = r != NULL && coordinator_recovery_classify(r, gid) ==
-					    COORDINATOR_ACT_COMMIT
-			       ? COORDINATOR_OUTCOME_COMMITTED
-			       : COORDINATOR_OUTCOME_ABORTED;
+					COORDINATOR_ACT_COMMIT
+			   ? COORDINATOR_OUTCOME_COMMITTED
+			   : COORDINATOR_OUTCOME_ABORTED;
 		snprintf(id, sizeof(id), "%s", gid);
 		*strrchr(id, '_') = '\0';
 		if (want == COORDINATOR_OUTCOME_ABORTED && e->log_aborts &&
@@ -1471,7 +1497,8 @@ static int reconcile_one(struct coordinator_engine *e,
 			if (rc < 0)
 				return rc;
 			b->state = COORDINATOR_BR_PREPARED;
-			if (!log_decision(e, fx, x, COORDINATOR_OUTCOME_ABORTED, now))
+			if (!log_decision(e, fx, x, COORDINATOR_OUTCOME_ABORTED,
+					  now))
 				return -ENOMEM;
 			return 1;
 		}
@@ -1500,17 +1527,17 @@ static int reconcile_one(struct coordinator_engine *e,
 	}
 	if (x->state == COORDINATOR_TXN_DONE)
 		x->state = want == COORDINATOR_OUTCOME_COMMITTED
-				   ? COORDINATOR_TXN_COMMITTING
-				   : COORDINATOR_TXN_ABORTING;
+			       ? COORDINATOR_TXN_COMMITTING
+			       : COORDINATOR_TXN_ABORTING;
 	issue_phase2(fx, x, (size_t)i);
 	return 1;
 }
 
 long coordinator_engine_reconcile(struct coordinator_engine *e,
 				  const struct coordinator_recovery *r,
-				  const char *resource,
-				  const char *const *gids, size_t ngids,
-				  uint64_t now, struct coordinator_fx *fx)
+				  const char *resource, const char *const *gids,
+				  size_t ngids, uint64_t now,
+				  struct coordinator_fx *fx)
 {
 	long issued = 0;
 
@@ -1563,8 +1590,8 @@ long coordinator_engine_resolve(struct coordinator_engine *e,
 		int i;
 
 		if (act[k] != COORDINATOR_ACT_FINISH) {
-			rc = reconcile_one(e, r, items[k].resource, items[k].gid,
-					   now, fx);
+			rc = reconcile_one(e, r, items[k].resource,
+					   items[k].gid, now, fx);
 			issued += rc > 0 ? rc : 0;
 			continue;
 		}
@@ -1574,8 +1601,8 @@ long coordinator_engine_resolve(struct coordinator_engine *e,
 		for (size_t m = 0; m < nmade; m++)
 			mine = mine || made[m] == x;
 		if (x != NULL && !mine && !undecided(x)) {
-			rc = reconcile_one(e, r, items[k].resource, items[k].gid,
-					   now, fx);
+			rc = reconcile_one(e, r, items[k].resource,
+					   items[k].gid, now, fx);
 			issued += rc > 0 ? rc : 0;
 			continue;
 		}
@@ -1600,7 +1627,8 @@ long coordinator_engine_resolve(struct coordinator_engine *e,
 		b->state = COORDINATOR_BR_PREPARED;
 	}
 	for (size_t m = 0; m < nmade && rc >= 0; m++) {
-		if (!log_decision(e, fx, made[m], COORDINATOR_OUTCOME_COMMITTED, now))
+		if (!log_decision(e, fx, made[m], COORDINATOR_OUTCOME_COMMITTED,
+				  now))
 			rc = -ENOMEM;
 		else
 			issued++;

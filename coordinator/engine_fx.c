@@ -3,8 +3,8 @@
  * everything the coordinator's public header enumerates (errors, states,
  * protocols, effects, metrics).
  */
-#include "coordinator/coordinator.h"
 #include "common/common.h"
+#include "coordinator/coordinator.h"
 #include "wal/wal.h"
 
 #include <errno.h>
@@ -13,7 +13,7 @@
 
 static const char *const error_text[] = {
 #define COORDINATOR_TEXT(name, text) text,
-	COORDINATOR_ERRORS(COORDINATOR_TEXT)
+    COORDINATOR_ERRORS(COORDINATOR_TEXT)
 #undef COORDINATOR_TEXT
 };
 
@@ -59,7 +59,7 @@ int coordinator_protocol_parse(const char *s, enum coordinator_protocol *out)
 }
 
 static const char *const txn_state_names[COORDINATOR_TXN_NSTATES] = {
-	"active", "preparing", "committing", "aborting", "in_doubt", "done",
+    "active", "preparing", "committing", "aborting", "in_doubt", "done",
 };
 
 const char *coordinator_txn_state_name(enum coordinator_txn_state s)
@@ -98,10 +98,10 @@ const char *coordinator_outcome_name(enum coordinator_outcome o)
 const char *coordinator_branch_state_name(enum coordinator_branch_state s)
 {
 	static const char *const names[] = {
-		"running",    "ran",        "failed",       "preparing",
-		"prepared",   "read_only",  "voted_no",     "lost",
-		"committing", "committed",  "rolling_back", "rolled_back",
-		"retry_wait", "unknown",
+	    "running",	  "ran",       "failed",       "preparing",
+	    "prepared",	  "read_only", "voted_no",     "lost",
+	    "committing", "committed", "rolling_back", "rolled_back",
+	    "retry_wait", "unknown",
 	};
 
 	if ((unsigned)s >= sizeof(names) / sizeof(names[0]))
@@ -112,10 +112,17 @@ const char *coordinator_branch_state_name(enum coordinator_branch_state s)
 const char *coordinator_fx_name(enum coordinator_fx_type t)
 {
 	static const char *const names[] = {
-		"run",       "prepare",       "commit_one_phase",
-		"rollback_local", "commit_prepared", "rollback_prepared",
-		"log",       "set_timer",     "cancel_timer",
-		"reply",     "metric",
+	    "run",
+	    "prepare",
+	    "commit_one_phase",
+	    "rollback_local",
+	    "commit_prepared",
+	    "rollback_prepared",
+	    "log",
+	    "set_timer",
+	    "cancel_timer",
+	    "reply",
+	    "metric",
 	};
 
 	if ((unsigned)t >= sizeof(names) / sizeof(names[0]))
@@ -126,10 +133,9 @@ const char *coordinator_fx_name(enum coordinator_fx_type t)
 const char *coordinator_metric_name(enum coordinator_metric m)
 {
 	static const char *const names[] = {
-		"txn_begun",      "txn_committed",  "txn_aborted",
-		"txn_unknown",    "prepare_ms",     "phase2_ms",
-		"log_write",      "phase2_retry",   "in_doubt_enter",
-		"in_doubt_leave",
+	    "txn_begun",      "txn_committed",	"txn_aborted", "txn_unknown",
+	    "prepare_ms",     "phase2_ms",	"log_write",   "phase2_retry",
+	    "in_doubt_enter", "in_doubt_leave",
 	};
 
 	if ((unsigned)m >= sizeof(names) / sizeof(names[0]))

@@ -129,8 +129,8 @@ int coordinator_gid_parse(const char *s, struct coordinator_gid *out)
 	memset(&g, 0, sizeof(g));
 	of = strstr(last + 1, "of");
 	if (of == NULL || !parse_num(last + 1, (size_t)(of - last - 1), &k) ||
-	    !parse_num(of + 2, strlen(of + 2), &n) || k < 1 || n < 1 ||
-	    k > n || n > COORDINATOR_BRANCHES_MAX)
+	    !parse_num(of + 2, strlen(of + 2), &n) || k < 1 || n < 1 || k > n ||
+	    n > COORDINATOR_BRANCHES_MAX)
 		return COORDINATOR_EGID_BRANCH;
 	rc = parse_id(s, (size_t)(last - s), &g);
 	if (rc < 0)

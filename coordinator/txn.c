@@ -17,9 +17,9 @@
  *     1, 2, 3, ... without reuse.
  *  3. A new epoch is always greater than every epoch set before.
  */
-#include "coordinator/coordinator.h"
 #include "coordinator/txn.h"
 #include "common/common.h"
+#include "coordinator/coordinator.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -131,8 +131,8 @@ bool coordinator_table_is_ready(const struct coordinator_table *t)
 	return t->durable;
 }
 
-int coordinator_table_next_id(struct coordinator_table *t, char *id,
-			      size_t len, uint64_t *seq)
+int coordinator_table_next_id(struct coordinator_table *t, char *id, size_t len,
+			      uint64_t *seq)
 {
 	struct coordinator_gid g;
 	int rc;
@@ -258,13 +258,14 @@ int coordinator_table_add(struct coordinator_table *t, const char *id,
 	return 0;
 }
 
-struct coordinator_txn *coordinator_table_find(const struct coordinator_table *t,
-					       const char *gid)
+struct coordinator_txn *
+coordinator_table_find(const struct coordinator_table *t, const char *gid)
 {
 	char id[COORDINATOR_GID_SIZE];
 	struct coordinator_txn *x;
 
-	if (gid == NULL || strnlen(gid, COORDINATOR_GID_SIZE) >= COORDINATOR_GID_SIZE)
+	if (gid == NULL ||
+	    strnlen(gid, COORDINATOR_GID_SIZE) >= COORDINATOR_GID_SIZE)
 		return NULL;
 	id_of(gid, id);
 	for (x = t->by_id[hash(id) & (t->nbuckets - 1)]; x; x = x->id_next) {
@@ -274,8 +275,8 @@ struct coordinator_txn *coordinator_table_find(const struct coordinator_table *t
 	return NULL;
 }
 
-struct coordinator_txn *coordinator_table_find_key(const struct coordinator_table *t,
-						   const char *key)
+struct coordinator_txn *
+coordinator_table_find_key(const struct coordinator_table *t, const char *key)
 {
 	struct coordinator_txn *x;
 
@@ -288,10 +289,9 @@ struct coordinator_txn *coordinator_table_find_key(const struct coordinator_tabl
 	return NULL;
 }
 
-size_t coordinator_table_list(const struct coordinator_table *t,
-			      enum coordinator_txn_state state, bool all,
-			      int (*fn)(void *arg, const struct coordinator_txn *x),
-			      void *arg)
+size_t coordinator_table_list(
+    const struct coordinator_table *t, enum coordinator_txn_state state,
+    bool all, int (*fn)(void *arg, const struct coordinator_txn *x), void *arg)
 {
 	size_t n = 0;
 
@@ -360,7 +360,8 @@ size_t coordinator_table_prune(struct coordinator_table *t, uint64_t now,
 
 	for (x = t->head; x != NULL; x = next) {
 		next = x->next;
-		if (x->state != COORDINATOR_TXN_DONE || x->done_at + keep_ms > now)
+		if (x->state != COORDINATOR_TXN_DONE ||
+		    x->done_at + keep_ms > now)
 			continue;
 		table_remove(t, x);
 		txn_free(x, free_stmts);

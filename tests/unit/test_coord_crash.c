@@ -35,11 +35,11 @@ struct sbranch {
 struct stxn {
 	char id[COORDINATOR_GID_SIZE];
 	int nb;
-	int first;        /* index of its first branch in sim.br */
+	int first; /* index of its first branch in sim.br */
 	enum coordinator_outcome told;
 	int replies;
-	int key;          /* idempotency key k<key>; retries share it */
-	bool heard;       /* the reply reached the client (it may be lost) */
+	int key;    /* idempotency key k<key>; retries share it */
+	bool heard; /* the reply reached the client (it may be lost) */
 };
 
 struct op {
@@ -55,8 +55,8 @@ struct timer {
 	uint64_t id, at;
 };
 
-#define MAXB 64
-#define MAXT 16
+#define MAXB   64
+#define MAXT   16
 #define MAXOPS 512
 
 struct sim {
@@ -77,7 +77,8 @@ struct sim {
 	int ntimers;
 	long steps;
 	int forced;
-	bool log_aborts; /* Raft mode: aborts logged, prepared orphans finished */
+	bool log_aborts; /* Raft mode: aborts logged, prepared orphans finished
+			  */
 };
 
 struct logarg {
@@ -127,13 +128,16 @@ static void step_event(struct sim *s, struct coordinator_event *ev)
 	coordinator_fx_init(&fx);
 	rc = coordinator_engine_step(s->e, ev, s->now, &fx);
 	if (getenv("COORD_TRACE"))
-		fprintf(stderr, "t=%llu ev %d %s b%d st=%d vote=%d tok=%llu timer=%llu -> rc %d\n",
-			(unsigned long long)s->now, ev->type, ev->txn, ev->branch,
-			ev->status, ev->vote, (unsigned long long)ev->token,
+		fprintf(stderr,
+			"t=%llu ev %d %s b%d st=%d vote=%d tok=%llu timer=%llu "
+			"-> rc %d\n",
+			(unsigned long long)s->now, ev->type, ev->txn,
+			ev->branch, ev->status, ev->vote,
+			(unsigned long long)ev->token,
 			(unsigned long long)ev->timer_id, rc);
 	ck_assert_msg(rc == 0 || rc == COORDINATOR_ESTALE,
-		      "seed %u crash %ld: step failed: %s", s->seed, s->crash_at,
-		      coordinator_strerror(rc));
+		      "seed %u crash %ld: step failed: %s", s->seed,
+		      s->crash_at, coordinator_strerror(rc));
 	process(s, &fx);
 	coordinator_fx_clear(&fx);
 }
@@ -161,10 +165,13 @@ static void process(struct sim *s, struct coordinator_fx *fx)
 		struct stxn *t;
 
 		if (getenv("COORD_TRACE") && f->type != COORDINATOR_FX_METRIC)
-			fprintf(stderr, "   fx %s %s b%d %s%s\n", coordinator_fx_name(f->type),
-				f->txn, f->branch,
-				f->rec ? coordinator_rec_type_name(f->rec->type) : "",
-				f->reply ? coordinator_outcome_name(f->reply->outcome) : "");
+			fprintf(stderr, "   fx %s %s b%d %s%s\n",
+				coordinator_fx_name(f->type), f->txn, f->branch,
+				f->rec ? coordinator_rec_type_name(f->rec->type)
+				       : "",
+				f->reply ? coordinator_outcome_name(
+					       f->reply->outcome)
+					 : "");
 
 		switch (f->type) {
 		case COORDINATOR_FX_LOG:
@@ -173,12 +180,15 @@ static void process(struct sim *s, struct coordinator_fx *fx)
 			memcpy(a->txn, f->txn, sizeof(a->txn));
 			a->token = f->token;
 			s->forced += f->forced;
-			ck_assert_int_eq(coordinator_log_append(&s->log, f->rec, f->forced,
-								on_log, a), 0);
+			ck_assert_int_eq(coordinator_log_append(&s->log, f->rec,
+								f->forced,
+								on_log, a),
+					 0);
 			break;
 		case COORDINATOR_FX_SET_TIMER:
 			ck_assert_int_lt(s->ntimers, MAXOPS);
-			memcpy(s->timers[s->ntimers].txn, f->txn, sizeof(f->txn));
+			memcpy(s->timers[s->ntimers].txn, f->txn,
+			       sizeof(f->txn));
 			s->timers[s->ntimers].branch = f->branch;
 			s->timers[s->ntimers].id = f->timer_id;
 			s->timers[s->ntimers].at = f->at;
@@ -225,8 +235,8 @@ static void begin_keyed(struct sim *s, int key, int nb, uint64_t client)
 {
 	struct coordinator_fx fx;
 	enum coordinator_hint hints[3];
-	enum coordinator_protocol p = chance(s, 50) ? COORDINATOR_PROTO_2PC_PA
-						    : COORDINATOR_PROTO_2PC_PN;
+	enum coordinator_protocol p =
+	    chance(s, 50) ? COORDINATOR_PROTO_2PC_PA : COORDINATOR_PROTO_2PC_PN;
 	struct stxn *t = &s->tx[s->ntx];
 	bool all_ro = true;
 	char kname[16], id[COORDINATOR_GID_SIZE];
@@ -251,7 +261,8 @@ static void begin_keyed(struct sim *s, int key, int nb, uint64_t client)
 	rc = begin_n(s->e, (size_t)nb, p, kname,
 		     client ? client : (uint64_t)s->ntx + 1, hints, &fx, id);
 	if (client >= 1000)
-		*(rc == COORDINATOR_BEGIN_EXISTING ? &cov.retries_existing : &cov.retries_new) += 1;
+		*(rc == COORDINATOR_BEGIN_EXISTING ? &cov.retries_existing
+						   : &cov.retries_new) += 1;
 	if (rc == COORDINATOR_BEGIN_EXISTING) {
 		process(s, &fx);
 		coordinator_fx_clear(&fx);
@@ -265,8 +276,8 @@ static void begin_keyed(struct sim *s, int key, int nb, uint64_t client)
 	t->first = s->nbr;
 	for (int i = 0; i < nb; i++) {
 		struct sbranch *b = &s->br[s->nbr + i];
-		struct coordinator_txn *x =
-			coordinator_table_find(coordinator_engine_table(s->e), t->id);
+		struct coordinator_txn *x = coordinator_table_find(
+		    coordinator_engine_table(s->e), t->id);
 
 		memcpy(b->gid, x->branches[i].gid, sizeof(b->gid));
 		snprintf(b->resource, sizeof(b->resource), "r%d", i + 1);
@@ -296,10 +307,12 @@ static void retry_untold(struct sim *s)
 
 		for (int u = t + 1; u < s->ntx; u++)
 			newest = newest && s->tx[u].key != x->key;
-		if (!newest || (x->heard && x->told != COORDINATOR_OUTCOME_UNKNOWN))
+		if (!newest ||
+		    (x->heard && x->told != COORDINATOR_OUTCOME_UNKNOWN))
 			continue;
 		if (s->ntx < MAXT && s->nbr + x->nb <= MAXB)
-			begin_keyed(s, x->key, x->nb, 1000 + (uint64_t)s->steps);
+			begin_keyed(s, x->key, x->nb,
+				    1000 + (uint64_t)s->steps);
 	}
 }
 
@@ -333,10 +346,13 @@ static void deliver(struct sim *s, int k)
 		b->st = B_OPEN;
 		if (lost) {
 			b->st = B_ROLLED_BACK; /* connection died */
-			answer(s, &o, COORDINATOR_EV_RAN, COORDINATOR_ST_LOST, 0);
+			answer(s, &o, COORDINATOR_EV_RAN, COORDINATOR_ST_LOST,
+			       0);
 		} else {
 			answer(s, &o, COORDINATOR_EV_RAN,
-			       b->stmt_fail ? COORDINATOR_ST_ERROR : COORDINATOR_ST_OK, 0);
+			       b->stmt_fail ? COORDINATOR_ST_ERROR
+					    : COORDINATOR_ST_OK,
+			       0);
 		}
 		break;
 	case COORDINATOR_FX_ROLLBACK_LOCAL:
@@ -359,7 +375,8 @@ static void deliver(struct sim *s, int k)
 		} else if (b->st == B_OPEN) {
 			b->st = B_ROLLED_BACK;
 		}
-		answer(s, &o, COORDINATOR_EV_VOTED, 0, lost ? COORDINATOR_VOTE_LOST : v);
+		answer(s, &o, COORDINATOR_EV_VOTED, 0,
+		       lost ? COORDINATOR_VOTE_LOST : v);
 		break;
 	}
 	case COORDINATOR_FX_COMMIT_ONE_PHASE:
@@ -371,8 +388,9 @@ static void deliver(struct sim *s, int k)
 	case COORDINATOR_FX_COMMIT_PREPARED:
 	case COORDINATOR_FX_ROLLBACK_PREPARED: {
 		bool commit = o.type == COORDINATOR_FX_COMMIT_PREPARED;
-		enum coordinator_ev_type t = commit ? COORDINATOR_EV_COMMITTED_PREPARED
-						    : COORDINATOR_EV_ROLLED_BACK_PREPARED;
+		enum coordinator_ev_type t =
+		    commit ? COORDINATOR_EV_COMMITTED_PREPARED
+			   : COORDINATOR_EV_ROLLED_BACK_PREPARED;
 		enum coordinator_status st = COORDINATOR_ST_NOT_FOUND;
 
 		if (chance(s, 15)) {
@@ -418,7 +436,8 @@ static bool sim_step(struct sim *s, bool may_begin)
 
 	s->now++;
 	s->steps++;
-	if (may_begin && s->ntx < s->max_tx && (r < 15 || (!s->nops && !can_log))) {
+	if (may_begin && s->ntx < s->max_tx &&
+	    (r < 15 || (!s->nops && !can_log))) {
 		begin_one(s);
 		return true;
 	}
@@ -441,8 +460,11 @@ static struct coordinator_engine *new_engine(bool log_aborts)
 {
 	static const uint64_t bo[] = {5, 10, 20};
 	struct coordinator_engine_config cfg = {
-		.cluster = "bank", .timeout_ms = 200, .backoff_ms = bo, .nbackoff = 3,
-		.log_aborts = log_aborts,
+	    .cluster = "bank",
+	    .timeout_ms = 200,
+	    .backoff_ms = bo,
+	    .nbackoff = 3,
+	    .log_aborts = log_aborts,
 	};
 	struct coordinator_engine *e;
 
@@ -466,8 +488,9 @@ static void crash_and_recover(struct sim *s)
 		switch (s->ops[k].type) {
 		case COORDINATOR_FX_PREPARE:
 			if (b->st == B_OPEN && !b->stmt_fail)
-				b->st = b->ro ? B_RO_DONE
-					      : b->vote_no ? B_ROLLED_BACK : B_PREPARED;
+				b->st = b->ro	     ? B_RO_DONE
+					: b->vote_no ? B_ROLLED_BACK
+						     : B_PREPARED;
 			break;
 		case COORDINATOR_FX_COMMIT_ONE_PHASE:
 			if (b->st == B_OPEN)
@@ -502,7 +525,8 @@ static void crash_and_recover(struct sim *s)
 	coordinator_fx_init(&fx);
 	ck_assert_int_eq(coordinator_engine_recover(s->e, r, s->now, &fx), 0);
 	cov.crashes++;
-	cov.redriven_commits += (long)coordinator_fx_count(&fx, COORDINATOR_FX_COMMIT_PREPARED, false);
+	cov.redriven_commits += (long)coordinator_fx_count(
+	    &fx, COORDINATOR_FX_COMMIT_PREPARED, false);
 	process(s, &fx);
 	coordinator_fx_clear(&fx);
 	/* the epoch record becomes durable; clients retry, before or after
@@ -545,16 +569,20 @@ static void check(struct sim *s)
 			writers += !s->br[i].ro;
 		}
 		ck_assert_msg(committed == 0 || rolled == 0,
-			      "seed %u crash %ld: %s not atomic (%d committed, %d rolled back)",
+			      "seed %u crash %ld: %s not atomic (%d committed, "
+			      "%d rolled back)",
 			      s->seed, s->crash_at, x->id, committed, rolled);
 		if (x->told == COORDINATOR_OUTCOME_COMMITTED)
 			ck_assert_msg(committed == writers,
-				      "seed %u crash %ld: %s told committed, %d/%d committed",
-				      s->seed, s->crash_at, x->id, committed, writers);
+				      "seed %u crash %ld: %s told committed, "
+				      "%d/%d committed",
+				      s->seed, s->crash_at, x->id, committed,
+				      writers);
 		if (x->told == COORDINATOR_OUTCOME_ABORTED)
-			ck_assert_msg(committed == 0,
-				      "seed %u crash %ld: %s told aborted, committed",
-				      s->seed, s->crash_at, x->id);
+			ck_assert_msg(
+			    committed == 0,
+			    "seed %u crash %ld: %s told aborted, committed",
+			    s->seed, s->crash_at, x->id);
 	}
 	/* idempotency: one key, at most one committed transaction (1PC has no
 	 * record to remember its key by; see docs/protocol.md) */
@@ -566,14 +594,17 @@ static void check(struct sim *s)
 
 			if (s->tx[u].key != s->tx[t].key || s->tx[u].nb < 2)
 				continue;
-			for (int i = s->tx[u].first; i < s->tx[u].first + s->tx[u].nb; i++)
+			for (int i = s->tx[u].first;
+			     i < s->tx[u].first + s->tx[u].nb; i++)
 				c = c || s->br[i].st == B_COMMITTED;
 			commits += c;
 		}
-		ck_assert_msg(commits <= 1, "seed %u crash %ld: key k%d committed %d times",
+		ck_assert_msg(commits <= 1,
+			      "seed %u crash %ld: key k%d committed %d times",
 			      s->seed, s->crash_at, s->tx[t].key, commits);
 	}
-	coordinator_table_list(coordinator_engine_table(s->e), 0, true, not_done, &open);
+	coordinator_table_list(coordinator_engine_table(s->e), 0, true,
+			       not_done, &open);
 	ck_assert_msg(open == 0, "seed %u crash %ld: %d txns not done", s->seed,
 		      s->crash_at, open);
 }
@@ -593,10 +624,12 @@ static long reconcile_all(struct sim *s, const struct coordinator_recovery *r)
 
 		snprintf(name, sizeof(name), "r%d", res);
 		for (int i = 0; i < s->nbr; i++) {
-			if (s->br[i].st == B_PREPARED && strcmp(s->br[i].resource, name) == 0)
+			if (s->br[i].st == B_PREPARED &&
+			    strcmp(s->br[i].resource, name) == 0)
 				gids[n++] = s->br[i].gid;
 		}
-		k = coordinator_engine_reconcile(s->e, r, name, gids, n, s->now, &fx);
+		k = coordinator_engine_reconcile(s->e, r, name, gids, n, s->now,
+						 &fx);
 		ck_assert_int_ge(k, 0);
 		issued += k;
 		process(s, &fx);
@@ -640,7 +673,8 @@ static long resolve_all(struct sim *s, const struct coordinator_recovery *r)
 static void settle(struct sim *s, bool may_begin)
 {
 	for (int round = 0; round < 50; round++) {
-		for (long guard = 0; guard < 100000 && sim_step(s, may_begin); guard++)
+		for (long guard = 0; guard < 100000 && sim_step(s, may_begin);
+		     guard++)
 			;
 		if (reconcile_all(s, NULL) == 0)
 			return;
@@ -668,7 +702,8 @@ static long run(unsigned seed, long crash_at, long crash2_at)
 
 		ck_assert_int_eq(coordinator_recovery_new("bank", &r), 0);
 		coordinator_fx_init(&fx);
-		ck_assert_int_eq(coordinator_engine_recover(s->e, r, 0, &fx), 0);
+		ck_assert_int_eq(coordinator_engine_recover(s->e, r, 0, &fx),
+				 0);
 		process(s, &fx);
 		coordinator_fx_clear(&fx);
 		coordinator_recovery_free(r);
@@ -692,14 +727,18 @@ static long run(unsigned seed, long crash_at, long crash2_at)
 	check(s);
 	cov.runs++;
 	for (int t = 0; t < s->ntx; t++) {
-		cov.told_committed += s->tx[t].told == COORDINATOR_OUTCOME_COMMITTED;
-		cov.told_aborted += s->tx[t].told == COORDINATOR_OUTCOME_ABORTED;
-		cov.told_unknown += s->tx[t].told == COORDINATOR_OUTCOME_UNKNOWN;
+		cov.told_committed +=
+		    s->tx[t].told == COORDINATOR_OUTCOME_COMMITTED;
+		cov.told_aborted +=
+		    s->tx[t].told == COORDINATOR_OUTCOME_ABORTED;
+		cov.told_unknown +=
+		    s->tx[t].told == COORDINATOR_OUTCOME_UNKNOWN;
 	}
 	if (crash_at < 0) {
 		for (int t = 0; t < s->ntx; t++)
-			ck_assert_msg(s->tx[t].replies == 1, "seed %u: %s never answered",
-				      seed, s->tx[t].id);
+			ck_assert_msg(s->tx[t].replies == 1,
+				      "seed %u: %s never answered", seed,
+				      s->tx[t].id);
 	}
 	steps = s->steps;
 	coordinator_engine_free(s->e);
@@ -710,7 +749,8 @@ static long run(unsigned seed, long crash_at, long crash2_at)
 
 START_TEST(runs_without_crash_are_atomic_and_answered)
 {
-	unsigned only = getenv("COORD_SEED") ? (unsigned)atoi(getenv("COORD_SEED")) : 0;
+	unsigned only =
+	    getenv("COORD_SEED") ? (unsigned)atoi(getenv("COORD_SEED")) : 0;
 
 	for (unsigned seed = 1; seed <= 200; seed++)
 		if (!only || seed == only)
@@ -727,9 +767,13 @@ START_TEST(crash_at_every_step_recovers_atomically)
 			run(seed, k, 0);
 	}
 	if (getenv("COORD_TRACE_COV"))
-		fprintf(stderr, "runs %ld crashes %ld committed %ld aborted %ld unknown %ld redriven %ld rolled back %ld retries new %ld existing %ld\n",
-			cov.runs, cov.crashes, cov.told_committed, cov.told_aborted,
-			cov.told_unknown, cov.redriven_commits, cov.recovered_rollbacks,
+		fprintf(stderr,
+			"runs %ld crashes %ld committed %ld aborted %ld "
+			"unknown %ld redriven %ld rolled back %ld retries new "
+			"%ld existing %ld\n",
+			cov.runs, cov.crashes, cov.told_committed,
+			cov.told_aborted, cov.told_unknown,
+			cov.redriven_commits, cov.recovered_rollbacks,
 			cov.retries_new, cov.retries_existing);
 	if (getenv("COORD_TRACE_COV"))
 		fprintf(stderr, "finished (raft mode) %ld\n", cov.finished);

@@ -1,7 +1,7 @@
 /* test_coord_gid.c - gids and the transaction table: format, strict parse,
  * prefix and epoch tests; lookup by id and key, listing, epochs, pruning. */
-#include "coordinator/coordinator.h"
 #include "common/common.h"
+#include "coordinator/coordinator.h"
 
 #include <check.h>
 #include <errno.h>
@@ -37,7 +37,8 @@ START_TEST(gid_parse_is_strict)
 
 	ck_assert_int_eq(coordinator_gid_parse("bank_3_1042", &g),
 			 COORDINATOR_EGID_BRANCH);
-	ck_assert_int_eq(coordinator_gid_parse("bank", &g), COORDINATOR_EGID_FORMAT);
+	ck_assert_int_eq(coordinator_gid_parse("bank", &g),
+			 COORDINATOR_EGID_FORMAT);
 	ck_assert_int_eq(coordinator_gid_parse("_3_1_1of2", &g),
 			 COORDINATOR_EGID_CLUSTER);
 	ck_assert_int_eq(coordinator_gid_parse("ba.nk_3_1_1of2", &g),
@@ -52,8 +53,9 @@ START_TEST(gid_parse_is_strict)
 			 COORDINATOR_EGID_SEQ);
 	ck_assert_int_eq(coordinator_gid_parse("bank_3_1_9_1of2", &g),
 			 COORDINATOR_EGID_SEQ);
-	ck_assert_int_eq(coordinator_gid_parse("bank_3_18446744073709551616_1of2", &g),
-			 COORDINATOR_EGID_SEQ);
+	ck_assert_int_eq(
+	    coordinator_gid_parse("bank_3_18446744073709551616_1of2", &g),
+	    COORDINATOR_EGID_SEQ);
 	ck_assert_int_eq(coordinator_gid_parse("bank_3_1_3of2", &g),
 			 COORDINATOR_EGID_BRANCH);
 	ck_assert_int_eq(coordinator_gid_parse("bank_3_1_0of2", &g),
@@ -67,11 +69,13 @@ START_TEST(gid_parse_is_strict)
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	ck_assert_int_eq(coordinator_gid_parse(big, &g), COORDINATOR_EGID_LONG);
-	ck_assert_int_eq(coordinator_gid_parse(NULL, &g), COORDINATOR_EGID_FORMAT);
+	ck_assert_int_eq(coordinator_gid_parse(NULL, &g),
+			 COORDINATOR_EGID_FORMAT);
 	/* nothing written on error */
 	ck_assert_str_eq(g.cluster, "keep");
 	ck_assert_uint_eq(g.epoch, 9);
-	ck_assert_str_ne(coordinator_strerror(COORDINATOR_EGID_SEQ), "unknown error");
+	ck_assert_str_ne(coordinator_strerror(COORDINATOR_EGID_SEQ),
+			 "unknown error");
 }
 END_TEST
 
@@ -136,7 +140,8 @@ START_TEST(table_finds_by_id_branch_gid_and_key)
 	for (int i = 0; i < 200; i++) {
 		char key[32];
 
-		ck_assert_int_eq(coordinator_table_next_id(t, id, sizeof(id), &seq), 0);
+		ck_assert_int_eq(
+		    coordinator_table_next_id(t, id, sizeof(id), &seq), 0);
 		ck_assert_uint_eq(seq, (uint64_t)i + 1);
 		snprintf(key, sizeof(key), "k%d", i);
 		ck_assert_int_eq(coordinator_table_add(t, id, key, 2, &x), 0);
@@ -149,11 +154,14 @@ START_TEST(table_finds_by_id_branch_gid_and_key)
 	ck_assert_ptr_eq(coordinator_table_find_key(t, "k16"), x);
 	ck_assert_ptr_null(coordinator_table_find(t, "bank_2_201"));
 	ck_assert_ptr_null(coordinator_table_find_key(t, "nope"));
-	ck_assert_int_eq(coordinator_table_add(t, "bank_2_17", NULL, 1, &y), -EEXIST);
-	ck_assert_int_eq(coordinator_table_add(t, "bank_2_999", "k3", 1, &y), -EEXIST);
+	ck_assert_int_eq(coordinator_table_add(t, "bank_2_17", NULL, 1, &y),
+			 -EEXIST);
+	ck_assert_int_eq(coordinator_table_add(t, "bank_2_999", "k3", 1, &y),
+			 -EEXIST);
 	ck_assert_int_lt(coordinator_table_add(t, "bank_x_1", NULL, 1, &y), 0);
 	ck_assert_uint_eq(coordinator_table_size(t), 200);
-	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_PREPARING), 67);
+	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_PREPARING),
+			  67);
 	/* a smaller epoch is refused; a new one restarts sequences */
 	ck_assert_int_lt(coordinator_table_epoch_set(t, 2), 0);
 	ck_assert_int_eq(coordinator_table_epoch_set(t, 3), 0);

@@ -6,8 +6,8 @@
 #ifndef DECREE_TEST_COORD_HARNESS_H
 #define DECREE_TEST_COORD_HARNESS_H
 
-#include "coordinator/coordinator.h"
 #include "common/common.h"
+#include "coordinator/coordinator.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -17,17 +17,17 @@ static const uint64_t test_backoff[] = {10, 20, 40};
 
 /* A new engine (log_aborts: Raft mode) whose epoch (1) is durable; fx is
  * cleared. */
-static inline struct coordinator_engine *ready_engine_mode(enum coordinator_protocol proto,
-							   bool log_aborts,
-							   struct coordinator_fx *fx)
+static inline struct coordinator_engine *
+ready_engine_mode(enum coordinator_protocol proto, bool log_aborts,
+		  struct coordinator_fx *fx)
 {
 	struct coordinator_engine_config cfg = {
-		.cluster = "bank",
-		.protocol = proto,
-		.timeout_ms = 1000,
-		.backoff_ms = test_backoff,
-		.nbackoff = 3,
-		.log_aborts = log_aborts,
+	    .cluster = "bank",
+	    .protocol = proto,
+	    .timeout_ms = 1000,
+	    .backoff_ms = test_backoff,
+	    .nbackoff = 3,
+	    .log_aborts = log_aborts,
 	};
 	struct coordinator_recovery *r;
 	struct coordinator_engine *e;
@@ -54,16 +54,16 @@ static inline struct coordinator_engine *ready_engine_mode(enum coordinator_prot
 	return e;
 }
 
-static inline struct coordinator_engine *ready_engine(enum coordinator_protocol proto,
-						     struct coordinator_fx *fx)
+static inline struct coordinator_engine *
+ready_engine(enum coordinator_protocol proto, struct coordinator_fx *fx)
 {
 	return ready_engine_mode(proto, false, fx);
 }
 
 /* The i-th effect of type t (0-based), or NULL. */
 static inline struct coordinator_effect *fx_find(struct coordinator_fx *fx,
-					  enum coordinator_fx_type t, int branch,
-					  size_t nth)
+						 enum coordinator_fx_type t,
+						 int branch, size_t nth)
 {
 	for (size_t i = 0; i < fx->n; i++) {
 		if (fx->v[i].type != t)
@@ -77,13 +77,13 @@ static inline struct coordinator_effect *fx_find(struct coordinator_fx *fx,
 }
 
 static inline size_t fx_count_type(struct coordinator_fx *fx,
-			    enum coordinator_fx_type t)
+				   enum coordinator_fx_type t)
 {
 	return coordinator_fx_count(fx, t, false);
 }
 
 static inline struct coordinator_event ev_make(enum coordinator_ev_type type,
-					const char *txn, int branch)
+					       const char *txn, int branch)
 {
 	struct coordinator_event ev;
 
@@ -94,26 +94,29 @@ static inline struct coordinator_event ev_make(enum coordinator_ev_type type,
 	return ev;
 }
 
-static inline int feed(struct coordinator_engine *e, struct coordinator_event ev,
-		uint64_t now, struct coordinator_fx *fx)
+static inline int feed(struct coordinator_engine *e,
+		       struct coordinator_event ev, uint64_t now,
+		       struct coordinator_fx *fx)
 {
 	return coordinator_engine_step(e, &ev, now, fx);
 }
 
 static inline int feed_ran(struct coordinator_engine *e, const char *txn, int b,
-		    enum coordinator_status st, const char *sqlstate,
-		    const char *msg, struct coordinator_fx *fx)
+			   enum coordinator_status st, const char *sqlstate,
+			   const char *msg, struct coordinator_fx *fx)
 {
 	struct coordinator_event ev = ev_make(COORDINATOR_EV_RAN, txn, b);
 
 	ev.status = st;
-	snprintf(ev.sqlstate, sizeof(ev.sqlstate), "%s", sqlstate ? sqlstate : "");
+	snprintf(ev.sqlstate, sizeof(ev.sqlstate), "%s",
+		 sqlstate ? sqlstate : "");
 	snprintf(ev.message, sizeof(ev.message), "%s", msg ? msg : "");
 	return coordinator_engine_step(e, &ev, 10, fx);
 }
 
-static inline int feed_vote(struct coordinator_engine *e, const char *txn, int b,
-		     enum coordinator_vote v, struct coordinator_fx *fx)
+static inline int feed_vote(struct coordinator_engine *e, const char *txn,
+			    int b, enum coordinator_vote v,
+			    struct coordinator_fx *fx)
 {
 	struct coordinator_event ev = ev_make(COORDINATOR_EV_VOTED, txn, b);
 
@@ -126,9 +129,10 @@ static inline int feed_vote(struct coordinator_engine *e, const char *txn, int b
 	return coordinator_engine_step(e, &ev, 20, fx);
 }
 
-static inline int feed_p2(struct coordinator_engine *e, enum coordinator_ev_type t,
-		   const char *txn, int b, enum coordinator_status st,
-		   uint64_t now, struct coordinator_fx *fx)
+static inline int feed_p2(struct coordinator_engine *e,
+			  enum coordinator_ev_type t, const char *txn, int b,
+			  enum coordinator_status st, uint64_t now,
+			  struct coordinator_fx *fx)
 {
 	struct coordinator_event ev = ev_make(t, txn, b);
 
@@ -142,8 +146,8 @@ static inline int feed_p2(struct coordinator_engine *e, enum coordinator_ev_type
 
 /* Completes the log effect found in fx with status. */
 static inline int feed_log(struct coordinator_engine *e,
-		    const struct coordinator_effect *f, int status,
-		    uint64_t now, struct coordinator_fx *fx)
+			   const struct coordinator_effect *f, int status,
+			   uint64_t now, struct coordinator_fx *fx)
 {
 	struct coordinator_event ev = ev_make(COORDINATOR_EV_LOG, f->txn, -1);
 
@@ -153,11 +157,11 @@ static inline int feed_log(struct coordinator_engine *e,
 }
 
 static inline int feed_timer(struct coordinator_engine *e,
-		      const struct coordinator_effect *f, uint64_t now,
-		      struct coordinator_fx *fx)
+			     const struct coordinator_effect *f, uint64_t now,
+			     struct coordinator_fx *fx)
 {
-	struct coordinator_event ev = ev_make(COORDINATOR_EV_TIMER, f->txn,
-					      f->branch);
+	struct coordinator_event ev =
+	    ev_make(COORDINATOR_EV_TIMER, f->txn, f->branch);
 
 	ev.timer_id = f->timer_id;
 	return coordinator_engine_step(e, &ev, now, fx);
@@ -165,9 +169,9 @@ static inline int feed_timer(struct coordinator_engine *e,
 
 /* Begins a transaction over n branches named r1..rn. */
 static inline int begin_n(struct coordinator_engine *e, size_t n,
-		   enum coordinator_protocol proto, const char *key,
-		   uint64_t client, const enum coordinator_hint *hints,
-		   struct coordinator_fx *fx, char *id)
+			  enum coordinator_protocol proto, const char *key,
+			  uint64_t client, const enum coordinator_hint *hints,
+			  struct coordinator_fx *fx, char *id)
 {
 	struct coordinator_branch_req br[COORDINATOR_BRANCHES_MAX + 1];
 	char names[COORDINATOR_BRANCHES_MAX + 1][8];
@@ -185,7 +189,8 @@ static inline int begin_n(struct coordinator_engine *e, size_t n,
 	req.key = key;
 	req.nbranches = n;
 	req.branches = br;
-	return coordinator_engine_begin(e, &req, 0, fx, id, COORDINATOR_GID_SIZE);
+	return coordinator_engine_begin(e, &req, 0, fx, id,
+					COORDINATOR_GID_SIZE);
 }
 
 #endif

@@ -32,8 +32,10 @@ static struct coordinator_log open_log(struct wal_storage *st)
 	return log;
 }
 
-static struct coordinator_record rec(enum coordinator_rec_type t, const char *txn,
-				     struct coordinator_rec_branch *br, size_t n)
+static struct coordinator_record rec(enum coordinator_rec_type t,
+				     const char *txn,
+				     struct coordinator_rec_branch *br,
+				     size_t n)
 {
 	struct coordinator_record r;
 
@@ -57,19 +59,25 @@ START_TEST(forced_records_survive_power_loss_unforced_may_not)
 	struct coordinator_log log = open_log(st);
 	struct coordinator_rec_branch br[2] = {{"db1", "bank_1_1_1of2"},
 					       {"db2", "bank_1_1_2of2"}};
-	struct coordinator_record ep = {.type = COORDINATOR_REC_EPOCH, .epoch = 1};
-	struct coordinator_record c = rec(COORDINATOR_REC_COMMIT, "bank_1_1", br, 2);
-	struct coordinator_record e = rec(COORDINATOR_REC_END, "bank_1_1", NULL, 0);
+	struct coordinator_record ep = {.type = COORDINATOR_REC_EPOCH,
+					.epoch = 1};
+	struct coordinator_record c =
+	    rec(COORDINATOR_REC_COMMIT, "bank_1_1", br, 2);
+	struct coordinator_record e =
+	    rec(COORDINATOR_REC_END, "bank_1_1", NULL, 0);
 	struct coordinator_recovery *r;
 	struct done d = {0, 1};
 
-	ck_assert_int_eq(coordinator_log_append(&log, &ep, true, on_done, &d), 0);
-	ck_assert_int_eq(coordinator_log_append(&log, &c, true, on_done, &d), 0);
+	ck_assert_int_eq(coordinator_log_append(&log, &ep, true, on_done, &d),
+			 0);
+	ck_assert_int_eq(coordinator_log_append(&log, &c, true, on_done, &d),
+			 0);
 	ck_assert_int_eq(d.calls, 0);
 	ck_assert_int_gt(wal_step(coordinator_walog_wal(&log)), 0);
 	ck_assert_int_eq(d.calls, 2);
 	ck_assert_int_eq(d.last, 0);
-	ck_assert_int_eq(coordinator_log_append(&log, &e, false, on_done, &d), 0);
+	ck_assert_int_eq(coordinator_log_append(&log, &e, false, on_done, &d),
+			 0);
 	wal_step(coordinator_walog_wal(&log));
 	ck_assert_int_eq(d.calls, 3);
 	/* power loss: the unforced END is gone, the COMMIT is not */
@@ -80,7 +88,8 @@ START_TEST(forced_records_survive_power_loss_unforced_may_not)
 	ck_assert_int_eq(coordinator_recovery_replay(r, &log), 0);
 	ck_assert_uint_eq(coordinator_recovery_next_epoch(r), 2);
 	ck_assert_uint_eq(coordinator_recovery_count(r), 1);
-	ck_assert_str_eq(coordinator_recovery_get(r, 0)->branches[1].gid, "bank_1_1_2of2");
+	ck_assert_str_eq(coordinator_recovery_get(r, 0)->branches[1].gid,
+			 "bank_1_1_2of2");
 	coordinator_recovery_free(r);
 	/* the same log replayed through the generic record walker */
 	ck_assert_int_eq(coordinator_recovery_new("bank", &r), 0);
@@ -96,12 +105,14 @@ START_TEST(failed_sync_fails_the_log_for_good)
 {
 	struct wal_storage *st = wal_mem_storage_new();
 	struct coordinator_log log = open_log(st);
-	struct coordinator_record ep = {.type = COORDINATOR_REC_EPOCH, .epoch = 1};
+	struct coordinator_record ep = {.type = COORDINATOR_REC_EPOCH,
+					.epoch = 1};
 	struct done d = {0, 1};
 	int rc;
 
 	wal_mem_storage_fail(st, WAL_MEM_OP_SYNC, 1, -EIO, false);
-	ck_assert_int_eq(coordinator_log_append(&log, &ep, true, on_done, &d), 0);
+	ck_assert_int_eq(coordinator_log_append(&log, &ep, true, on_done, &d),
+			 0);
 	wal_step(coordinator_walog_wal(&log));
 	ck_assert_int_eq(d.calls, 1);
 	ck_assert_int_lt(d.last, 0);
@@ -149,8 +160,10 @@ static int run_logs(struct coordinator_engine *e, struct coordinator_log *log,
 		memcpy(c->txn, fx->v[i].txn, sizeof(c->txn));
 		c->token = fx->v[i].token;
 		forced += fx->v[i].forced;
-		ck_assert_int_eq(coordinator_log_append(log, fx->v[i].rec, fx->v[i].forced,
-							on_engine_log, c), 0);
+		ck_assert_int_eq(coordinator_log_append(log, fx->v[i].rec,
+							fx->v[i].forced,
+							on_engine_log, c),
+				 0);
 	}
 	wal_step(coordinator_walog_wal(log));
 	return forced;
@@ -177,7 +190,9 @@ START_TEST(engine_commit_through_the_wal_is_redriven_after_power_loss)
 	run_logs(e, &log, &fx, &out);
 	coordinator_fx_clear(&fx);
 	ck_assert(coordinator_table_is_ready(coordinator_engine_table(e)));
-	ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id), 0);
+	ck_assert_int_eq(
+	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id),
+	    0);
 	coordinator_fx_clear(&fx);
 	for (int i = 0; i < 2; i++)
 		feed_ran(e, id, i, COORDINATOR_ST_OK, NULL, NULL, &fx);
@@ -187,9 +202,11 @@ START_TEST(engine_commit_through_the_wal_is_redriven_after_power_loss)
 	ck_assert_int_eq(run_logs(e, &log, &fx, &out), 1);
 	coordinator_fx_clear(&fx);
 	/* durable: the client hears committed, COMMIT PREPARED goes out */
-	ck_assert_int_eq(fx_find(&out, COORDINATOR_FX_REPLY, -2, 0)->reply->outcome,
-			 COORDINATOR_OUTCOME_COMMITTED);
-	ck_assert_uint_eq(fx_count_type(&out, COORDINATOR_FX_COMMIT_PREPARED), 2);
+	ck_assert_int_eq(
+	    fx_find(&out, COORDINATOR_FX_REPLY, -2, 0)->reply->outcome,
+	    COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_uint_eq(fx_count_type(&out, COORDINATOR_FX_COMMIT_PREPARED),
+			  2);
 	coordinator_fx_clear(&out);
 	wal_stats_get(coordinator_walog_wal(&log), &ws);
 	ck_assert_uint_eq(ws.syncs, 2); /* epoch, decision */
@@ -203,10 +220,13 @@ START_TEST(engine_commit_through_the_wal_is_redriven_after_power_loss)
 	ck_assert_int_eq(coordinator_recovery_replay(r, &log), 0);
 	ck_assert_int_eq(coordinator_engine_recover(e, r, 100, &fx), 0);
 	coordinator_recovery_free(r);
-	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED), 2);
-	ck_assert_str_eq(fx_find(&fx, COORDINATOR_FX_COMMIT_PREPARED, 0, 0)->gid,
-			 "bank_1_1_1of2");
-	ck_assert_uint_eq(fx_find(&fx, COORDINATOR_FX_LOG, -2, 0)->rec->epoch, 2);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED),
+			  2);
+	ck_assert_str_eq(
+	    fx_find(&fx, COORDINATOR_FX_COMMIT_PREPARED, 0, 0)->gid,
+	    "bank_1_1_1of2");
+	ck_assert_uint_eq(fx_find(&fx, COORDINATOR_FX_LOG, -2, 0)->rec->epoch,
+			  2);
 	coordinator_fx_clear(&fx);
 	coordinator_engine_free(e);
 	coordinator_log_close(&log);
@@ -223,7 +243,8 @@ int main(void)
 
 	tcase_add_test(tc, forced_records_survive_power_loss_unforced_may_not);
 	tcase_add_test(tc, failed_sync_fails_the_log_for_good);
-	tcase_add_test(tc, engine_commit_through_the_wal_is_redriven_after_power_loss);
+	tcase_add_test(
+	    tc, engine_commit_through_the_wal_is_redriven_after_power_loss);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
