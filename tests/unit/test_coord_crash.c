@@ -91,7 +91,7 @@ struct logarg {
 static struct {
 	long runs, crashes, told_committed, told_aborted, told_unknown;
 	long redriven_commits, recovered_rollbacks, in_doubt_at_crash;
-	long retries_new, retries_existing, finished;
+	long retries_new, retries_existing, finished, duplicates;
 } cov;
 
 static uint64_t rnd(struct sim *s)
@@ -329,6 +329,10 @@ static void answer(struct sim *s, struct op *o, enum coordinator_ev_type t,
 		snprintf(ev.message, sizeof(ev.message), "simulated");
 	}
 	step_event(s, &ev);
+	if (chance(s, 5)) {
+		cov.duplicates++;
+		step_event(s, &ev); /* a duplicated answer */
+	}
 }
 
 static void deliver(struct sim *s, int k)
@@ -426,6 +430,8 @@ static void fire_timer(struct sim *s)
 	ev = ev_make(COORDINATOR_EV_TIMER, t.txn, t.branch);
 	ev.timer_id = t.id;
 	step_event(s, &ev);
+	if (chance(s, 5))
+		step_event(s, &ev); /* a timer that fires twice */
 }
 
 /* One step; false when nothing is left to do. */
@@ -786,6 +792,7 @@ START_TEST(crash_at_every_step_recovers_atomically)
 	ck_assert_int_gt(cov.retries_existing, 50);
 	ck_assert_int_gt(cov.retries_new, 50);
 	ck_assert_int_gt(cov.finished, 20);
+	ck_assert_int_gt(cov.duplicates, 100);
 }
 END_TEST
 
