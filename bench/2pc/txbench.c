@@ -419,13 +419,7 @@ static void pq_send(struct client *c, int i, const char *sql, int param)
 
 /* What decree's driver sends after a branch's PREPARE on a connection
  * that ran user statements (coordinator/driver_pg.c, OP_RESET). */
-#define RESET_SQL                                                            \
-	"CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE " \
-	"ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; "    \
-	"DISCARD TEMP; DISCARD SEQUENCES; SELECT "                             \
-	"set_config('statement_timeout', '10000', false), "                    \
-	"set_config('application_name', 'decree', false), "                   \
-	"set_config('client_connection_check_interval', '1000', false)"
+#define RESET_SQL "DISCARD ALL"
 
 /* Sends step c->step[i] of phase 1 on connection i; false when the phase
  * has no more steps there. */
