@@ -531,8 +531,8 @@ struct coordinator_engine_config {
 	const char *cluster;		    /* required */
 	enum coordinator_protocol protocol; /* default: 2PC_PA */
 	uint64_t timeout_ms;		    /* phase-1 timeout; 0: 30000 */
-	/* phase-2 retry delays: attempt k waits backoff_ms[min(k, n) - 1];
-	 * NULL/0: 100, 200, 400, ..., 5000 */
+	/* phase-2 retry delays, each >= 1: attempt k waits
+	 * backoff_ms[min(k, n) - 1]; NULL/0: 100, 200, 400, ..., 5000 */
 	const uint64_t *backoff_ms;
 	size_t nbackoff;
 	/* frees a branch's stmts when its txn leaves the table; may be NULL */
@@ -674,7 +674,10 @@ int coordinator_recovery_plan(const struct coordinator_recovery *r,
 /*
  * Hands the recovery to the engine: forces the next epoch (no begin is
  * accepted until that record is durable) and re-drives every unfinished
- * decision.  r is not kept.
+ * decision.  In Raft mode (log_aborts) a BEGIN without a decision is
+ * adopted as undecided (in_doubt; a retry with its key waits for it) until
+ * coordinator_engine_resolve() settles it: call that next, with every
+ * resource's prepared list.  r is not kept.
  */
 int coordinator_engine_recover(struct coordinator_engine *e,
 			       const struct coordinator_recovery *r,
@@ -684,7 +687,9 @@ int coordinator_engine_recover(struct coordinator_engine *e,
  * the recovery's decisions (r, may be NULL after the first pass: then by
  * the table), and current-epoch gids only when their txn is in the table
  * and aborted.  Issues COMMIT/ROLLBACK PREPARED for those not already being
- * handled.  Returns how many operations it issued.
+ * handled (in Raft mode an older-epoch orphan's ABORT is forced first, and
+ * the rollback follows its completion).  Returns how many operations it
+ * issued, or a negative code (-ENOMEM).
  */
 long coordinator_engine_reconcile(struct coordinator_engine *e,
 				  const struct coordinator_recovery *r,

@@ -129,6 +129,10 @@ int coordinator_engine_new(const struct coordinator_engine_config *cfg,
 		bo = default_backoff;
 		nbo = sizeof(default_backoff) / sizeof(default_backoff[0]);
 	}
+	for (size_t i = 0; i < nbo; i++) {
+		if (bo[i] == 0)
+			return -EINVAL; /* a retry loop with no pause */
+	}
 	e = mem_calloc(1, sizeof(*e));
 	if (e == NULL)
 		return -ENOMEM;

@@ -703,6 +703,22 @@ START_TEST(bad_input_gets_an_error_and_changes_nothing)
 	struct coordinator_event ev;
 
 	coordinator_fx_init(&fx);
+	{
+		static const uint64_t zero[] = {10, 0};
+		struct coordinator_engine_config bad = cfg;
+
+		bad.backoff_ms = zero;
+		bad.nbackoff = 2;
+		ck_assert_int_eq(coordinator_engine_new(&bad, &e), -EINVAL);
+		bad = cfg;
+		bad.cluster = "ba_nk";
+		ck_assert_int_eq(coordinator_engine_new(&bad, &e),
+				 COORDINATOR_EGID_CLUSTER);
+		bad = cfg;
+		bad.protocol = (enum coordinator_protocol)7;
+		ck_assert_int_eq(coordinator_engine_new(&bad, &e),
+				 COORDINATOR_EBAD_PROTOCOL);
+	}
 	ck_assert_int_eq(coordinator_engine_new(&cfg, &e), 0);
 	/* not ready: no epoch yet */
 	br[1].resource = "r2";
