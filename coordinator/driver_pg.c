@@ -1559,6 +1559,15 @@ static void free_params(struct coordinator_pg *pg)
  */
 static int build_params(struct coordinator_pg *pg, PQconninfoOption *opts)
 {
+	/* TCP keepalives unless the conninfo sets its own: a pooled
+	 * connection to a host that went silent is found dead in about a
+	 * minute, not the two hours of the usual system default. */
+	static const char *const keepalive[][2] = {
+	    {"keepalives_idle", "30"},
+	    {"keepalives_interval", "10"},
+	    {"keepalives_count", "3"},
+	};
+	bool has_keepalive[3] = {false, false, false};
 	const char *user_options = NULL, *fallback = NULL;
 	char options[512];
 	int n = 0, k = 0;
@@ -1566,6 +1575,9 @@ static int build_params(struct coordinator_pg *pg, PQconninfoOption *opts)
 	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
 		if (o->val == NULL)
 			continue;
+		for (int i = 0; i < 3; i++)
+			if (strcmp(o->keyword, keepalive[i][0]) == 0)
+				has_keepalive[i] = true;
 		if (strcmp(o->keyword, "options") == 0)
 			user_options = o->val;
 		else if (strcmp(o->keyword, "fallback_application_name") == 0)
@@ -1578,8 +1590,8 @@ static int build_params(struct coordinator_pg *pg, PQconninfoOption *opts)
 		     user_options ? user_options : "", user_options ? " " : "",
 		     pg->statement_timeout_ms) >= (int)sizeof(options))
 		return -EINVAL;
-	pg->kw = mem_calloc((size_t)n + 3, sizeof(char *));
-	pg->val = mem_calloc((size_t)n + 3, sizeof(char *));
+	pg->kw = mem_calloc((size_t)n + 6, sizeof(char *));
+	pg->val = mem_calloc((size_t)n + 6, sizeof(char *));
 	if (pg->kw == NULL || pg->val == NULL)
 		goto err_nomem;
 	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
@@ -1588,6 +1600,14 @@ static int build_params(struct coordinator_pg *pg, PQconninfoOption *opts)
 			continue;
 		pg->kw[k] = mem_strdup(o->keyword);
 		pg->val[k] = pg->kw[k] ? mem_strdup(o->val) : NULL;
+		if (pg->val[k++] == NULL)
+			goto err_nomem;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (has_keepalive[i])
+			continue;
+		pg->kw[k] = mem_strdup(keepalive[i][0]);
+		pg->val[k] = pg->kw[k] ? mem_strdup(keepalive[i][1]) : NULL;
 		if (pg->val[k++] == NULL)
 			goto err_nomem;
 	}
