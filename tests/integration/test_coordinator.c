@@ -570,6 +570,75 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 }
 END_TEST
 
+/* ------------------------------------------------------------ limits */
+
+struct slow {
+	pthread_t th;
+	const char *addr;
+	int status;
+};
+
+static void *slow_main(void *arg)
+{
+	struct slow *sl = arg;
+
+	sl->status = coord_request_at(
+		sl->addr, "POST", "/v1/txns",
+		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+		"[\"select pg_sleep(1)\"]}]}",
+		30000, NULL);
+	return NULL;
+}
+
+START_TEST(limits_bound_rows_and_transactions_in_flight)
+{
+	struct env e;
+	struct slow sl;
+	json_t *j = NULL, *res;
+	double active = 0;
+	time_t deadline;
+
+	env_setup(&e, "tlimits",
+		  "\"limits\":{\"max_rows\":5,\"max_concurrency\":1}");
+	/* 100 rows asked, 5 returned, marked truncated. */
+	ck_assert_int_eq(
+		coord_request(e.c, "POST", "/v1/txns",
+			      "{\"branches\":[{\"resource\":\"bank_b\","
+			      "\"statements\":[\"select id from accounts order "
+			      "by id\"]}]}",
+			      30000, &j),
+		200);
+	res = json_array_get(jpath(j, "branches", 0, "results"), 0);
+	ck_assert_int_eq(json_array_size(json_object_get(res, "rows")), 5);
+	ck_assert(json_is_true(json_object_get(res, "truncated")));
+	json_decref(j);
+
+	/* One transaction in flight: the next one is turned away. */
+	memset(&sl, 0, sizeof(sl));
+	sl.addr = coord_addr(e.c);
+	ck_assert_int_eq(pthread_create(&sl.th, NULL, slow_main, &sl), 0);
+	deadline = time(NULL) + 10;
+	while (active < 1 && time(NULL) < deadline)
+		ck_assert_int_eq(coord_metric(e.c, "decree_txns_active",
+					      &active),
+				 0);
+	ck_assert_msg(active == 1, "the slow transaction never showed");
+	ck_assert_int_eq(coord_request(e.c, "POST", "/v1/txns",
+				       "{\"branches\":[{\"resource\":\"bank_a\","
+				       "\"statements\":[\"update accounts set "
+				       "balance = 0 where id = 1\"]}]}",
+				       30000, &j),
+			 429);
+	ck_assert_str_eq(jstr(json_object_get(j, "error"), "code"),
+			 "too_busy");
+	json_decref(j);
+	pthread_join(sl.th, NULL);
+	ck_assert_int_eq(sl.status, 200);
+	ck_assert_int_eq(balance(e.ci[0], 1), BALANCE);
+	env_teardown(&e);
+}
+END_TEST
+
 /* ----------------------------------------- aborts after phase 1 began */
 
 START_TEST(refused_prepare_rolls_back_the_prepared_branch)
@@ -799,6 +868,7 @@ int main(void)
 	tcase_add_test(tc, database_down_before_prepare_aborts);
 	tcase_add_test(tc, bad_requests_get_4xx_and_change_nothing);
 	tcase_add_test(tc, forced_writes_per_commit_match_the_protocol_table);
+	tcase_add_test(tc, limits_bound_rows_and_transactions_in_flight);
 	tcase_add_test(tc, refused_prepare_rolls_back_the_prepared_branch);
 	tcase_add_test(tc, timeout_aborts_a_slow_branch);
 	tcase_add_test(tc, concurrent_transfers_conserve_the_total);
