@@ -1340,7 +1340,7 @@ START_TEST(killed_server_gives_clean_error_and_pool_reconnects)
 	struct coordinator_pg_config cfg;
 	struct coordinator_pg_stats st;
 	struct ctx t;
-	struct coordinator_pg_branch *b;
+	struct coordinator_pg_branch *b, *idle_b;
 	struct got g;
 	char conninfo[512];
 
@@ -1351,6 +1351,7 @@ START_TEST(killed_server_gives_clean_error_and_pool_reconnects)
 	run_committed(&t, "CREATE TABLE IF NOT EXISTS kill_t (v text)", 0,
 		      NULL);
 	b = begin_ok(&t);
+	idle_b = begin_ok(&t);
 	exec_ok(&t, b, "INSERT INTO kill_t VALUES ('lost')", 0, NULL, &g);
 
 	ck_assert_int_eq(pg_harness_kill_server(harness, 1), 0);
@@ -1365,6 +1366,10 @@ START_TEST(killed_server_gives_clean_error_and_pool_reconnects)
 	ck_assert_msg(strstr(g.msg, "cannot prepare branch on bank_b:") ==
 			  g.msg,
 		      "%s", g.msg);
+	/* A branch that sat idle when the server died rolls back fine: the
+	 * server dropped its work with the connection. */
+	end_branch(&t, idle_b, coordinator_pg_branch_rollback, &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
 	/* While it is down, new work fails with a connect error. */
 	gid_op(&t, coordinator_pg_commit_prepared, "killtest_1", &g);
 	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
