@@ -217,8 +217,14 @@ START_TEST(crash_point_then_restart_is_all_or_nothing)
 		st = coord_request(c, "GET", path, NULL, 5000, &j);
 		ck_assert_int_eq(st, 200);
 		ck_assert_str_eq(jstr(j, "outcome"), "committed");
-		fprintf(stderr, "%s: after restart GET %s: %s %s\n", point, gid,
-			jstr(j, "state"), jstr(j, "outcome"));
+		fprintf(stderr, "%s: after restart GET %s: %s %s%s\n", point,
+			gid, jstr(j, "state"), jstr(j, "outcome"),
+			json_is_true(json_object_get(j, "recovered"))
+				? " recovered"
+				: "");
+		/* Re-driven from the log by this process. */
+		if (_i == 2)
+			ck_assert(json_is_true(json_object_get(j, "recovered")));
 	} else {
 		/* Presumed abort: no decision was written, so the restarted
 		 * coordinator knows nothing of it. */
