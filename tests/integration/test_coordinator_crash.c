@@ -457,6 +457,79 @@ START_TEST(presumed_nothing_crash_after_begin_rolls_back)
 }
 END_TEST
 
+/* PREPARE TRANSACTION gid on server i, holding a row of its own. */
+static void prepare_foreign(const struct env *e, int i, const char *gid,
+			    int row)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+		 "begin; insert into accounts values (%d, 1); "
+		 "prepare transaction '%s'",
+		 row, gid);
+	ck_assert_int_eq(coord_pg_exec(e->ci[i], sql), 0);
+}
+
+static long long has_prepared(const struct env *e, int i, const char *gid)
+{
+	char sql[256];
+	long long v = -1;
+
+	snprintf(sql, sizeof(sql),
+		 "select count(*) from pg_prepared_xacts where gid = '%s'", gid);
+	ck_assert_int_eq(coord_pg_int(e->ci[i], sql, &v), 0);
+	return v;
+}
+
+START_TEST(recovery_rolls_back_only_our_older_epochs)
+{
+	static const char *const keep[] = {
+		"other_1_7_1of2",	/* another cluster */
+		"trecovx_1_7_1of2",	/* a cluster whose name extends ours */
+		"trecov_9_7_1of2",	/* a newer epoch: not ours to judge */
+		"trecov_not_a_gid",	/* our prefix, not a gid */
+	};
+	struct coord *c = NULL;
+	struct env e;
+	char sql[128];
+
+	env_setup(&e, "trecov");
+	/* Epoch 1 comes and goes; its transaction 7 prepared a branch and
+	 * decided nothing (as after a crash before the decision). */
+	ck_assert_int_eq(coord_start(e.cfg, NULL, &c), 0);
+	ck_assert_int_eq(coord_stop(c), 0);
+	coord_free(c);
+	prepare_foreign(&e, 0, "trecov_1_7_1of2", 101);
+	prepare_foreign(&e, 1, "trecov_1_7_2of2", 101);
+	for (int k = 0; k < 4; k++)
+		prepare_foreign(&e, 0, keep[k], 102 + k);
+
+	ck_assert_int_eq(coord_start(e.cfg, NULL, &c), 0);
+	for (int i = 0; i < 2; i++) {
+		snprintf(sql, sizeof(sql),
+			 "select count(*) from pg_prepared_xacts where gid = "
+			 "'trecov_1_7_%dof2'",
+			 i + 1);
+		ck_assert_int_eq(coord_pg_wait_int(e.ci[i], sql, 0, 20000), 0);
+	}
+	/* The same pass over bank_a saw the others and left them alone. */
+	for (int k = 0; k < 4; k++)
+		ck_assert_msg(has_prepared(&e, 0, keep[k]) == 1,
+			      "%s was touched", keep[k]);
+	ck_assert_int_eq(query(e.ci[0], "select count(*) from accounts where "
+					"id = %d",
+			       101),
+			 0);
+	ck_assert_int_eq(coord_stop(c), 0);
+	coord_free(c);
+	for (int k = 0; k < 4; k++) {
+		snprintf(sql, sizeof(sql), "rollback prepared '%s'", keep[k]);
+		ck_assert_int_eq(coord_pg_exec(e.ci[0], sql), 0);
+	}
+	coord_tmpdir_remove(e.dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_crash");
@@ -475,6 +548,7 @@ int main(void)
 		       database_crash_between_prepare_and_commit_completes_when_back);
 	tcase_add_test(tc, idempotent_retry_after_a_crash_runs_nothing_twice);
 	tcase_add_test(tc, presumed_nothing_crash_after_begin_rolls_back);
+	tcase_add_test(tc, recovery_rolls_back_only_our_older_epochs);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
