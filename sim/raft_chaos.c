@@ -9,7 +9,10 @@
  *     pre-vote and check-quorum mostly on, latency, loss, batch sizes,
  *     compaction interval), so many seeds cover many configurations.
  *   - A removed member is shut down (as an operator would) and is only
- *     restarted at healing if the removal never committed.
+ *     restarted at healing if the removal never committed.  Node ids are
+ *     never reused: a wiped node coming back under an old id would be a
+ *     voter that lost its disk in the eyes of nodes with stale
+ *     configurations, which Raft does not survive (nor claims to).
  *   - Liveness after healing: every crashed member restarts, the network
  *     is perfect again; within 20 simulated seconds a stable leader must
  *     exist and five new proposals must be applied by every member.
@@ -19,11 +22,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_ID 7
+#define MAX_ID RAFT_SIM_MAX_NODES
 
 struct chaos {
 	struct raft_sim *s;
 	bool retired[MAX_ID + 1];
+	uint64_t next_new; /* ids are never reused: a fresh node gets a new one */
 	uint64_t counter;
 };
 
@@ -61,11 +65,9 @@ static void conf_change(struct chaos *c)
 	switch (op) {
 	case 0: /* add a learner */
 	case 3: /* add a voter directly */
-		if (raft_conf_is_member(conf, id) || (op == 3 && voters >= 5))
+		id = c->next_new;
+		if (id > MAX_ID || (op == 3 && voters >= 5))
 			return;
-		if (raft_sim_add_node(c->s, id) != 0)
-			return;
-		c->retired[id] = false;
 		rc = raft_propose_conf_change(r, op == 0 ? RAFT_CONF_ADD_LEARNER
 							 : RAFT_CONF_ADD_VOTER,
 					      id, NULL);
@@ -73,6 +75,10 @@ static void conf_change(struct chaos *c)
 				(unsigned long long)l, op == 0 ? "learner" : "voter",
 				(unsigned long long)id,
 				rc ? raft_strerror(rc) : "proposed");
+		if (rc == 0) {
+			c->next_new++;
+			raft_sim_add_node(c->s, id);
+		}
 		break;
 	case 1: /* promote */
 		if (!raft_conf_is_member(conf, id) || raft_conf_is_voter(conf, id) ||
@@ -168,90 +174,171 @@ struct applied_ctx {
 	uint64_t leader, index;
 };
 
-static bool all_applied(struct raft_sim *s, void *arg)
+/* Done: every member applied index.  Or give up: the leader changed. */
+static bool applied_or_deposed(struct raft_sim *s, void *arg)
 {
 	struct applied_ctx *a = arg;
+	struct raft *r = raft_sim_node(s, a->leader);
 
+	if (r == NULL || raft_role(r) != RAFT_LEADER)
+		return true;
 	return raft_sim_all_applied(s, a->leader, a->index);
 }
 
+/* A stable leader that has committed an entry of its own term. */
+static bool settled(struct raft_sim *s, void *arg)
+{
+	uint64_t l = raft_sim_stable_leader(s);
+	struct raft *r;
+
+	(void)arg;
+	if (l == 0)
+		return false;
+	r = raft_sim_node(s, l);
+	return raft_log_term(r, raft_commit_index(r)) == raft_term(r);
+}
+
+/* The config of the most up-to-date live log: what any future leader's
+ * configuration starts from (it holds every committed entry). */
+static const struct raft_conf *freshest_conf(struct raft_sim *s)
+{
+	struct raft *best = NULL;
+
+	for (uint64_t id = 1; id <= MAX_ID; id++) {
+		struct raft *r = raft_sim_node(s, id);
+		uint64_t lt, bt;
+
+		if (r == NULL)
+			continue;
+		if (best == NULL) {
+			best = r;
+			continue;
+		}
+		lt = raft_log_term(r, raft_last_index(r));
+		bt = raft_log_term(best, raft_last_index(best));
+		if (lt > bt || (lt == bt && raft_last_index(r) > raft_last_index(best)))
+			best = r;
+	}
+	return best ? raft_conf(best) : NULL;
+}
+
+/*
+ * Liveness after healing.  Like a client, a proposal lost to a leader
+ * change is proposed again; once a new leader has committed an entry of its
+ * own term, every index below its first entry is decided, so "lost" is
+ * known for sure.  Everything must be done within 60 simulated seconds.
+ */
 static int heal_and_check(struct chaos *c, uint64_t seed, char *msg,
 			  size_t len)
 {
 	struct raft_sim *s = c->s;
-	uint64_t idx[5], l;
+	uint64_t idx[5] = { 0 }, deadline, l = 0, last = 0;
 	char data[5][32];
-	struct applied_ctx a;
-	int rc;
+	const struct raft_conf *fc;
+	int rc, rounds = 0;
 
 	raft_sim_tracef(s, "---- healing ----");
 	raft_sim_heal(s);
 	for (uint64_t id = 1; id <= MAX_ID; id++)
 		if (!c->retired[id] && !raft_sim_is_alive(s, id))
 			raft_sim_restart(s, id);
-	/* a removal that may not have committed: bring its node back */
-	for (uint64_t id = 1; id <= MAX_ID; id++) {
-		struct raft *r = raft_sim_node(s, id);
-
-		if (r == NULL)
-			continue;
-		for (unsigned i = 0; i < raft_conf(r)->n; i++) {
-			uint64_t m = raft_conf(r)->members[i].id;
-
-			if (!raft_sim_is_alive(s, m))
-				raft_sim_restart(s, m);
-		}
-	}
-	l = raft_sim_wait_leader(s, 20000);
-	if (l == 0)
-		return fail(msg, len, seed, raft_sim_violation(s) ?
-			    raft_sim_violation(s) : "no stable leader 20s after "
-						   "healing", s);
-	{
-		const struct raft_conf *conf = raft_conf(raft_sim_node(s, l));
-		bool again = false;
-
-		for (unsigned i = 0; i < conf->n; i++)
-			if (!raft_sim_is_alive(s, conf->members[i].id)) {
-				raft_sim_restart(s, conf->members[i].id);
-				again = true;
-			}
-		if (again && (l = raft_sim_wait_leader(s, 20000)) == 0)
-			return fail(msg, len, seed, "no stable leader after "
-						    "restarting members", s);
-	}
-	for (int k = 0; k < 5; k++) {
-		int tries;
-
-		snprintf(data[k], sizeof(data[k]), "live%d", k);
-		for (tries = 0; tries < 20; tries++) {
-			rc = raft_sim_propose(s, l, data[k], strlen(data[k]), &idx[k]);
-			if (rc == 0)
-				break;
-			if (raft_sim_run_for(s, 200) != 0)
-				return fail(msg, len, seed, raft_sim_violation(s), s);
-			l = raft_sim_wait_leader(s, 20000);
-			if (l == 0)
-				return fail(msg, len, seed, "leader lost after "
-							    "healing", s);
-		}
-		if (tries == 20)
-			return fail(msg, len, seed, "no leader accepts proposals "
-						    "after healing", s);
-	}
-	a.leader = l;
-	a.index = idx[4];
-	rc = raft_sim_run_until(s, all_applied, &a, 20000);
-	if (rc < 0)
-		return fail(msg, len, seed, raft_sim_violation(s), s);
-	if (rc == 0)
-		return fail(msg, len, seed, "proposals made after healing were "
-					    "not applied by every member "
-					    "within 20s", s);
+	/* a removal that did not commit: its node is still a member */
+	fc = freshest_conf(s);
+	for (unsigned i = 0; fc != NULL && i < fc->n; i++)
+		if (!raft_sim_is_alive(s, fc->members[i].id))
+			raft_sim_restart(s, fc->members[i].id);
 	for (int k = 0; k < 5; k++)
-		if (!raft_sim_committed_is(s, idx[k], data[k], strlen(data[k])))
-			return fail(msg, len, seed, "a proposal made after "
-						    "healing was lost", s);
+		snprintf(data[k], sizeof(data[k]), "live%d", k);
+	deadline = raft_sim_now(s) + 60000;
+	for (;;) {
+		bool all = true;
+		struct applied_ctx a;
+
+		if (raft_sim_now(s) >= deadline)
+			return fail(msg, len, seed, "proposals made after healing "
+						    "did not all commit within "
+						    "60s", s);
+		rc = raft_sim_run_until(s, settled, NULL,
+					deadline - raft_sim_now(s));
+		if (rc < 0)
+			return fail(msg, len, seed, raft_sim_violation(s), s);
+		if (rc == 0)
+			return fail(msg, len, seed, rounds == 0 ?
+				    "no stable leader after healing" :
+				    "no stable leader after a leader change "
+				    "following healing", s);
+		l = raft_sim_stable_leader(s);
+		rounds++;
+		last = 0;
+		/* a member whose removal never committed comes back */
+		{
+			const struct raft_conf *lc = raft_conf(raft_sim_node(s, l));
+			bool restarted = false;
+
+			for (unsigned i = 0; i < lc->n; i++)
+				if (!raft_sim_is_alive(s, lc->members[i].id) &&
+				    raft_sim_restart(s, lc->members[i].id) == 0) {
+					c->retired[lc->members[i].id] = false;
+					restarted = true;
+				}
+			if (restarted)
+				continue;
+		}
+		/* the operator shuts down servers that are no longer members
+		 * (thesis 4.2.3: a removed server that still thinks it is a
+		 * voter disrupts a cluster without pre-vote/check-quorum) */
+		for (uint64_t id = 1; id <= MAX_ID; id++) {
+			if (!raft_sim_is_alive(s, id) ||
+			    raft_conf_is_member(raft_conf(raft_sim_node(s, l)), id))
+				continue;
+			raft_sim_tracef(s, "n%llu is not a member: shut down",
+					(unsigned long long)id);
+			raft_sim_crash(s, id);
+			c->retired[id] = true;
+		}
+		for (int k = 0; k < 5; k++) {
+			if (idx[k] != 0 &&
+			    raft_sim_committed_is(s, idx[k], data[k],
+						  strlen(data[k])))
+				continue;
+			all = false;
+			rc = raft_sim_propose(s, l, data[k], strlen(data[k]),
+					      &idx[k]);
+			if (rc != 0)
+				idx[k] = 0;
+			else if (idx[k] > last)
+				last = idx[k];
+		}
+		if (all) {
+			for (int k = 0; k < 5; k++)
+				if (idx[k] > last)
+					last = idx[k];
+			break;
+		}
+		/* always let time pass: a refused proposal (transfer under
+		 * way) must not spin without simulated time moving */
+		if (raft_sim_run_for(s, 20) != 0)
+			return fail(msg, len, seed, raft_sim_violation(s), s);
+		a.leader = l;
+		a.index = last;
+		rc = raft_sim_run_until(s, applied_or_deposed, &a,
+					deadline - raft_sim_now(s));
+		if (rc < 0)
+			return fail(msg, len, seed, raft_sim_violation(s), s);
+	}
+	{
+		struct applied_ctx a = { l, last };
+
+		rc = raft_sim_run_until(s, applied_or_deposed, &a,
+					deadline - raft_sim_now(s));
+		if (rc < 0)
+			return fail(msg, len, seed, raft_sim_violation(s), s);
+		if (!raft_sim_all_applied(s, l, last))
+			return fail(msg, len, seed, "committed proposals were "
+						    "not applied by every member", s);
+	}
+	if (rounds > 1)
+		raft_sim_tracef(s, "liveness reached after %d leaders", rounds);
 	return 0;
 }
 
@@ -283,6 +370,7 @@ int raft_sim_random_run(uint64_t seed, unsigned steps, unsigned flags,
 		o.crash_in_ready_pm = 50;
 	}
 	memset(&c, 0, sizeof(c));
+	c.next_new = o.n_nodes + 1;
 	c.s = raft_sim_new(&o);
 	if (c.s == NULL) {
 		snprintf(msg, msglen, "seed %llu: out of memory",

@@ -1158,21 +1158,21 @@ uint64_t raft_sim_leader(const struct raft_sim *s)
 
 uint64_t raft_sim_stable_leader(const struct raft_sim *s)
 {
-	uint64_t l = raft_sim_leader(s);
+	uint64_t l = raft_sim_leader(s), t;
 	const struct raft_conf *c;
 
 	if (l == 0)
 		return 0;
 	c = raft_conf(s->nodes[l].r);
-	for (unsigned i = 0; i < c->n; i++) {
-		const struct node *n = &s->nodes[c->members[i].id];
+	t = raft_term(s->nodes[l].r);
+	for (uint64_t id = 1; id <= RAFT_SIM_MAX_NODES; id++) {
+		const struct node *n = &s->nodes[id];
 
-		if (c->members[i].id > RAFT_SIM_MAX_NODES)
-			return 0;
 		if (!n->alive)
 			continue;
-		if (raft_term(n->r) != raft_term(s->nodes[l].r) ||
-		    raft_leader(n->r) != l)
+		if (!raft_conf_is_member(c, id))
+			continue;
+		if (raft_term(n->r) != t || raft_leader(n->r) != l)
 			return 0;
 	}
 	return l;
