@@ -328,8 +328,18 @@ static void exec_done(const struct coordinator_pg_result *r, void *data)
 	}
 	if (r->outcome != COORDINATOR_PG_OK) {
 		if (r->code == COORDINATOR_PG_ECONNLOST ||
-		    r->code == COORDINATOR_PG_EENDED)
-			st->pgb = NULL; /* the driver ended the branch */
+		    r->code == COORDINATOR_PG_EENDED) {
+			/* The session is unusable: end the branch now (the
+			 * driver answers OK at once) so it frees its slot. */
+			struct srv_op *rb = op_new(s, OP_ROLLBACK_LOCAL,
+						   op->txn, op->branch);
+
+			if (rb == NULL ||
+			    coordinator_pg_branch_rollback(st->pgb,
+							   rollback_done, rb) < 0)
+				mem_free(rb);
+			st->pgb = NULL;
+		}
 		ran(s, op, COORDINATOR_ST_ERROR, r);
 		return;
 	}
