@@ -19,6 +19,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,7 +586,7 @@ static void *slow_main(void *arg)
 	sl->status = coord_request_at(
 		sl->addr, "POST", "/v1/txns",
 		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		"[\"select pg_sleep(1)\"]}]}",
+		"[\"select count(*) from accounts\"]}]}",
 		30000, NULL);
 	return NULL;
 }
@@ -595,6 +596,8 @@ START_TEST(limits_bound_rows_and_transactions_in_flight)
 	struct env e;
 	struct slow sl;
 	json_t *j = NULL, *res;
+	PGconn *lock;
+	PGresult *r;
 	double active = 0;
 	time_t deadline;
 
@@ -613,12 +616,18 @@ START_TEST(limits_bound_rows_and_transactions_in_flight)
 	ck_assert(json_is_true(json_object_get(res, "truncated")));
 	json_decref(j);
 
-	/* One transaction in flight: the next one is turned away. */
+	/* One transaction in flight (held up by our lock on its table): the
+	 * next one is turned away. */
+	lock = PQconnectdb(e.ci[0]);
+	ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
+	r = PQexec(lock, "begin; lock table accounts in access exclusive mode");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
 	memset(&sl, 0, sizeof(sl));
 	sl.addr = coord_addr(e.c);
 	ck_assert_int_eq(pthread_create(&sl.th, NULL, slow_main, &sl), 0);
 	deadline = time(NULL) + 10;
-	while (active < 1 && time(NULL) < deadline)
+	while (active < 1 && time(NULL) < deadline) /* bounded poll */
 		ck_assert_int_eq(coord_metric(e.c, "decree_txns_active",
 					      &active),
 				 0);
@@ -632,6 +641,10 @@ START_TEST(limits_bound_rows_and_transactions_in_flight)
 	ck_assert_str_eq(jstr(json_object_get(j, "error"), "code"),
 			 "too_busy");
 	json_decref(j);
+	r = PQexec(lock, "commit");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	PQfinish(lock);
 	pthread_join(sl.th, NULL);
 	ck_assert_int_eq(sl.status, 200);
 	ck_assert_int_eq(balance(e.ci[0], 1), BALANCE);
