@@ -123,7 +123,6 @@ int raft__handle_append_resp(struct raft *r, const struct raft_msg *m);
 int raft__handle_heartbeat(struct raft *r, const struct raft_msg *m);
 int raft__handle_heartbeat_resp(struct raft *r, const struct raft_msg *m);
 int raft__handle_snapshot(struct raft *r, const struct raft_msg *m);
-void raft__inflight_free_to(struct raft_progress *pr, uint64_t index);
 void raft__progress_become_probe(struct raft_progress *pr);
 void raft__commit_to(struct raft *r, uint64_t index);
 int raft__append_local(struct raft *r, uint8_t type, const void *data,

@@ -48,9 +48,8 @@ static void inflight_add(const struct raft *r, struct raft_progress *pr,
 	pr->inflight_count++;
 }
 
-void raft__inflight_free_to(struct raft_progress *pr, uint64_t index)
+static void inflight_reset(struct raft_progress *pr)
 {
-	(void)index;
 	pr->inflight_count = 0;
 	pr->inflight_start = 0;
 }
@@ -77,7 +76,7 @@ void raft__progress_become_probe(struct raft_progress *pr)
 	pr->state = PR_PROBE;
 	pr->probe_sent = false;
 	pr->snapshot_elapsed = 0;
-	raft__inflight_free_to(pr, 0);
+	inflight_reset(pr);
 }
 
 static void become_replicate(struct raft_progress *pr)
@@ -85,7 +84,7 @@ static void become_replicate(struct raft_progress *pr)
 	pr->state = PR_REPLICATE;
 	pr->next = pr->match + 1;
 	pr->probe_sent = false;
-	raft__inflight_free_to(pr, 0);
+	inflight_reset(pr);
 }
 
 static bool paused(const struct raft *r, const struct raft_progress *pr)
