@@ -197,6 +197,13 @@ struct coordinator_log_ops {
 		      coordinator_log_cb cb, void *arg);
 	int (*replay)(void *data, coordinator_log_replay_cb fn, void *arg);
 	void (*close)(void *data);
+	/* Optional (NULL: the log never shrinks; a Raft log snapshots
+	 * instead).  position(): where the next append goes.  truncate():
+	 * drops every record before pos, durably before cb fires; only called
+	 * once every record before pos is durable. */
+	uint64_t (*position)(void *data);
+	int (*truncate)(void *data, uint64_t pos, coordinator_log_cb cb,
+			void *arg);
 };
 
 struct coordinator_log {
@@ -215,6 +222,18 @@ int coordinator_log_replay(struct coordinator_log *log,
 				     const struct coordinator_record *rec),
 			   void *arg);
 void coordinator_log_close(struct coordinator_log *log);
+/*
+ * Compacts the log: appends recs (the live state, from
+ * coordinator_engine_snapshot(), taken in the same loop turn with no
+ * append in between), the last one forced, and once that is durable drops
+ * every record before the first of them.  cb gets 0 when the log is
+ * shorter, or the error.  -ENOTSUP if the log cannot truncate; on any
+ * negative return cb never fires (records already appended stay, which is
+ * harmless: replay takes duplicates).
+ */
+int coordinator_log_checkpoint(struct coordinator_log *log,
+			       struct coordinator_record *const *recs, size_t n,
+			       coordinator_log_cb cb, void *arg);
 
 /*
  * In-memory decision log for tests and the simulator.  Appends are held
@@ -574,6 +593,18 @@ coordinator_engine_table(struct coordinator_engine *e);
 const char *coordinator_engine_errmsg(const struct coordinator_engine *e);
 /* True once the decision log failed: the process must restart. */
 bool coordinator_engine_is_failed(const struct coordinator_engine *e);
+/*
+ * The records a compacted decision log must hold to recover the engine's
+ * present state: the current EPOCH; for each unfinished transaction its
+ * BEGIN or decision (listing the branches that may still be prepared);
+ * for each finished one with an idempotency key (or, in Raft mode, any
+ * finished one with a logged decision) its decision and END, so keys and
+ * decisions outlive the compaction while the txn stays in the table.
+ * *recs is an array of heap records: free with coordinator_records_free().
+ */
+int coordinator_engine_snapshot(const struct coordinator_engine *e,
+				struct coordinator_record ***recs, size_t *n);
+void coordinator_records_free(struct coordinator_record **recs, size_t n);
 /* Forgets done transactions older than keep_ms (their stmts are freed);
  * returns how many went.  Keep them longer than a PREPARE can be late. */
 size_t coordinator_engine_prune(struct coordinator_engine *e, uint64_t now,

@@ -13,6 +13,8 @@
  *    find it.
  *  - fail_next(n, err): the next n completions report err and their records
  *    are dropped (a failed write did not happen, as far as replay goes).
+ *  - truncate(pos) drops the records before pos at once (the caller only
+ *    asks once they are durable) and completes on the next flush.
  */
 #include "common/common.h"
 #include "coordinator/coordinator.h"
@@ -23,7 +25,10 @@
 struct mrec {
 	unsigned char *buf;
 	size_t len;
+	uint64_t pos; /* position, for truncation */
 };
+
+#define NO_RECORD ((size_t)-1) /* a pending truncation, not an append */
 
 struct pending {
 	size_t index; /* in recs */
@@ -39,6 +44,7 @@ struct memlog {
 	struct pending *pend;
 	size_t npend, cappend;
 	int fail_n, fail_err;
+	uint64_t next_pos;
 	struct coordinator_memlog_stats st;
 };
 
@@ -77,6 +83,7 @@ static int ml_append(void *data, const void *buf, size_t len, bool forced,
 	memcpy(copy, buf, len);
 	m->recs[m->nrecs].buf = copy;
 	m->recs[m->nrecs].len = len;
+	m->recs[m->nrecs].pos = m->next_pos++;
 	m->pend[m->npend].index = m->nrecs;
 	m->pend[m->npend].forced = forced;
 	m->pend[m->npend].cb = cb;
@@ -97,7 +104,7 @@ static void drop_rec(struct memlog *m, size_t i)
 		(m->nrecs - i - 1) * sizeof(*m->recs));
 	m->nrecs--;
 	for (size_t k = 0; k < m->npend; k++) {
-		if (m->pend[k].index > i)
+		if (m->pend[k].index != NO_RECORD && m->pend[k].index > i)
 			m->pend[k].index--;
 	}
 }
@@ -114,7 +121,9 @@ size_t coordinator_memlog_flush(struct coordinator_log *log, size_t max)
 		memmove(&m->pend[0], &m->pend[1],
 			(m->npend - 1) * sizeof(*m->pend));
 		m->npend--;
-		if (m->fail_n > 0) {
+		if (p.index == NO_RECORD) {
+			/* a truncation: done when called, durable now */
+		} else if (m->fail_n > 0) {
 			m->fail_n--;
 			status = m->fail_err;
 			drop_rec(m, p.index);
@@ -160,10 +169,49 @@ static void ml_close(void *data)
 	mem_free(m);
 }
 
+static uint64_t ml_position(void *data)
+{
+	struct memlog *m = data;
+
+	return m->next_pos;
+}
+
+/* Drops the records before pos at once; the completion is queued like an
+ * append's so it never fires inside this call. */
+static int ml_truncate(void *data, uint64_t pos, coordinator_log_cb cb,
+		       void *arg)
+{
+	struct memlog *m = data;
+	size_t k = 0;
+
+	if (grow((void **)&m->pend, &m->cappend, m->npend + 1,
+		 sizeof(*m->pend)) < 0)
+		return -ENOMEM;
+	while (k < m->nrecs && m->recs[k].pos < pos)
+		mem_free(m->recs[k++].buf);
+	memmove(&m->recs[0], &m->recs[k], (m->nrecs - k) * sizeof(*m->recs));
+	m->nrecs -= k;
+	m->durable = m->durable > k ? m->durable - k : 0;
+	for (size_t i = 0; i < m->npend; i++) {
+		if (m->pend[i].index != NO_RECORD)
+			m->pend[i].index = m->pend[i].index >= k
+					       ? m->pend[i].index - k
+					       : NO_RECORD;
+	}
+	m->pend[m->npend].index = NO_RECORD;
+	m->pend[m->npend].forced = false;
+	m->pend[m->npend].cb = cb;
+	m->pend[m->npend].arg = arg;
+	m->npend++;
+	return 0;
+}
+
 static const struct coordinator_log_ops memlog_ops = {
     .append = ml_append,
     .replay = ml_replay,
     .close = ml_close,
+    .position = ml_position,
+    .truncate = ml_truncate,
 };
 
 int coordinator_memlog_open(struct coordinator_log *out)

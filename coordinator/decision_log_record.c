@@ -375,3 +375,73 @@ void coordinator_log_close(struct coordinator_log *log)
 	log->ops = NULL;
 	log->data = NULL;
 }
+
+/* A compaction in flight: truncate once the checkpoint is durable. */
+struct ckpt {
+	const struct coordinator_log_ops *ops;
+	void *data;
+	uint64_t pos;
+	coordinator_log_cb cb;
+	void *arg;
+};
+
+static void ckpt_finish(struct ckpt *c, int status)
+{
+	coordinator_log_cb cb = c->cb;
+	void *arg = c->arg;
+
+	mem_free(c);
+	if (cb != NULL)
+		cb(arg, status);
+}
+
+static void ckpt_truncated(void *arg, int status)
+{
+	ckpt_finish(arg, status);
+}
+
+static void ckpt_durable(void *arg, int status)
+{
+	struct ckpt *c = arg;
+
+	if (status == 0) {
+		status = c->ops->truncate(c->data, c->pos, ckpt_truncated, c);
+		if (status == 0)
+			return;
+	}
+	ckpt_finish(c, status);
+}
+
+int coordinator_log_checkpoint(struct coordinator_log *log,
+			       struct coordinator_record *const *recs, size_t n,
+			       coordinator_log_cb cb, void *arg)
+{
+	struct ckpt *c;
+	int rc;
+
+	if (log->ops->position == NULL || log->ops->truncate == NULL)
+		return -ENOTSUP;
+	if (n == 0)
+		return -EINVAL;
+	c = mem_calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -ENOMEM;
+	c->ops = log->ops;
+	c->data = log->data;
+	c->pos = log->ops->position(log->data);
+	c->cb = cb;
+	c->arg = arg;
+	for (size_t i = 0; i + 1 < n; i++) {
+		rc = coordinator_log_append(log, recs[i], false, NULL, NULL);
+		if (rc < 0)
+			goto err_free;
+	}
+	rc = coordinator_log_append(log, recs[n - 1], true, ckpt_durable, c);
+	if (rc < 0)
+		goto err_free;
+	return 0;
+
+err_free:
+	mem_free(c);
+	return rc;
+}

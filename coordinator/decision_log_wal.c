@@ -12,6 +12,9 @@
  *    ones; the engine then stops and the process restarts and replays.
  *  - Replay walks the whole log from its first LSN; a record of another type
  *    stops it with COORDINATOR_EREC_TYPE (this log holds decisions only).
+ *  - Compaction (coordinator_log_checkpoint) maps to wal_truncate_prefix()
+ *    at the LSN the checkpoint's first record took; the WAL persists the new
+ *    start, so a crash at any step leaves the old log or the shorter one.
  *  - close() is wal_close(): queued appends complete with -WAL_ECLOSED
  *    (later, on the loop, in threaded mode); the memory goes in its close
  *    callback.
@@ -95,10 +98,41 @@ static void wl_close(void *data)
 	wal_close(l->w, on_closed, l);
 }
 
+static uint64_t wl_position(void *data)
+{
+	struct walog *l = data;
+
+	return wal_next_lsn(l->w);
+}
+
+static void on_truncated(struct wal *w, int64_t result, void *data)
+{
+	on_appended(w, result, data);
+}
+
+static int wl_truncate(void *data, uint64_t pos, coordinator_log_cb cb,
+		       void *arg)
+{
+	struct walog *l = data;
+	struct req *r = mem_alloc(sizeof(*r));
+	int rc;
+
+	if (r == NULL)
+		return -ENOMEM;
+	r->cb = cb;
+	r->arg = arg;
+	rc = wal_truncate_prefix(l->w, pos, on_truncated, r);
+	if (rc < 0)
+		mem_free(r);
+	return rc;
+}
+
 static const struct coordinator_log_ops walog_ops = {
     .append = wl_append,
     .replay = wl_replay,
     .close = wl_close,
+    .position = wl_position,
+    .truncate = wl_truncate,
 };
 
 int coordinator_walog_open(const struct wal_config *cfg,

@@ -1350,6 +1350,7 @@ static int keyed_done(void *arg, const char *txn, const char *key,
 	if (k->rc < 0)
 		return 1;
 	x->state = COORDINATOR_TXN_DONE;
+	x->decision_logged = true; /* a snapshot must carry it on */
 	x->decided_at = x->done_at = k->now;
 	return 0;
 }
@@ -1654,4 +1655,142 @@ out:
 	mem_free(made);
 	mem_free(und);
 	return rc < 0 ? rc : issued;
+}
+
+/* ------------------------------------------------------------ snapshot */
+
+struct snap {
+	const struct coordinator_engine *e;
+	struct coordinator_record **v;
+	size_t n, cap;
+	int rc;
+};
+
+/* Which branches a snapshot record lists: those that may still be
+ * prepared under the decision (COMMIT: also those already committed, which
+ * a re-drive answers with 42704). */
+static bool snap_lists(enum coordinator_rec_type type,
+		       enum coordinator_branch_state s)
+{
+	switch (s) {
+	case COORDINATOR_BR_PREPARED:
+	case COORDINATOR_BR_RETRY_WAIT:
+		return true;
+	case COORDINATOR_BR_COMMITTING:
+	case COORDINATOR_BR_COMMITTED:
+		return type == COORDINATOR_REC_COMMIT;
+	case COORDINATOR_BR_PREPARING:
+	case COORDINATOR_BR_LOST:
+	case COORDINATOR_BR_ROLLING_BACK:
+		return type != COORDINATOR_REC_COMMIT;
+	default:
+		return type == COORDINATOR_REC_BEGIN;
+	}
+}
+
+static void snap_add(struct snap *sn, const struct coordinator_txn *x,
+		     enum coordinator_rec_type type, bool branches)
+{
+	struct coordinator_rec_branch br[COORDINATOR_BRANCHES_MAX];
+	struct coordinator_record rec, *c;
+
+	if (sn->rc < 0)
+		return;
+	if (sn->n == sn->cap) {
+		size_t cap = sn->cap ? sn->cap * 2 : 16;
+		struct coordinator_record **v =
+		    mem_realloc(sn->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			sn->rc = -ENOMEM;
+			return;
+		}
+		sn->v = v;
+		sn->cap = cap;
+	}
+	memset(&rec, 0, sizeof(rec));
+	rec.type = type;
+	rec.branches = br;
+	if (x == NULL) {
+		rec.epoch = coordinator_table_epoch(sn->e->t);
+	} else {
+		memcpy(rec.txn, x->id, sizeof(rec.txn));
+		rec.protocol = x->protocol;
+		if (type != COORDINATOR_REC_END)
+			memcpy(rec.key, x->key, sizeof(rec.key));
+		for (size_t i = 0; branches && i < x->nbranches; i++) {
+			const struct coordinator_branch *b = &x->branches[i];
+
+			if (!snap_lists(type, b->state))
+				continue;
+			memcpy(br[rec.nbranches].resource, b->resource,
+			       sizeof(br[0].resource));
+			memcpy(br[rec.nbranches].gid, b->gid,
+			       sizeof(br[0].gid));
+			rec.nbranches++;
+		}
+	}
+	c = coordinator_record_dup(&rec);
+	if (c == NULL) {
+		sn->rc = -ENOMEM;
+		return;
+	}
+	sn->v[sn->n++] = c;
+}
+
+static int snap_txn(void *arg, const struct coordinator_txn *x)
+{
+	struct snap *sn = arg;
+	bool done = x->state == COORDINATOR_TXN_DONE;
+	enum coordinator_rec_type d =
+	    x->decision == COORDINATOR_OUTCOME_COMMITTED
+		? COORDINATOR_REC_COMMIT
+		: COORDINATOR_REC_ABORT;
+
+	if (frozen(x))
+		return 0; /* the log failed: there is no compacting it */
+	if (x->decision == COORDINATOR_OUTCOME_PENDING) {
+		if (x->begin_logged)
+			snap_add(sn, x, COORDINATOR_REC_BEGIN, true);
+		return sn->rc < 0;
+	}
+	if (!x->decision_logged || x->one_phase)
+		return 0;
+	if (!done) {
+		snap_add(sn, x, d, true);
+		return sn->rc < 0;
+	}
+	/* finished: keep what answers a retried key, and in Raft mode the
+	 * decision itself (rule 6: a decided txn is never finished anew) */
+	if (x->key[0] != '\0' || sn->e->log_aborts) {
+		snap_add(sn, x, d, false);
+		snap_add(sn, x, COORDINATOR_REC_END, false);
+	}
+	return sn->rc < 0;
+}
+
+int coordinator_engine_snapshot(const struct coordinator_engine *e,
+				struct coordinator_record ***recs, size_t *n)
+{
+	struct snap sn = {e, NULL, 0, 0, 0};
+
+	if (coordinator_table_epoch(e->t) == 0)
+		return COORDINATOR_ENOT_READY;
+	snap_add(&sn, NULL, COORDINATOR_REC_EPOCH, false);
+	coordinator_table_list(e->t, COORDINATOR_TXN_ACTIVE, true, snap_txn,
+			       &sn);
+	if (sn.rc < 0) {
+		coordinator_records_free(sn.v, sn.n);
+		return sn.rc;
+	}
+	*recs = sn.v;
+	*n = sn.n;
+	return 0;
+}
+
+void coordinator_records_free(struct coordinator_record **recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		coordinator_record_free(recs[i]);
+	mem_free(recs);
 }

@@ -91,7 +91,7 @@ struct logarg {
 static struct {
 	long runs, crashes, told_committed, told_aborted, told_unknown;
 	long redriven_commits, recovered_rollbacks, in_doubt_at_crash;
-	long retries_new, retries_existing, finished, duplicates;
+	long retries_new, retries_existing, finished, duplicates, checkpoints;
 } cov;
 
 static uint64_t rnd(struct sim *s)
@@ -435,11 +435,30 @@ static void fire_timer(struct sim *s)
 }
 
 /* One step; false when nothing is left to do. */
+/* Compacts the decision log to the engine's snapshot. */
+static void checkpoint(struct sim *s)
+{
+	struct coordinator_record **recs;
+	size_t n;
+
+	if (coordinator_engine_is_failed(s->e) ||
+	    coordinator_engine_snapshot(s->e, &recs, &n) < 0)
+		return;
+	ck_assert_int_eq(
+	    coordinator_log_checkpoint(&s->log, recs, n, NULL, NULL), 0);
+	coordinator_records_free(recs, n);
+	cov.checkpoints++;
+}
+
 static bool sim_step(struct sim *s, bool may_begin)
 {
-	bool can_log = coordinator_memlog_pending(&s->log) > 0;
-	uint64_t r = rnd(s) % 100;
+	bool can_log;
+	uint64_t r;
 
+	if ((s->nops > 0 || s->ntimers > 0) && chance(s, 4))
+		checkpoint(s);
+	can_log = coordinator_memlog_pending(&s->log) > 0;
+	r = rnd(s) % 100;
 	s->now++;
 	s->steps++;
 	if (may_begin && s->ntx < s->max_tx &&
@@ -782,7 +801,8 @@ START_TEST(crash_at_every_step_recovers_atomically)
 			cov.redriven_commits, cov.recovered_rollbacks,
 			cov.retries_new, cov.retries_existing);
 	if (getenv("COORD_TRACE_COV"))
-		fprintf(stderr, "finished (raft mode) %ld\n", cov.finished);
+		fprintf(stderr, "finished (raft mode) %ld checkpoints %ld\n",
+			cov.finished, cov.checkpoints);
 	/* the runs reached the paths that matter */
 	ck_assert_int_gt(cov.crashes, 1000);
 	ck_assert_int_gt(cov.told_committed, 500);
@@ -793,11 +813,22 @@ START_TEST(crash_at_every_step_recovers_atomically)
 	ck_assert_int_gt(cov.retries_new, 50);
 	ck_assert_int_gt(cov.finished, 20);
 	ck_assert_int_gt(cov.duplicates, 100);
+	ck_assert_int_gt(cov.checkpoints, 1000);
 }
 END_TEST
 
 START_TEST(crash_during_recovery_recovers_atomically)
 {
+	if (getenv("COORD_ONLY")) {
+		unsigned seed;
+		long k, k2;
+
+		if (sscanf(getenv("COORD_ONLY"), "%u,%ld,%ld", &seed, &k,
+			   &k2) == 3) {
+			run(seed, k, k2);
+			return;
+		}
+	}
 	for (unsigned seed = 100; seed <= 130; seed++) {
 		long total = run(seed, -1, 0);
 
