@@ -154,11 +154,18 @@ static int cmp_u64(const void *a, const void *b)
 static uint64_t nonzero_extent(struct wal *w, void *f, uint64_t from)
 {
 	static _Thread_local unsigned char buf[64 * 1024];
-	uint64_t off = from, end = from;
+	uint64_t off = from, end = from, limit = UINT64_MAX;
 	int64_t n;
 
-	for (;;) {
-		n = w->st->ops->read(w->st->data, f, buf, sizeof(buf), off);
+	if (w->st->ops->zero_from &&
+	    w->st->ops->zero_from(w->st->data, f, &limit) < 0)
+		limit = UINT64_MAX;
+	while (off < limit) {
+		size_t want = sizeof(buf);
+
+		if (limit - off < want)
+			want = (size_t)(limit - off);
+		n = w->st->ops->read(w->st->data, f, buf, want, off);
 		if (n <= 0)
 			break;
 		for (int64_t i = n - 1; i >= 0; i--) {

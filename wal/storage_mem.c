@@ -521,6 +521,18 @@ static int m_sync_dir(void *data)
 	return err;
 }
 
+static int m_zero_from(void *data, void *file, uint64_t *off)
+{
+	struct mstore *m = data;
+	struct mhandle *h = file;
+
+	pthread_mutex_lock(&m->lock);
+	/* bytes past the buffer read as zero (sparse file) */
+	*off = h->f->cur.len < h->f->cur.cap ? h->f->cur.len : h->f->cur.cap;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
 static void m_destroy(void *data)
 {
 	struct mstore *m = data;
@@ -546,6 +558,7 @@ static const struct wal_storage_ops mem_ops = {
     .list = m_list,
     .sync_dir = m_sync_dir,
     .destroy = m_destroy,
+    .zero_from = m_zero_from,
 };
 
 /* ---- public */

@@ -56,6 +56,7 @@
  * listed here.
  *   v1.1  WAL_ELOCKED: a writable open locks the directory (flock on
  *         wal.lock); a second writable open fails with -WAL_ELOCKED.
+ *   v1.2  wal_storage_ops.zero_from (optional, last member).
  */
 #ifndef DECREE_WAL_H
 #define DECREE_WAL_H
@@ -143,6 +144,10 @@ struct wal_storage_ops {
 	int (*sync_dir)(void *data);
 	/* Frees data (wal_storage_free calls it). */
 	void (*destroy)(void *data);
+	/* Optional (may be NULL): an offset past which every byte of the
+	 * file reads as zero, so recovery need not read a preallocated tail
+	 * to check it.  Added in v1.2. */
+	int (*zero_from)(void *data, void *file, uint64_t *off);
 };
 
 struct wal_storage {
