@@ -28,7 +28,8 @@
  * returns 0 and then the callback fires exactly once later, or returns a
  * negative code and the callback never fires.  Callbacks fire in request
  * order (appends therefore complete in LSN order).  A callback may call
- * wal_append/wal_sync/wal_truncate_*/wal_step again, or wal_close.
+ * wal_append, wal_sync, wal_truncate_suffix, wal_truncate_prefix or
+ * wal_step again, or wal_close.
  *
  * Durability of an append:
  *   forced      the callback fires once the record is on stable storage
