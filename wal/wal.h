@@ -35,34 +35,30 @@
  *   forced      the callback fires once the record is on stable storage
  *               (synced under the configured sync mode).
  *   not forced  the callback fires once the record has been written to the
- *               storage (OS page cache for real files);
-it becomes durable *with the next sync(a later forced record, wal_sync,
-				       a *suffix truncation,
-				       or segment rotation)
-    .A crash before that may *lose it,
-    but never corrupts it
-    : recovery keeps a prefix of *the log.*result the callback gets the
-      record's LSN (>= 1) or a negative code. **Failures(DESIGN.md section 9)
-    : a failed write
-	or sync is NOT retried.* The log becomes failed
-    : the request that hit it
-	       and every queued request * complete with that
-		       error(-EIO, -ENOSPC, ...),
-later appends return *-WAL_EFAILED at once,
-wal_failed() says why.What was acknowledged stays
-    * readable through the iterator;
-reopen the log to recover and continue.**Ownership
-    : the caller owns every pointer it passes
-      in(payloads are copied *before wal_append returns) and
-    the storage passed in wal_config;
-the log *owns what wal_open returns until
-    wal_close's callback.  Payload pointers in *
-	a wal_entry belong to the iterator and stay valid until its next call
-	    .**Header history : v1(first commit)
-	    .Changes are additions only and are *listed here.*v1 .1 WAL_ELOCKED
-    : a writable open locks the directory(flock on *wal.lock);
-a second writable open fails with -
-    WAL_ELOCKED.*v1 .2 wal_storage_ops.zero_from(optional, last member).* /
+ *               storage (OS page cache for real files); it becomes durable
+ *               with the next sync (a later forced record, wal_sync, a
+ *               suffix truncation, or segment rotation).  A crash
+ *               before that may lose it, but never corrupts it: recovery
+ *               keeps a prefix of the log.
+ *   result      the callback gets the record's LSN (>= 1) or a negative code.
+ *
+ * Failures (DESIGN.md section 9): a failed write or sync is NOT retried.
+ * The log becomes failed: the request that hit it and every queued request
+ * complete with that error (-EIO, -ENOSPC, ...), later appends return
+ * -WAL_EFAILED at once, wal_failed() says why.  What was acknowledged stays
+ * readable through the iterator; reopen the log to recover and continue.
+ *
+ * Ownership: the caller owns every pointer it passes in (payloads are copied
+ * before wal_append returns) and the storage passed in wal_config; the log
+ * owns what wal_open returns until wal_close's callback.  Payload pointers in
+ * a wal_entry belong to the iterator and stay valid until its next call.
+ *
+ * Header history: v1 (first commit).  Changes are additions only and are
+ * listed here.
+ *   v1.1  WAL_ELOCKED: a writable open locks the directory (flock on
+ *         wal.lock); a second writable open fails with -WAL_ELOCKED.
+ *   v1.2  wal_storage_ops.zero_from (optional, last member).
+ */
 #ifndef DECREE_WAL_H
 #define DECREE_WAL_H
 
@@ -94,11 +90,11 @@ a second writable open fails with -
 	X(WAL_EBUSY, 7010, "another operation is in progress")                 \
 	X(WAL_ELOCKED, 7011, "log directory is in use by another process")
 
-	enum wal_error {
+enum wal_error {
 #define WAL_ERROR_ENUM(name, value, msg) name = value,
-		WAL_ERRORS(WAL_ERROR_ENUM)
+	WAL_ERRORS(WAL_ERROR_ENUM)
 #undef WAL_ERROR_ENUM
-	};
+};
 
 /* Text for a negative WAL code or -errno; never NULL. */
 const char *wal_strerror(int code);
