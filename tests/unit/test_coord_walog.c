@@ -234,6 +234,96 @@ START_TEST(engine_commit_through_the_wal_is_redriven_after_power_loss)
 }
 END_TEST
 
+START_TEST(checkpoint_shrinks_the_wal_and_keeps_what_recovery_needs)
+{
+	struct wal_storage *st = wal_mem_storage_new();
+	struct coordinator_log log = open_log(st);
+	struct coordinator_engine_config cfg = {.cluster = "bank"};
+	struct coordinator_engine *e;
+	struct coordinator_recovery *r;
+	struct coordinator_fx fx, out;
+	struct coordinator_record **recs;
+	struct done d = {0, 1};
+	char id[COORDINATOR_GID_SIZE], open_id[COORDINATOR_GID_SIZE];
+	uint64_t first;
+	size_t n;
+
+	coordinator_fx_init(&fx);
+	coordinator_fx_init(&out);
+	ck_assert_int_eq(coordinator_engine_new(&cfg, &e), 0);
+	ck_assert_int_eq(coordinator_recovery_new("bank", &r), 0);
+	ck_assert_int_eq(coordinator_engine_recover(e, r, 0, &fx), 0);
+	coordinator_recovery_free(r);
+	run_logs(e, &log, &fx, &out);
+	coordinator_fx_clear(&fx);
+	/* ten finished commits, one with a key, and one left in phase 2 */
+	for (int t = 0; t < 11; t++) {
+		ck_assert_int_eq(begin_n(e, 2, COORDINATOR_PROTO_DEFAULT,
+					 t == 3 ? "kept-key" : NULL, 1, NULL,
+					 &fx, id),
+				 0);
+		coordinator_fx_clear(&fx);
+		for (int i = 0; i < 2; i++)
+			feed_ran(e, id, i, COORDINATOR_ST_OK, NULL, NULL, &fx);
+		coordinator_fx_clear(&fx);
+		feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx);
+		feed_vote(e, id, 1, COORDINATOR_VOTE_YES, &fx);
+		run_logs(e, &log, &fx, &out);
+		coordinator_fx_clear(&fx);
+		if (t == 10) {
+			memcpy(open_id, id, sizeof(id));
+			break;
+		}
+		for (int i = 0; i < 2; i++)
+			feed_p2(e, COORDINATOR_EV_COMMITTED_PREPARED, id, i,
+				COORDINATOR_ST_OK, 60, &fx);
+		run_logs(e, &log, &fx, &out);
+		coordinator_fx_clear(&fx);
+	}
+	coordinator_fx_clear(&out);
+	ck_assert_int_eq(coordinator_engine_snapshot(e, &recs, &n), 0);
+	/* epoch; the open commit; the keyed one's commit and end */
+	ck_assert_uint_eq(n, 4);
+	ck_assert_int_eq(recs[0]->type, COORDINATOR_REC_EPOCH);
+	ck_assert_int_eq(recs[1]->type, COORDINATOR_REC_COMMIT);
+	ck_assert_str_eq(recs[1]->key, "kept-key");
+	ck_assert_int_eq(recs[2]->type, COORDINATOR_REC_END);
+	ck_assert_str_eq(recs[3]->txn, open_id);
+	ck_assert_uint_eq(recs[3]->nbranches, 2);
+	ck_assert_int_eq(coordinator_log_checkpoint(&log, recs, n, on_done, &d),
+			 0);
+	coordinator_records_free(recs, n);
+	first = wal_first_lsn(coordinator_walog_wal(&log));
+	while (d.calls == 0)
+		ck_assert_int_ge(wal_step(coordinator_walog_wal(&log)), 0);
+	ck_assert_int_eq(d.last, 0);
+	ck_assert_uint_gt(wal_first_lsn(coordinator_walog_wal(&log)),
+			  first + 20);
+	/* power loss; the compacted log recovers the same state */
+	coordinator_engine_free(e);
+	coordinator_log_close(&log);
+	wal_mem_storage_crash(st);
+	log = open_log(st);
+	ck_assert_int_eq(coordinator_recovery_new("bank", &r), 0);
+	ck_assert_int_eq(coordinator_recovery_replay(r, &log), 0);
+	ck_assert_uint_eq(coordinator_recovery_next_epoch(r), 2);
+	ck_assert_uint_eq(coordinator_recovery_count(r), 1);
+	ck_assert_str_eq(coordinator_recovery_get(r, 0)->txn, open_id);
+	ck_assert(coordinator_recovery_is_committed(r, "bank_1_4"));
+	ck_assert_int_eq(coordinator_engine_new(&cfg, &e), 0);
+	ck_assert_int_eq(coordinator_engine_recover(e, r, 100, &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED),
+			  2);
+	ck_assert_ptr_nonnull(coordinator_table_find_key(
+	    coordinator_engine_table(e), "kept-key"));
+	coordinator_fx_clear(&fx);
+	coordinator_recovery_free(r);
+	coordinator_engine_free(e);
+	coordinator_log_close(&log);
+	wal_mem_storage_free(st);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_walog");
@@ -245,6 +335,8 @@ int main(void)
 	tcase_add_test(tc, failed_sync_fails_the_log_for_good);
 	tcase_add_test(
 	    tc, engine_commit_through_the_wal_is_redriven_after_power_loss);
+	tcase_add_test(
+	    tc, checkpoint_shrinks_the_wal_and_keeps_what_recovery_needs);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
