@@ -159,6 +159,8 @@ static struct wal *reopen(struct wal_storage *st, struct model *m)
 	wal_config_init(&cfg);
 	cfg.storage = st;
 	cfg.segment_size = 4096;
+	/* every third seed runs the O_DSYNC path */
+	cfg.sync_mode = m->seed % 3 ? WAL_SYNC_FDATASYNC : WAL_SYNC_DSYNC;
 	rc = wal_open(&cfg, &w, &rep);
 	ck_assert_msg(rc == 0, "seed %u: open: %s", m->seed, wal_strerror(rc));
 	TRACE("open: first %" PRIu64 " last %" PRIu64
