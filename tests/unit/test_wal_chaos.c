@@ -147,7 +147,7 @@ static bool ver_ok(const struct model *m, uint64_t lsn, const void *p,
 
 static struct wal *reopen(struct wal_storage *st, struct model *m)
 {
-	struct wal_recovery_report rep;
+	struct wal_recovery_report rep, ro;
 	struct wal_config cfg;
 	struct wal_iter *it;
 	struct wal_entry e;
@@ -161,8 +161,20 @@ static struct wal *reopen(struct wal_storage *st, struct model *m)
 	cfg.segment_size = 4096;
 	/* every third seed runs the O_DSYNC path */
 	cfg.sync_mode = m->seed % 3 ? WAL_SYNC_FDATASYNC : WAL_SYNC_DSYNC;
+	/* a read-only open (decree wal dump) predicts what recovery does */
+	cfg.read_only = true;
+	rc = wal_open(&cfg, &w, &ro);
+	ck_assert_msg(rc == 0, "seed %u: open ro: %s", m->seed,
+		      wal_strerror(rc));
+	wal_close(w, NULL, NULL);
+	cfg.read_only = false;
 	rc = wal_open(&cfg, &w, &rep);
 	ck_assert_msg(rc == 0, "seed %u: open: %s", m->seed, wal_strerror(rc));
+	ck_assert_msg(
+	    ro.first_lsn == rep.first_lsn && ro.last_lsn == rep.last_lsn &&
+		ro.reason == rep.reason && ro.bytes_cut == rep.bytes_cut &&
+		ro.cut_offset == rep.cut_offset,
+	    "seed %u: read-only report differs", m->seed);
 	TRACE("open: first %" PRIu64 " last %" PRIu64
 	      " reason %s durable %" PRIu64 "\n",
 	      rep.first_lsn, rep.last_lsn, wal_cut_reason_name(rep.reason),
