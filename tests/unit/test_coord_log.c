@@ -169,7 +169,7 @@ static int count_rec(void *arg, const struct coordinator_record *rec)
 	return 0;
 }
 
-START_TEST(memlog_keeps_only_durable_records_on_crash)
+START_TEST(memlog_keeps_only_durable_records_and_compacts)
 {
 	struct coordinator_log log;
 	struct coordinator_record *c =
@@ -205,6 +205,30 @@ START_TEST(memlog_keeps_only_durable_records_on_crash)
 	ck_assert_uint_eq(st.records, 1);
 	ck_assert_uint_eq(st.failed, 1);
 	ck_assert_uint_eq(st.forced, 3);
+	/* a checkpoint keeps its own records and drops the ones before */
+	{
+		struct coordinator_record ep = {.type = COORDINATOR_REC_EPOCH,
+						.epoch = 5};
+		struct coordinator_record *ck[2] = {&ep, c};
+
+		n = 0;
+		ck_assert_int_eq(
+		    coordinator_log_append(&log, e, false, NULL, NULL), 0);
+		ck_assert_int_eq(
+		    coordinator_log_checkpoint(&log, ck, 2, on_done, &d), 0);
+		ck_assert_int_eq(d.calls, 4);
+		coordinator_memlog_flush(&log, 0);
+		ck_assert_int_eq(d.calls, 5);
+		ck_assert_int_eq(d.last, 0);
+		ck_assert_int_eq(coordinator_log_replay(&log, count_rec, &n),
+				 0);
+		ck_assert_int_eq(n, 2);
+		coordinator_memlog_crash(&log);
+		n = 0;
+		ck_assert_int_eq(coordinator_log_replay(&log, count_rec, &n),
+				 0);
+		ck_assert_int_eq(n, 2);
+	}
 	coordinator_log_close(&log);
 	unmk(c);
 	unmk(e);
@@ -575,7 +599,7 @@ int main(void)
 	tcase_add_test(tc, records_round_trip);
 	tcase_add_test(tc, record_decoder_is_strict);
 	tcase_add_test(tc, decoder_survives_failed_allocations);
-	tcase_add_test(tc, memlog_keeps_only_durable_records_on_crash);
+	tcase_add_test(tc, memlog_keeps_only_durable_records_and_compacts);
 	tcase_add_test(tc, recovery_plan_from_log);
 	tcase_add_test(tc, recovery_epoch_comes_from_gids_too);
 	tcase_add_test(tc,
