@@ -683,6 +683,91 @@ START_TEST(threaded_sync_error_reaches_every_waiter_on_the_loop)
 }
 END_TEST
 
+struct reader_run {
+	size_t done, total, reads;
+	int closed;
+	bool bad;
+};
+
+static void read_back(struct wal *w)
+{
+	uint64_t last = wal_written_lsn(w), from = last > 30 ? last - 30 : 1;
+	struct wal_iter *it;
+	struct wal_entry e;
+	char buf[160];
+	int rc;
+
+	ck_assert_int_eq(wal_iter_open(w, from, &it), 0);
+	while ((rc = wal_iter_next(it, &e)) == 1) {
+		size_t len = payload_of(e.lsn, buf, sizeof(buf));
+
+		ck_assert_uint_eq(e.lsn, from);
+		ck_assert_uint_eq(e.len, len);
+		ck_assert_int_eq(memcmp(e.payload, buf, len), 0);
+		from++;
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_ge(from, last + 1);
+	wal_iter_close(it);
+}
+
+static void reader_cb(struct wal *w, int64_t result, void *data)
+{
+	struct reader_run *r = data;
+	char buf[160];
+	size_t len;
+
+	ck_assert_int_gt(result, 0);
+	if (++r->done % 7 == 0) {
+		read_back(w);
+		r->reads++;
+	}
+	if (wal_next_lsn(w) <= r->total) {
+		len = payload_of(wal_next_lsn(w), buf, sizeof(buf));
+		ck_assert_int_eq(wal_append(w, (uint32_t)(wal_next_lsn(w) % 5),
+					    buf, len, r->done % 2, reader_cb,
+					    r),
+				 0);
+	} else if (r->done == r->total) {
+		wal_close(w, closed_cb, &r->closed);
+	}
+}
+
+START_TEST(threaded_readers_see_records_while_the_writer_rotates)
+{
+	struct wal_storage *st = wal_mem_storage_new();
+	struct reader_run r = {.total = 3000};
+	struct wal_config cfg;
+	uv_loop_t loop;
+	struct wal *w;
+
+	uv_loop_init(&loop);
+	wal_config_init(&cfg);
+	cfg.storage = st;
+	cfg.loop = &loop;
+	cfg.segment_size = SEG;
+	ck_assert_int_eq(wal_open(&cfg, &w, NULL), 0);
+	for (int i = 0; i < 8; i++) {
+		char buf[160];
+		size_t len = payload_of(wal_next_lsn(w), buf, sizeof(buf));
+
+		ck_assert_int_eq(wal_append(w, (uint32_t)(wal_next_lsn(w) % 5),
+					    buf, len, true, reader_cb, &r),
+				 0);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(r.closed, 1);
+	ck_assert_uint_eq(r.done, r.total);
+	ck_assert_uint_gt(r.reads, 100);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	cfg.loop = NULL;
+	ck_assert_int_eq(wal_open(&cfg, &w, NULL), 0);
+	check_contents(w, 1, r.total);
+	wal_close(w, NULL, NULL);
+	wal_mem_storage_free(st);
+}
+END_TEST
+
 START_TEST(manual_step_is_one_write_and_one_sync)
 {
 	struct wal_storage *st = wal_mem_storage_new();
@@ -1103,6 +1188,8 @@ int main(void)
 		       suffix_truncation_at_segment_boundary_survives_crash);
 	tcase_add_test(tc, thousands_of_waiters_complete_once_in_lsn_order);
 	tcase_add_test(tc, manual_step_is_one_write_and_one_sync);
+	tcase_add_test(tc,
+		       threaded_readers_see_records_while_the_writer_rotates);
 	tcase_add_test(tc,
 		       threaded_sync_error_reaches_every_waiter_on_the_loop);
 	tcase_add_test(tc, bad_input_is_rejected_and_changes_nothing);
