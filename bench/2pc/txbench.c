@@ -18,12 +18,17 @@
  * mode:
  *   RESULT mode=M clients=N commits=C seconds=S rate=R p50_ms=X p99_ms=Y
  *          errors=E [syncs=K decided=D syncs_per_commit=Z]
+ *          [pg_cpu_ms_per_commit=P] client_cpu_ms_per_commit=Q
  * where commits, rate and the latencies count the transfers completed in
  * the measured windows (after the warm-up of the first round of each
  * mode); for decree, syncs and decided are the growth of the coordinator's
  * decree_wal_syncs_total and committed decree_txns_total over its rounds
  * (read from /metrics, after the coordinator has finished phase 2 of every
- * transaction).  Exit 0 unless something failed.
+ * transaction).  pg_cpu_ms_per_commit (modes with ceiling connections,
+ * which lead to the postmasters) is the CPU the two PostgreSQL servers
+ * spent during the mode's rounds (decree's: until its phase 2 finished) per
+ * transfer completed in them; client_cpu_ms_per_commit is txbench's own.
+ * Exit 0 unless something failed.
  *
  * Design notes
  *  - One thread, one epoll loop for every client of both modes, so both
@@ -49,6 +54,7 @@
  *    the ones in flight are finished (bounded) so no prepared transaction
  *    is left behind.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -100,6 +106,9 @@ struct stats {
 	uint64_t errors;
 	char first_error[512];
 	double seconds; /* measured */
+	uint64_t all;	/* transfers completed, warm-up and drain included */
+	double pg_ms;	/* CPU of the PostgreSQL servers during the rounds */
+	double self_ms; /* CPU of txbench during the rounds */
 };
 
 struct client;
@@ -138,6 +147,7 @@ static struct opts O;
 static struct stats S[2]; /* by mode */
 static struct stats *cur;  /* of the round running */
 static int ep = -1;
+static int postmaster[2]; /* pids, found through the ceiling's backends */
 static uint64_t t_measure0, t_measure1; /* the round's window */
 static bool stopping;
 static size_t inflight;
@@ -199,6 +209,7 @@ static void record_done(struct client *c)
 
 	c->active = false;
 	inflight--;
+	cur->all++;
 	if (t < t_measure0 || t > t_measure1)
 		return;
 	if (cur->n == cur->cap) {
@@ -602,6 +613,77 @@ static void settle(void)
 	}
 }
 
+/* Parent pid of process pid from /proc/PID/stat, or -1. */
+static int parent_of(int pid)
+{
+	char path[64], buf[512];
+	const char *p;
+	FILE *f;
+	size_t n;
+	int ppid = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the command name may hold anything */
+	if (p != NULL && sscanf(p + 1, " %*c %d", &ppid) != 1)
+		ppid = -1;
+	return ppid;
+}
+
+/* CPU time (ms) so far of both PostgreSQL servers: the postmasters and
+ * their children (backends, walwriter, checkpointer, ...), from
+ * /proc/PID/schedstat.  A process that exits between two readings loses
+ * its share; the connections here and the coordinator's pool live through
+ * the rounds.  0 when the postmasters are unknown. */
+static double pg_cpu_ms(void)
+{
+	DIR *d;
+	struct dirent *e;
+	double ns = 0;
+
+	if (postmaster[0] <= 0)
+		return 0;
+	d = opendir("/proc");
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char path[64];
+		unsigned long long run;
+		FILE *f;
+		int pid = atoi(e->d_name), pp;
+
+		if (pid <= 0)
+			continue;
+		pp = pid == postmaster[0] || pid == postmaster[1]
+			 ? pid
+			 : parent_of(pid);
+		if (pp != postmaster[0] && pp != postmaster[1])
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fscanf(f, "%llu", &run) == 1)
+			ns += (double)run;
+		fclose(f);
+	}
+	closedir(d);
+	return ns / 1e6;
+}
+
+static double self_cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static void run_round(struct client *cl, enum mode m, double warmup,
 		      double seconds)
 {
@@ -687,6 +769,11 @@ static void report(enum mode m, double syncs, double decided)
 	if (m == MODE_DECREE)
 		printf(" syncs=%.0f decided=%.0f syncs_per_commit=%.4f", syncs,
 		       decided, decided > 0 ? syncs / decided : 0);
+	if (postmaster[0] > 0 && st->all > 0)
+		printf(" pg_cpu_ms_per_commit=%.3f", st->pg_ms / (double)st->all);
+	if (st->all > 0)
+		printf(" client_cpu_ms_per_commit=%.3f",
+		       st->self_ms / (double)st->all);
 	printf("\n");
 	if (st->errors)
 		fprintf(stderr, "txbench: %s: %" PRIu64 " errors; first: %s\n",
@@ -830,12 +917,16 @@ int main(int argc, char **argv)
 	for (int m = 0; m < 2; m++)
 		if (use[m])
 			cl[m] = clients_new((enum mode)m);
+	if (use[MODE_CEILING])
+		for (int i = 0; i < 2; i++)
+			postmaster[i] =
+				parent_of(PQbackendPID(cl[MODE_CEILING][0].pq[i]));
 	per = O.seconds / O.rounds;
 	for (int r = 0; r < O.rounds; r++) {
 		for (int k = 0; k < 2; k++) {
 			/* Even rounds run the ceiling first, odd ones decree. */
 			enum mode m = (enum mode)(r % 2 ? k : 1 - k);
-			double s0 = 0, d0 = 0;
+			double s0 = 0, d0 = 0, pg0, me0;
 
 			if (!use[m])
 				continue;
@@ -844,12 +935,17 @@ int main(int argc, char **argv)
 				s0 = metric("decree_wal_syncs_total");
 				d0 = metric(committed);
 			}
+			pg0 = pg_cpu_ms();
+			me0 = self_cpu_ms();
 			run_round(cl[m], m, r == 0 ? O.warmup : 0, per);
+			S[m].self_ms += self_cpu_ms() - me0;
 			if (m == MODE_DECREE) {
+				/* After phase 2, whose work counts too. */
 				settle();
 				syncs += metric("decree_wal_syncs_total") - s0;
 				decided += metric(committed) - d0;
 			}
+			S[m].pg_ms += pg_cpu_ms() - pg0;
 		}
 	}
 	for (int m = 0; m < 2; m++) {
