@@ -25,6 +25,11 @@
  *        unless every branch was hinted read-only; an abort before BEGIN
  *        was written writes nothing.
  *      One-phase (single branch) and PA all-read-only: no log write.
+ *      Raft mode (log_aborts): aborts after PREPARE forced too (rule 6).
+ *  - Recovery is split: coordinator_engine_recover() forces the new epoch
+ *    and re-drives the log's open decisions; reconcile/resolve settle the
+ *    prepared gids the resources report.  coordinator_engine_snapshot()
+ *    lists what a compacted log must keep (docs/protocol.md section 7).
  *
  * Rules (Gray & Reuter, "Transaction Processing", 10.3; Mohan, Lindsay,
  * Obermarck, "Transaction management in the R* distributed DBMS", 1986):
