@@ -41,6 +41,7 @@
 
 #define DONE_KEEP_MS (10u * 60u * 1000u) /* done txns stay visible 10 min */
 #define PRUNE_EVERY_MS 5000u
+#define CHECKPOINT_EVERY_RECORDS 100000u
 
 struct srv_resource {
 	const char *name;
@@ -97,6 +98,8 @@ struct coordinator_server {
 	struct srv_timer *timers;
 	uv_timer_t prune;
 	bool prune_started;
+	bool checkpointing;
+	uint64_t checkpoint_at; /* WAL records written at the last checkpoint */
 	size_t clients; /* requests waiting for an outcome */
 	size_t pending_closes;
 	void (*on_closed)(void *data);
@@ -926,13 +929,54 @@ const char *coordinator_server_resource_name(const struct coordinator_server *s,
 
 /* -------------------------------------------------------- lifecycle */
 
+static void checkpoint_done(void *arg, int status)
+{
+	struct coordinator_server *s = arg;
+
+	s->checkpointing = false;
+	if (status < 0 && !s->closing)
+		log_warn("coordinator", "checkpoint_failed", "error=%s",
+			 log_q(coordinator_strerror(status)));
+}
+
+/*
+ * Keeps the decision log short: once enough records were appended since the
+ * last checkpoint, write the live state (the engine's snapshot) and drop
+ * everything before it, so a restart replays little.
+ */
+static void maybe_checkpoint(struct coordinator_server *s)
+{
+	struct wal *w = coordinator_walog_wal(&s->log);
+	struct coordinator_record **recs = NULL;
+	struct wal_stats st;
+	size_t n = 0;
+	int rc;
+
+	if (w == NULL || s->checkpointing || s->closing)
+		return;
+	wal_stats_get(w, &st);
+	if (st.records < s->checkpoint_at + CHECKPOINT_EVERY_RECORDS)
+		return;
+	rc = coordinator_engine_snapshot(s->engine, &recs, &n);
+	if (rc < 0)
+		return;
+	rc = coordinator_log_checkpoint(&s->log, recs, n, checkpoint_done, s);
+	coordinator_records_free(recs, n);
+	if (rc < 0) {
+		log_warn("coordinator", "checkpoint_failed", "error=%s",
+			 log_q(coordinator_strerror(rc)));
+		return;
+	}
+	s->checkpointing = true;
+	s->checkpoint_at = st.records;
+}
+
 static void prune_tick(uv_timer_t *h)
 {
 	struct coordinator_server *s = h->data;
 
-	coordinator_table_prune(coordinator_engine_table(s->engine),
-				uv_now(s->loop), DONE_KEEP_MS,
-				coordinator_stmts_free);
+	coordinator_engine_prune(s->engine, uv_now(s->loop), DONE_KEEP_MS);
+	maybe_checkpoint(s);
 }
 
 static double gauge_in_doubt(void *data)
@@ -943,41 +987,13 @@ static double gauge_in_doubt(void *data)
 		coordinator_engine_table(s->engine), COORDINATOR_TXN_IN_DOUBT);
 }
 
-struct oldest_ctx {
-	uint64_t now, oldest;
-};
-
-static int oldest_visit(void *arg, const struct coordinator_txn *x)
-{
-	struct oldest_ctx *c = arg;
-
-	for (size_t i = 0; i < x->nbranches; i++) {
-		enum coordinator_branch_state b = x->branches[i].state;
-
-		if (b == COORDINATOR_BR_PREPARED ||
-		    b == COORDINATOR_BR_LOST ||
-		    b == COORDINATOR_BR_COMMITTING ||
-		    b == COORDINATOR_BR_ROLLING_BACK ||
-		    b == COORDINATOR_BR_RETRY_WAIT) {
-			uint64_t since = x->prepare_at ? x->prepare_at
-						       : x->begun_at;
-
-			if (c->now > since && c->now - since > c->oldest)
-				c->oldest = c->now - since;
-			break;
-		}
-	}
-	return 0;
-}
-
 static double gauge_oldest_prepared(void *data)
 {
 	struct coordinator_server *s = data;
-	struct oldest_ctx c = {uv_now(s->loop), 0};
 
-	coordinator_table_list(coordinator_engine_table(s->engine),
-			       COORDINATOR_TXN_DONE, true, oldest_visit, &c);
-	return (double)c.oldest / 1000.0;
+	return (double)coordinator_engine_oldest_prepared_ms(s->engine,
+							     uv_now(s->loop)) /
+	       1000.0;
 }
 
 static double gauge_active(void *data)
