@@ -90,6 +90,33 @@ static void wait_applied(struct raft_sim *s, uint64_t leader, uint64_t index)
 		      (unsigned long long)index);
 }
 
+struct alive_ctx {
+	uint64_t leader, index;
+};
+
+static bool alive_applied(struct raft_sim *s, void *arg)
+{
+	struct alive_ctx *a = arg;
+	struct raft *l = raft_sim_node(s, a->leader);
+	const struct raft_conf *c = raft_conf(l);
+
+	for (unsigned i = 0; i < c->n; i++)
+		if (raft_sim_is_alive(s, c->members[i].id) &&
+		    raft_sim_applied(s, c->members[i].id) < a->index)
+			return false;
+	return true;
+}
+
+/* Like wait_applied, for the members that are up. */
+static void wait_applied_alive(struct raft_sim *s, uint64_t leader,
+			       uint64_t index)
+{
+	struct alive_ctx a = { leader, index };
+
+	ck_assert_int_eq(raft_sim_run_until(s, alive_applied, &a, 10000), 1);
+	no_violation(s);
+}
+
 static void run(struct raft_sim *s, uint64_t ms)
 {
 	ck_assert_int_eq(raft_sim_run_for(s, ms), 0);
@@ -501,6 +528,75 @@ START_TEST(leadership_transfers_to_the_chosen_voter)
 }
 END_TEST
 
+START_TEST(transfer_to_a_lagging_voter_catches_it_up_first)
+{
+	struct raft_sim *s = mk(3, 21);
+	uint64_t l = elect_and_settle(s), target = l == 3 ? 1 : l + 1, idx = 0;
+	struct raft *r = raft_sim_node(s, l);
+	char buf[16];
+
+	raft_sim_crash(s, target);
+	for (int i = 0; i < 10; i++) {
+		snprintf(buf, sizeof(buf), "v%d", i);
+		idx = put(s, l, buf);
+	}
+	run(s, 100);
+	ck_assert_int_eq(raft_sim_restart(s, target), 0);
+	ck_assert_uint_lt(raft_match_index(r, target), idx);
+	ck_assert_int_eq(raft_transfer_leader(r, target), 0);
+	ck_assert_int_eq(raft_sim_run_until(s, leader_is, &target, 2000), 1);
+	/* it could only win with every entry the old leader had */
+	ck_assert_uint_ge(raft_last_index(raft_sim_node(s, target)), idx);
+	ck_assert(raft_sim_committed_is(s, idx, "v9", 2));
+	raft_sim_free(s);
+}
+END_TEST
+
+START_TEST(transfer_to_a_dead_voter_is_abandoned)
+{
+	struct raft_sim *s = mk(3, 22);
+	uint64_t l = elect_and_settle(s), target = l == 3 ? 1 : l + 1, term;
+	struct raft *r = raft_sim_node(s, l);
+
+	term = raft_term(r);
+	raft_sim_crash(s, target);
+	ck_assert_int_eq(raft_transfer_leader(r, target), 0);
+	ck_assert_int_eq(raft_propose(r, "x", 1, NULL), -RAFT_ETRANSFER);
+	run(s, 300); /* more than an election timeout */
+	ck_assert_int_eq(raft_role(r), RAFT_LEADER);
+	ck_assert_uint_eq(raft_term(r), term);
+	wait_applied_alive(s, l, put(s, l, "after"));
+	raft_sim_free(s);
+}
+END_TEST
+
+START_TEST(removed_server_does_not_disrupt_with_pre_vote_and_check_quorum)
+{
+	struct raft_sim *s = mk(3, 23);
+	uint64_t l = elect_and_settle(s), gone = l == 3 ? 1 : l + 1, idx, term;
+	struct raft *r = raft_sim_node(s, l);
+
+	/* gone never hears of its removal */
+	raft_sim_isolate(s, gone);
+	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_REMOVE, gone, &idx), 0);
+	run(s, 500);
+	ck_assert_uint_ge(raft_commit_index(r), idx);
+	ck_assert(raft_conf_is_voter(raft_conf(raft_sim_node(s, gone)), gone));
+	term = raft_term(r);
+	raft_sim_heal(s);
+	{
+		uint64_t asked = raft_sim_delivered(s, RAFT_MSG_PREVOTE);
+
+		run(s, 2000); /* it keeps timing out and asking for votes */
+		ck_assert_uint_gt(raft_sim_delivered(s, RAFT_MSG_PREVOTE), asked);
+	}
+	ck_assert_int_eq(raft_role(r), RAFT_LEADER);
+	ck_assert_uint_eq(raft_term(r), term);
+	ck_assert_int_ne(raft_role(raft_sim_node(s, gone)), RAFT_LEADER);
+	raft_sim_free(s);
+}
+END_TEST
+
 /* ---- learners -------------------------------------------------------------------- */
 
 START_TEST(learner_catches_up_before_promotion)
@@ -580,6 +676,9 @@ int main(void)
 	tcase_add_test(tc, lagging_follower_receives_a_snapshot);
 	tcase_add_test(tc, members_are_added_and_removed_one_at_a_time);
 	tcase_add_test(tc, leadership_transfers_to_the_chosen_voter);
+	tcase_add_test(tc, transfer_to_a_lagging_voter_catches_it_up_first);
+	tcase_add_test(tc, transfer_to_a_dead_voter_is_abandoned);
+	tcase_add_test(tc, removed_server_does_not_disrupt_with_pre_vote_and_check_quorum);
 	tcase_add_test(tc, learner_catches_up_before_promotion);
 	tcase_add_test(tc, followers_name_the_leader_for_redirects);
 	suite_add_tcase(s, tc);
