@@ -268,4 +268,237 @@ const struct raft_snapshot *raft_snapshot(const struct raft *r);
 /* Leader's view of a follower: match index, 0 when unknown. */
 uint64_t raft_match_index(const struct raft *r, uint64_t id);
 
+/* ---- message codec (raft/codec.c; format in docs/wire.md) -------------- */
+
+struct frame_buf; /* common/frame.h */
+
+#define RAFT_MSG_CODEC_VERSION 1
+#define RAFT_MSG_HEADER_SIZE   71	     /* fixed part of every message */
+#define RAFT_MSG_MAX_ENTRIES   65536u /* entries in one encoded message */
+
+/*
+ * Bytes raft_msg_encode() appends for m, or 0 if m cannot be encoded: an
+ * unknown type, entries on a message other than APPEND, more than
+ * RAFT_MSG_MAX_ENTRIES entries, an unknown entry type, a length above
+ * UINT32_MAX, data NULL with a nonzero length, or a snapshot
+ * configuration with more than RAFT_MAX_MEMBERS members.
+ */
+size_t raft_msg_encoded_size(const struct raft_msg *m);
+/*
+ * Appends the encoding of m to out (growing it through common/mem.h).
+ * Returns 0, -RAFT_EINVAL (see raft_msg_encoded_size()) or -RAFT_ENOMEM;
+ * out is unchanged on error.  m is only read.
+ */
+int raft_msg_encode(const struct raft_msg *m, struct frame_buf *out);
+/*
+ * Decodes exactly len bytes into *out.  Returns 0, -RAFT_EPROTO for
+ * anything truncated, oversized, trailing or malformed, -RAFT_ENOMEM, or
+ * -RAFT_EINVAL for NULL arguments; *out is untouched on error.  On success
+ * *out owns its entries and snapshot data (copies, nothing points into
+ * buf): release them with raft_msg_free_decoded().
+ */
+int raft_msg_decode(const void *buf, size_t len, struct raft_msg *out);
+/* Frees what raft_msg_decode() allocated in m; m may be NULL. */
+void raft_msg_free_decoded(struct raft_msg *m);
+
+/* ---- TCP transport on libuv (raft/transport.c) ------------------------- */
+
+/*
+ * One outgoing connection per peer carries this node's messages to it; the
+ * peer's own messages come back on the connection it opens to us.  The
+ * first frame on a connection is a hello naming both ends; every later
+ * frame carries one encoded message.  A peer that cannot be reached is
+ * retried with exponential backoff; messages for it wait in a bounded queue
+ * and are dropped (and counted) when it is full: Raft tolerates loss.  A
+ * bad frame closes the connection it arrived on and nothing else.
+ *
+ * Ownership: the transport owns itself and its connections; it is freed
+ * right after the stop callback returns.  Messages given to
+ * raft_transport_send() are encoded at once, so the caller may call
+ * raft_advance() right after.  A message handed to on_message is valid
+ * only during the call.  Callbacks may call any transport function,
+ * raft_transport_stop() included.
+ *
+ * Errors: -RAFT_EINVAL, -RAFT_ENOMEM, -RAFT_ENOTMEMBER (no such peer),
+ * -RAFT_EBUSY (stopping), or a negative errno from the socket layer (only
+ * raft_transport_start(), e.g. -EADDRINUSE; net_strerror() has its text).
+ */
+#define RAFT_FRAME_HELLO 0x20 /* frame type: [u8 1][u64 from][u64 to] LE */
+#define RAFT_FRAME_MSG	 0x21 /* frame type: one raft_msg_encode()d message */
+
+#define RAFT_TRANSPORT_QUEUE_MSGS    1024u	/* per peer, default */
+#define RAFT_TRANSPORT_QUEUE_BYTES   (8u << 20) /* per peer, default */
+#define RAFT_TRANSPORT_BACKOFF_MIN   50u	/* ms, default */
+#define RAFT_TRANSPORT_BACKOFF_MAX   2000u	/* ms, default */
+#define RAFT_TRANSPORT_CONNECT_TIMEOUT 2000u	/* ms */
+
+struct uv_loop_s; /* uv_loop_t */
+struct raft_transport;
+
+/* A message from a peer; m->from is the peer that said hello. */
+typedef void (*raft_transport_message_cb)(const struct raft_msg *m,
+					  void *data);
+
+struct raft_transport_stats {
+	uint64_t sent;	     /* messages handed to a connection */
+	uint64_t dropped;    /* messages lost: queue full or connection lost */
+	uint64_t received;   /* messages delivered to on_message */
+	uint64_t reconnects; /* connect attempts after a failure or a loss */
+	uint64_t connects;   /* outgoing connections established */
+	uint64_t bad_conns;  /* incoming connections closed for a bad frame */
+};
+
+/*
+ * Listens on listen_addr ("host:port"; port 0 picks a free one, see
+ * raft_transport_port()) as node self_id (nonzero).  On failure nothing
+ * is left on the loop and *out is untouched.
+ */
+int raft_transport_start(struct uv_loop_s *loop, uint64_t self_id,
+			 const char *listen_addr,
+			 raft_transport_message_cb on_message, void *data,
+			 struct raft_transport **out);
+/* The bound port. */
+int raft_transport_port(const struct raft_transport *t);
+/*
+ * Limits: queue_msgs messages and queue_bytes bytes (encoded) waiting per
+ * peer (0 keeps the current value); backoff from min_ms doubling up to
+ * max_ms between connect attempts.  Applies to later sends and attempts.
+ */
+int raft_transport_set_queue(struct raft_transport *t, unsigned queue_msgs,
+			     size_t queue_bytes);
+int raft_transport_set_backoff(struct raft_transport *t, unsigned min_ms,
+			       unsigned max_ms);
+/* Adds peer id at "host:port" and starts connecting to it. */
+int raft_transport_add_peer(struct raft_transport *t, uint64_t id,
+			    const char *addr);
+/* Forgets peer id: its connection closes and queued messages are dropped. */
+int raft_transport_remove_peer(struct raft_transport *t, uint64_t id);
+/*
+ * Encodes m and sends it to peer m->to (queued while not connected).
+ * Returns 0 when queued or when dropped because the queue is full (counted
+ * in the peer's dropped), -RAFT_ENOTMEMBER for an unknown peer, -RAFT_EINVAL
+ * for a message that cannot be encoded or exceeds the frame limit.
+ */
+int raft_transport_send(struct raft_transport *t, const struct raft_msg *m);
+/* Statistics of peer id (-RAFT_ENOTMEMBER), or of all peers with id 0. */
+int raft_transport_stats(const struct raft_transport *t, uint64_t id,
+			 struct raft_transport_stats *out);
+/* True while an outgoing connection to peer id is established. */
+bool raft_transport_is_connected(const struct raft_transport *t, uint64_t id);
+/*
+ * Closes the listener and every connection, drops what is queued, and calls
+ * on_stopped(data) (may be NULL) once everything is closed; the transport
+ * is freed when it returns.  No on_message call follows this call.
+ * -RAFT_EBUSY if already stopping.
+ */
+int raft_transport_stop(struct raft_transport *t, void (*on_stopped)(void *data));
+
+/* ----------------------------------------------------- storage on wal/ */
+
+/*
+ * Durable storage for one node (raft/storage.c; formats in docs/raft.md):
+ * log entries and hard state are records of one wal/ log, snapshots are
+ * files "raft-snap-<index as 16 hex digits>" with a magic, a version and a
+ * CRC-32C.  It performs step 1 of the ready cycle:
+ *
+ *   raft_storage_save(st, &rd, cb, data);   cb(st, 0, data) once durable,
+ *   then send rd.msgs, apply, raft_advance().
+ *
+ * Callbacks follow wal/: a function that takes a callback returns 0 and the
+ * callback fires exactly once later (on the loop in threaded mode, from
+ * wal_step()/raft_storage_step() in manual mode), or returns a negative code
+ * and the callback never fires.  One save or compaction at a time
+ * (-RAFT_STORAGE_EBUSY otherwise).  A failed write or sync is fatal
+ * (DESIGN.md section 9): the operation reports the error and every later
+ * save or compaction returns -RAFT_STORAGE_EFAILED; reopen to recover.
+ * Snapshot files are written synchronously by the calling thread.
+ *
+ * Errors: the codes below, raft codes (-RAFT_EINVAL, ...), wal codes and
+ * -errno, all negative; raft_storage_strerror() names any of them.
+ */
+#define RAFT_STORAGE_ERRORS(X)                                                 \
+	X(RAFT_STORAGE_ECORRUPT, 7201,                                         \
+	  "stored raft state is corrupt or inconsistent")                      \
+	X(RAFT_STORAGE_EFAILED, 7202,                                          \
+	  "raft storage failed after a write or sync error; reopen it")        \
+	X(RAFT_STORAGE_EBUSY, 7203, "a save or compaction is in progress")     \
+	X(RAFT_STORAGE_ECLOSED, 7204, "raft storage is closing")
+
+enum raft_storage_error {
+#define RAFT_STORAGE_ERR_ENUM(name, num, msg) name = num,
+	RAFT_STORAGE_ERRORS(RAFT_STORAGE_ERR_ENUM)
+#undef RAFT_STORAGE_ERR_ENUM
+};
+
+/* Text for any code a raft_storage_* function returns; never NULL. */
+const char *raft_storage_strerror(int code);
+
+struct raft_storage;
+struct wal_config;
+struct wal;
+
+typedef void (*raft_storage_cb)(struct raft_storage *st, int status,
+				void *data);
+
+/*
+ * Opens the log described by cfg (real files in cfg->dir or cfg->storage;
+ * threaded when cfg->loop is set, else manual) and the snapshots (in
+ * snapshot_dir, or next to the log when NULL), recovers them and fills *ps
+ * with what was persisted: hard state, latest valid snapshot (NULL if none)
+ * and the entries after it.  *ps points into st and stays valid until the
+ * next raft_storage_* call on st.  A snapshot that fails its check is
+ * skipped for the previous one when the log still reaches back to it
+ * (raft_storage_snapshots_rejected() counts them); else -RAFT_STORAGE_ECORRUPT.
+ * On error the message goes to err (errlen bytes, may be NULL).
+ */
+int raft_storage_open(const struct wal_config *cfg, const char *snapshot_dir,
+		      struct raft_storage **out, struct raft_persisted *ps,
+		      char *err, size_t errlen);
+
+/*
+ * Persists rd: its snapshot (if any, replacing the log), its entries (a
+ * first index <= the last stored one replaces the stored suffix from
+ * there) and its hard state; cb gets 0 once all of it is durable, or an
+ * error.  rd may be freed once this returns.  A brand-new cluster persists
+ * its boot snapshot (index 0, first voters) as rd.snapshot of a first save.
+ * -RAFT_EINVAL (entries not contiguous, a gap after the stored log, ...)
+ * changes nothing.
+ */
+int raft_storage_save(struct raft_storage *st, const struct raft_ready *rd,
+		      raft_storage_cb cb, void *cb_data);
+
+/*
+ * Stores a snapshot of the application state through index (a stored
+ * entry above the current snapshot: else -RAFT_ECOMPACTED or
+ * -RAFT_EUNAVAILABLE) with len bytes of data, and drops log entries up to
+ * the previous snapshot (the log keeps reaching back to it so that a
+ * damaged newest snapshot can be replaced by the previous one and the
+ * log).  Restart returns the new snapshot and the entries after it.  The
+ * hard state survives: it is rewritten before a prefix cut that drops it.
+ */
+int raft_storage_compact(struct raft_storage *st, uint64_t index,
+			 const void *data, size_t len, raft_storage_cb cb,
+			 void *cb_data);
+
+/* Manual mode: runs queued work (wal_step); returns how many completed. */
+int raft_storage_step(struct raft_storage *st);
+/* Requests queued and not yet completed. */
+size_t raft_storage_pending(const struct raft_storage *st);
+/* The underlying log (inspection only). */
+struct wal *raft_storage_wal(struct raft_storage *st);
+/* 0, or the error that failed the storage. */
+int raft_storage_failed(const struct raft_storage *st);
+/* Context for the last error or recovery notice ("" if none). */
+const char *raft_storage_errmsg(const struct raft_storage *st);
+/* Snapshot files skipped on open because they failed their check. */
+unsigned raft_storage_snapshots_rejected(const struct raft_storage *st);
+
+/*
+ * Closes: queued work completes with an error (close from a save's callback
+ * for a clean stop), then cb (may be NULL) fires, on the loop in threaded
+ * mode or at once in manual mode, and st is freed.
+ */
+void raft_storage_close(struct raft_storage *st, void (*cb)(void *data),
+			void *data);
+
 #endif
