@@ -51,9 +51,10 @@ const char *raft_role_name(enum raft_role role)
 const char *raft_msg_type_name(int type)
 {
 	static const char *names[] = {
-		"?",	      "PREVOTE",   "PREVOTE_RESP",   "VOTE",
-		"VOTE_RESP",  "APPEND",	   "APPEND_RESP",    "HEARTBEAT",
-		"HEARTBEAT_RESP", "SNAPSHOT", "TIMEOUT_NOW",
+	    "?",	   "PREVOTE",	  "PREVOTE_RESP",
+	    "VOTE",	   "VOTE_RESP",	  "APPEND",
+	    "APPEND_RESP", "HEARTBEAT",	  "HEARTBEAT_RESP",
+	    "SNAPSHOT",	   "TIMEOUT_NOW",
 	};
 
 	if (type < 1 || type > RAFT_MSG_TIMEOUT_NOW)
@@ -111,8 +112,8 @@ int raft_conf_decode(const void *data, size_t len, struct raft_conf *out)
 	struct raft_conf c;
 	size_t off = 2;
 
-	if (buf == NULL || len < 2 || buf[0] != 1 || buf[1] > RAFT_MAX_MEMBERS ||
-	    len != 2 + 9 * (size_t)buf[1])
+	if (buf == NULL || len < 2 || buf[0] != 1 ||
+	    buf[1] > RAFT_MAX_MEMBERS || len != 2 + 9 * (size_t)buf[1])
 		return -RAFT_EINVAL;
 	memset(&c, 0, sizeof(c));
 	c.n = buf[1];
@@ -142,8 +143,7 @@ struct raft_progress *raft__progress(struct raft *r, uint64_t id)
 	return NULL;
 }
 
-static void progress_init(struct raft *r, struct raft_progress *pr,
-			  uint64_t id)
+static void progress_init(struct raft *r, struct raft_progress *pr, uint64_t id)
 {
 	memset(pr, 0, sizeof(*pr));
 	pr->id = id;

@@ -31,7 +31,7 @@ struct raft_log {
 	bool snap_unstable;	   /* received, not yet persisted */
 	struct raft_entry *e;	   /* e[0] has index snap.index + 1 */
 	size_t n, cap;
-	uint64_t stable;   /* entries <= stable are persisted */
+	uint64_t stable; /* entries <= stable are persisted */
 	uint64_t commit;
 	uint64_t applied;
 };
@@ -114,7 +114,8 @@ void raft__msg_free(struct raft_msg *m);
 uint64_t raft__quorum(const struct raft *r);
 
 /* replicate.c */
-int raft__send_append(struct raft *r, struct raft_progress *pr, bool allow_empty);
+int raft__send_append(struct raft *r, struct raft_progress *pr,
+		      bool allow_empty);
 int raft__bcast_append(struct raft *r);
 int raft__bcast_heartbeat(struct raft *r);
 bool raft__maybe_commit(struct raft *r);

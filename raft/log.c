@@ -80,11 +80,11 @@ int raft__log_append(struct raft_log *l, uint64_t term, uint8_t type,
 		     const void *data, size_t len)
 {
 	struct raft_entry src = {
-		.term = term,
-		.index = raft__last_index(l) + 1,
-		.type = type,
-		.len = len,
-		.data = (void *)data,
+	    .term = term,
+	    .index = raft__last_index(l) + 1,
+	    .type = type,
+	    .len = len,
+	    .data = (void *)data,
 	};
 
 	if (l->n == l->cap) {
@@ -160,8 +160,7 @@ uint64_t raft__find_conflict_by_term(const struct raft_log *l, uint64_t index,
 }
 
 /* Raft paper 5.4.1: compare last terms, then lengths. */
-bool raft__is_up_to_date(const struct raft_log *l, uint64_t last,
-			 uint64_t term)
+bool raft__is_up_to_date(const struct raft_log *l, uint64_t last, uint64_t term)
 {
 	uint64_t my_last = raft__last_index(l);
 	uint64_t my_term = raft__term_or0(l, my_last);

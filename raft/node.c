@@ -42,8 +42,9 @@ static uint64_t rng_next(uint64_t *s)
 
 static void reset_timeout(struct raft *r)
 {
-	r->randomized_timeout = r->opt.election_tick +
-				(unsigned)(rng_next(&r->rng) % r->opt.election_tick);
+	r->randomized_timeout =
+	    r->opt.election_tick +
+	    (unsigned)(rng_next(&r->rng) % r->opt.election_tick);
 }
 
 static bool promotable(const struct raft *r)
@@ -182,9 +183,10 @@ static int campaign(struct raft *r, bool pre, bool transfer)
 	if (res == POLL_WON)
 		return pre ? campaign(r, false, transfer) : become_leader(r);
 	for (unsigned i = 0; i < r->conf.n; i++) {
-		struct raft_msg m = { 0 };
+		struct raft_msg m = {0};
 
-		if (r->conf.members[i].id == r->id || r->conf.members[i].learner)
+		if (r->conf.members[i].id == r->id ||
+		    r->conf.members[i].learner)
 			continue;
 		m.type = type;
 		m.to = r->conf.members[i].id;
@@ -202,7 +204,7 @@ static int campaign(struct raft *r, bool pre, bool transfer)
 static int reply(struct raft *r, const struct raft_msg *to, uint8_t type,
 		 uint64_t term, bool reject)
 {
-	struct raft_msg m = { 0 };
+	struct raft_msg m = {0};
 
 	m.type = type;
 	m.to = to->from;
@@ -246,7 +248,7 @@ static int handle_vote_resp(struct raft *r, const struct raft_msg *m)
 
 static int send_timeout_now(struct raft *r, uint64_t to)
 {
-	struct raft_msg m = { 0 };
+	struct raft_msg m = {0};
 
 	m.type = RAFT_MSG_TIMEOUT_NOW;
 	m.to = to;
@@ -259,7 +261,8 @@ static bool valid_msg(const struct raft *r, const struct raft_msg *m)
 	    m->type < RAFT_MSG_PREVOTE || m->type > RAFT_MSG_TIMEOUT_NOW ||
 	    m->term == 0)
 		return false;
-	if (m->n_entries > 0 && (m->type != RAFT_MSG_APPEND || m->entries == NULL))
+	if (m->n_entries > 0 &&
+	    (m->type != RAFT_MSG_APPEND || m->entries == NULL))
 		return false;
 	if (m->type == RAFT_MSG_APPEND) {
 		uint64_t prev_term = m->log_term;
@@ -269,9 +272,9 @@ static bool valid_msg(const struct raft *r, const struct raft_msg *m)
 		for (size_t i = 0; i < m->n_entries; i++) {
 			const struct raft_entry *e = &m->entries[i];
 
-			if (e->index != m->index + 1 + i || e->term < prev_term ||
-			    e->term > m->term || e->term == 0 ||
-			    (e->len > 0 && e->data == NULL) ||
+			if (e->index != m->index + 1 + i ||
+			    e->term < prev_term || e->term > m->term ||
+			    e->term == 0 || (e->len > 0 && e->data == NULL) ||
 			    e->type > RAFT_ENTRY_CONF)
 				return false;
 			if (e->type == RAFT_ENTRY_CONF) {
@@ -291,7 +294,8 @@ static bool valid_msg(const struct raft *r, const struct raft_msg *m)
 		if (s->index == 0 || s->term == 0 || s->term > m->term ||
 		    (s->len > 0 && s->data == NULL) ||
 		    s->conf.n > RAFT_MAX_MEMBERS ||
-		    raft_conf_decode(buf, raft_conf_encode(&s->conf, buf), &tmp) != 0)
+		    raft_conf_decode(buf, raft_conf_encode(&s->conf, buf),
+				     &tmp) != 0)
 			return false;
 	}
 	return true;
@@ -306,8 +310,9 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 
 	if (m->term > r->term) {
 		if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE) {
-			bool in_lease = r->opt.check_quorum && r->lead != 0 &&
-					r->election_elapsed < r->opt.election_tick;
+			bool in_lease =
+			    r->opt.check_quorum && r->lead != 0 &&
+			    r->election_elapsed < r->opt.election_tick;
 
 			if (in_lease && !m->transfer)
 				return 0;
@@ -320,16 +325,20 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 					   m->type == RAFT_MSG_HEARTBEAT ||
 					   m->type == RAFT_MSG_SNAPSHOT;
 
-			raft__become_follower(r, m->term, from_leader ? m->from : 0);
+			raft__become_follower(r, m->term,
+					      from_leader ? m->from : 0);
 		}
 	} else if (m->term < r->term) {
 		/* A stale leader learns of the newer term (thesis 9.6: needed
 		 * with pre-vote and check-quorum, where terms can diverge). */
 		if ((r->opt.check_quorum || r->opt.pre_vote) &&
-		    (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT))
-			return reply(r, m, RAFT_MSG_APPEND_RESP, r->term, false);
+		    (m->type == RAFT_MSG_APPEND ||
+		     m->type == RAFT_MSG_HEARTBEAT))
+			return reply(r, m, RAFT_MSG_APPEND_RESP, r->term,
+				     false);
 		if (m->type == RAFT_MSG_PREVOTE)
-			return reply(r, m, RAFT_MSG_PREVOTE_RESP, r->term, true);
+			return reply(r, m, RAFT_MSG_PREVOTE_RESP, r->term,
+				     true);
 		return 0;
 	}
 
@@ -447,8 +456,7 @@ int raft__append_local(struct raft *r, uint8_t type, const void *data,
 	return 0;
 }
 
-int raft_propose(struct raft *r, const void *data, size_t len,
-		 uint64_t *index)
+int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index)
 {
 	int rc;
 
@@ -466,8 +474,8 @@ int raft_propose(struct raft *r, const void *data, size_t len,
 	return raft__bcast_append(r);
 }
 
-int raft_propose_conf_change(struct raft *r, enum raft_conf_op op,
-			     uint64_t id, uint64_t *index)
+int raft_propose_conf_change(struct raft *r, enum raft_conf_op op, uint64_t id,
+			     uint64_t *index)
 {
 	struct raft_conf c = r->conf;
 	struct raft_progress *pr;
@@ -522,8 +530,8 @@ int raft_propose_conf_change(struct raft *r, enum raft_conf_op op,
 	default:
 		return -RAFT_EINVAL;
 	}
-	rc = raft__append_local(r, RAFT_ENTRY_CONF, buf, raft_conf_encode(&c, buf),
-				index);
+	rc = raft__append_local(r, RAFT_ENTRY_CONF, buf,
+				raft_conf_encode(&c, buf), index);
 	if (rc != 0)
 		return rc;
 	return raft__bcast_append(r);
@@ -601,8 +609,9 @@ int raft_new(const struct raft_options *opt, const struct raft_persisted *ps,
 	if (o.id == 0)
 		return fail(err, errlen, "node id must be nonzero");
 	if (o.heartbeat_tick >= o.election_tick)
-		return fail(err, errlen,
-			    "heartbeat_tick must be smaller than election_tick");
+		return fail(
+		    err, errlen,
+		    "heartbeat_tick must be smaller than election_tick");
 	if (o.max_inflight > RAFT_MAX_INFLIGHT)
 		return fail(err, errlen, "max_inflight is above 256");
 	if (ps->snapshot != NULL && check_conf(&ps->snapshot->conf) != 0)
@@ -618,8 +627,9 @@ int raft_new(const struct raft_options *opt, const struct raft_persisted *ps,
 		const struct raft_entry *e = &ps->entries[i];
 
 		if (e->index != last + 1)
-			return fail(err, errlen, "entries are not contiguous "
-						 "after the snapshot");
+			return fail(err, errlen,
+				    "entries are not contiguous "
+				    "after the snapshot");
 		if (e->term < prev_term || e->term == 0)
 			return fail(err, errlen, "entry terms go backwards");
 		if (e->len > 0 && e->data == NULL)
@@ -628,7 +638,8 @@ int raft_new(const struct raft_options *opt, const struct raft_persisted *ps,
 		last = e->index;
 	}
 	if (ps->hard_state.term < prev_term)
-		return fail(err, errlen, "hard state term is older than the log");
+		return fail(err, errlen,
+			    "hard state term is older than the log");
 	if (ps->hard_state.commit > last)
 		return fail(err, errlen, "commit index is beyond the log");
 
@@ -646,7 +657,8 @@ int raft_new(const struct raft_options *opt, const struct raft_persisted *ps,
 	for (size_t i = 0; i < ps->n_entries; i++) {
 		const struct raft_entry *e = &ps->entries[i];
 
-		rc = raft__log_append(&r->log, e->term, e->type, e->data, e->len);
+		rc = raft__log_append(&r->log, e->term, e->type, e->data,
+				      e->len);
 		if (rc != 0)
 			goto err_free;
 	}

@@ -22,9 +22,9 @@
 static struct raft_hard_state hard_state(const struct raft *r)
 {
 	struct raft_hard_state hs = {
-		.term = r->term,
-		.vote = r->vote,
-		.commit = r->log.commit,
+	    .term = r->term,
+	    .vote = r->vote,
+	    .commit = r->log.commit,
 	};
 	return hs;
 }
@@ -32,7 +32,8 @@ static struct raft_hard_state hard_state(const struct raft *r)
 static bool hs_equal(const struct raft_hard_state *a,
 		     const struct raft_hard_state *b)
 {
-	return a->term == b->term && a->vote == b->vote && a->commit == b->commit;
+	return a->term == b->term && a->vote == b->vote &&
+	       a->commit == b->commit;
 }
 
 bool raft_has_ready(const struct raft *r)

@@ -57,8 +57,10 @@ static void inflight_reset(struct raft_progress *pr)
 static void inflight_free_upto(const struct raft *r, struct raft_progress *pr,
 			       uint64_t index)
 {
-	while (pr->inflight_count > 0 && pr->inflight[pr->inflight_start] <= index) {
-		pr->inflight_start = (pr->inflight_start + 1) % r->opt.max_inflight;
+	while (pr->inflight_count > 0 &&
+	       pr->inflight[pr->inflight_start] <= index) {
+		pr->inflight_start =
+		    (pr->inflight_start + 1) % r->opt.max_inflight;
 		pr->inflight_count--;
 	}
 }
@@ -102,7 +104,7 @@ static bool paused(const struct raft *r, const struct raft_progress *pr)
 
 static int send_snapshot(struct raft *r, struct raft_progress *pr)
 {
-	struct raft_msg m = { 0 };
+	struct raft_msg m = {0};
 	int rc;
 
 	m.type = RAFT_MSG_SNAPSHOT;
@@ -125,7 +127,7 @@ static int send_snapshot(struct raft *r, struct raft_progress *pr)
 static int maybe_send_append(struct raft *r, struct raft_progress *pr,
 			     bool allow_empty)
 {
-	struct raft_msg m = { 0 };
+	struct raft_msg m = {0};
 	uint64_t prev, prev_term, last = raft__last_index(&r->log);
 	size_t n = 0, bytes = 0;
 	int rc;
@@ -161,8 +163,8 @@ static int maybe_send_append(struct raft *r, struct raft_progress *pr,
 		if (m.entries == NULL)
 			return -RAFT_ENOMEM;
 		for (size_t i = 0; i < n; i++) {
-			rc = raft__entry_copy(&m.entries[i],
-					      raft__entry(&r->log, pr->next + i));
+			rc = raft__entry_copy(
+			    &m.entries[i], raft__entry(&r->log, pr->next + i));
 			if (rc != 0) {
 				m.n_entries = i;
 				raft__msg_free(&m);
@@ -181,7 +183,8 @@ static int maybe_send_append(struct raft *r, struct raft_progress *pr,
 	return rc < 0 ? rc : 1;
 }
 
-int raft__send_append(struct raft *r, struct raft_progress *pr, bool allow_empty)
+int raft__send_append(struct raft *r, struct raft_progress *pr,
+		      bool allow_empty)
 {
 	int rc = maybe_send_append(r, pr, allow_empty);
 
@@ -203,7 +206,7 @@ int raft__bcast_heartbeat(struct raft *r)
 {
 	for (unsigned i = 0; i < r->n_prs; i++) {
 		struct raft_progress *pr = &r->prs[i];
-		struct raft_msg m = { 0 };
+		struct raft_msg m = {0};
 		int rc;
 
 		if (pr->id == r->id)
@@ -211,7 +214,8 @@ int raft__bcast_heartbeat(struct raft *r)
 		m.type = RAFT_MSG_HEARTBEAT;
 		m.to = pr->id;
 		/* never beyond what the follower is known to hold */
-		m.commit = pr->match < r->log.commit ? pr->match : r->log.commit;
+		m.commit =
+		    pr->match < r->log.commit ? pr->match : r->log.commit;
 		rc = raft__send(r, &m);
 		if (rc != 0)
 			return rc;
@@ -256,7 +260,8 @@ bool raft__maybe_commit(struct raft *r)
 	raft__commit_to(r, idx);
 	/* Thesis 4.2.2: a leader removed from the configuration steps down
 	 * once the configuration without it is committed. */
-	if (r->conf_index <= r->log.commit && !raft_conf_is_voter(&r->conf, r->id))
+	if (r->conf_index <= r->log.commit &&
+	    !raft_conf_is_voter(&r->conf, r->id))
 		raft__become_follower(r, r->term, 0);
 	return true;
 }
@@ -264,7 +269,7 @@ bool raft__maybe_commit(struct raft *r)
 static int reply_append(struct raft *r, uint64_t to, uint64_t index,
 			bool reject, uint64_t hint, uint64_t hint_term)
 {
-	struct raft_msg m = { 0 };
+	struct raft_msg m = {0};
 
 	m.type = RAFT_MSG_APPEND_RESP;
 	m.to = to;
@@ -286,9 +291,11 @@ int raft__handle_append(struct raft *r, const struct raft_msg *m)
 
 	if (m->index < l->commit)
 		return reply_append(r, m->from, l->commit, false, 0, 0);
-	if (raft__term(l, m->index, &prev_term) != 0 || prev_term != m->log_term) {
-		uint64_t hint = m->index < raft__last_index(l) ? m->index
-							     : raft__last_index(l);
+	if (raft__term(l, m->index, &prev_term) != 0 ||
+	    prev_term != m->log_term) {
+		uint64_t hint = m->index < raft__last_index(l)
+				    ? m->index
+				    : raft__last_index(l);
 
 		hint = raft__find_conflict_by_term(l, hint, m->log_term);
 		return reply_append(r, m->from, m->index, true, hint,
@@ -329,7 +336,7 @@ int raft__handle_append(struct raft *r, const struct raft_msg *m)
 
 int raft__handle_heartbeat(struct raft *r, const struct raft_msg *m)
 {
-	struct raft_msg resp = { 0 };
+	struct raft_msg resp = {0};
 
 	raft__commit_to(r, m->commit);
 	resp.type = RAFT_MSG_HEARTBEAT_RESP;
@@ -458,7 +465,8 @@ int raft__handle_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 	pr->probe_sent = false;
 	/* a lost append would otherwise hold a slot forever */
 	if (pr->state == PR_REPLICATE && inflight_full(r, pr)) {
-		pr->inflight_start = (pr->inflight_start + 1) % r->opt.max_inflight;
+		pr->inflight_start =
+		    (pr->inflight_start + 1) % r->opt.max_inflight;
 		pr->inflight_count--;
 	}
 	if (pr->match < raft__last_index(&r->log))

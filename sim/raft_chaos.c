@@ -27,7 +27,8 @@
 struct chaos {
 	struct raft_sim *s;
 	bool retired[MAX_ID + 1];
-	uint64_t next_new; /* ids are never reused: a fresh node gets a new one */
+	uint64_t
+	    next_new; /* ids are never reused: a fresh node gets a new one */
 	uint64_t counter;
 };
 
@@ -68,21 +69,21 @@ static void conf_change(struct chaos *c)
 		id = c->next_new;
 		if (id > MAX_ID || (op == 3 && voters >= 5))
 			return;
-		rc = raft_propose_conf_change(r, op == 0 ? RAFT_CONF_ADD_LEARNER
-							 : RAFT_CONF_ADD_VOTER,
-					      id, NULL);
-		raft_sim_tracef(c->s, "n%llu: add %s n%llu: %s",
-				(unsigned long long)l, op == 0 ? "learner" : "voter",
-				(unsigned long long)id,
-				rc ? raft_strerror(rc) : "proposed");
+		rc = raft_propose_conf_change(
+		    r, op == 0 ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER,
+		    id, NULL);
+		raft_sim_tracef(
+		    c->s, "n%llu: add %s n%llu: %s", (unsigned long long)l,
+		    op == 0 ? "learner" : "voter", (unsigned long long)id,
+		    rc ? raft_strerror(rc) : "proposed");
 		if (rc == 0) {
 			c->next_new++;
 			raft_sim_add_node(c->s, id);
 		}
 		break;
 	case 1: /* promote */
-		if (!raft_conf_is_member(conf, id) || raft_conf_is_voter(conf, id) ||
-		    voters >= 5)
+		if (!raft_conf_is_member(conf, id) ||
+		    raft_conf_is_voter(conf, id) || voters >= 5)
 			return;
 		rc = raft_propose_conf_change(r, RAFT_CONF_PROMOTE, id, NULL);
 		raft_sim_tracef(c->s, "n%llu: promote n%llu: %s",
@@ -136,7 +137,8 @@ static void fault(struct chaos *c)
 		if ((id = pick_alive(c, false)) != 0)
 			raft_sim_restart(c->s, id);
 	} else if (a < 8) {
-		raft_sim_partition(c->s, (uint32_t)(raft_sim_rand(c->s) & 0xfe));
+		raft_sim_partition(c->s,
+				   (uint32_t)(raft_sim_rand(c->s) & 0xfe));
 	} else if (a < 10) {
 		raft_sim_partition(c->s, 0);
 	} else if (a < 11) {
@@ -151,12 +153,13 @@ static void fault(struct chaos *c)
 
 		id = 1 + raft_sim_rand(c->s) % MAX_ID;
 		if (l != 0) {
-			int rc = raft_transfer_leader(raft_sim_node(c->s, l), id);
+			int rc =
+			    raft_transfer_leader(raft_sim_node(c->s, l), id);
 
-			raft_sim_tracef(c->s, "n%llu: transfer leadership to n%llu: %s",
-					(unsigned long long)l,
-					(unsigned long long)id,
-					rc ? raft_strerror(rc) : "started");
+			raft_sim_tracef(
+			    c->s, "n%llu: transfer leadership to n%llu: %s",
+			    (unsigned long long)l, (unsigned long long)id,
+			    rc ? raft_strerror(rc) : "started");
 		}
 	}
 }
@@ -164,8 +167,7 @@ static void fault(struct chaos *c)
 static int fail(char *msg, size_t len, uint64_t seed, const char *what,
 		struct raft_sim *s)
 {
-	snprintf(msg, len, "seed %llu at %llums: %s",
-		 (unsigned long long)seed,
+	snprintf(msg, len, "seed %llu at %llums: %s", (unsigned long long)seed,
 		 (unsigned long long)raft_sim_now(s), what);
 	return -1;
 }
@@ -216,7 +218,8 @@ static const struct raft_conf *freshest_conf(struct raft_sim *s)
 		}
 		lt = raft_log_term(r, raft_last_index(r));
 		bt = raft_log_term(best, raft_last_index(best));
-		if (lt > bt || (lt == bt && raft_last_index(r) > raft_last_index(best)))
+		if (lt > bt ||
+		    (lt == bt && raft_last_index(r) > raft_last_index(best)))
 			best = r;
 	}
 	return best ? raft_conf(best) : NULL;
@@ -228,11 +231,10 @@ static const struct raft_conf *freshest_conf(struct raft_sim *s)
  * own term, every index below its first entry is decided, so "lost" is
  * known for sure.  Everything must be done within 60 simulated seconds.
  */
-static int heal_and_check(struct chaos *c, uint64_t seed, char *msg,
-			  size_t len)
+static int heal_and_check(struct chaos *c, uint64_t seed, char *msg, size_t len)
 {
 	struct raft_sim *s = c->s;
-	uint64_t idx[5] = { 0 }, deadline, l = 0, last = 0;
+	uint64_t idx[5] = {0}, deadline, l = 0, last = 0;
 	char data[5][32];
 	const struct raft_conf *fc;
 	int rc, rounds = 0;
@@ -255,29 +257,36 @@ static int heal_and_check(struct chaos *c, uint64_t seed, char *msg,
 		struct applied_ctx a;
 
 		if (raft_sim_now(s) >= deadline)
-			return fail(msg, len, seed, "proposals made after healing "
-						    "did not all commit within "
-						    "60s", s);
+			return fail(msg, len, seed,
+				    "proposals made after healing "
+				    "did not all commit within "
+				    "60s",
+				    s);
 		rc = raft_sim_run_until(s, settled, NULL,
 					deadline - raft_sim_now(s));
 		if (rc < 0)
 			return fail(msg, len, seed, raft_sim_violation(s), s);
 		if (rc == 0)
-			return fail(msg, len, seed, rounds == 0 ?
-				    "no stable leader after healing" :
-				    "no stable leader after a leader change "
-				    "following healing", s);
+			return fail(
+			    msg, len, seed,
+			    rounds == 0
+				? "no stable leader after healing"
+				: "no stable leader after a leader change "
+				  "following healing",
+			    s);
 		l = raft_sim_stable_leader(s);
 		rounds++;
 		last = 0;
 		/* a member whose removal never committed comes back */
 		{
-			const struct raft_conf *lc = raft_conf(raft_sim_node(s, l));
+			const struct raft_conf *lc =
+			    raft_conf(raft_sim_node(s, l));
 			bool restarted = false;
 
 			for (unsigned i = 0; i < lc->n; i++)
 				if (!raft_sim_is_alive(s, lc->members[i].id) &&
-				    raft_sim_restart(s, lc->members[i].id) == 0) {
+				    raft_sim_restart(s, lc->members[i].id) ==
+					0) {
 					c->retired[lc->members[i].id] = false;
 					restarted = true;
 				}
@@ -289,7 +298,8 @@ static int heal_and_check(struct chaos *c, uint64_t seed, char *msg,
 		 * voter disrupts a cluster without pre-vote/check-quorum) */
 		for (uint64_t id = 1; id <= MAX_ID; id++) {
 			if (!raft_sim_is_alive(s, id) ||
-			    raft_conf_is_member(raft_conf(raft_sim_node(s, l)), id))
+			    raft_conf_is_member(raft_conf(raft_sim_node(s, l)),
+						id))
 				continue;
 			raft_sim_tracef(s, "n%llu is not a member: shut down",
 					(unsigned long long)id);
@@ -327,15 +337,17 @@ static int heal_and_check(struct chaos *c, uint64_t seed, char *msg,
 			return fail(msg, len, seed, raft_sim_violation(s), s);
 	}
 	{
-		struct applied_ctx a = { l, last };
+		struct applied_ctx a = {l, last};
 
 		rc = raft_sim_run_until(s, applied_or_deposed, &a,
 					deadline - raft_sim_now(s));
 		if (rc < 0)
 			return fail(msg, len, seed, raft_sim_violation(s), s);
 		if (!raft_sim_all_applied(s, l, last))
-			return fail(msg, len, seed, "committed proposals were "
-						    "not applied by every member", s);
+			return fail(msg, len, seed,
+				    "committed proposals were "
+				    "not applied by every member",
+				    s);
 	}
 	if (rounds > 1)
 		raft_sim_tracef(s, "liveness reached after %d leaders", rounds);
@@ -345,7 +357,7 @@ static int heal_and_check(struct chaos *c, uint64_t seed, char *msg,
 int raft_sim_random_run(uint64_t seed, unsigned steps, unsigned flags,
 			FILE *trace, char *msg, size_t msglen)
 {
-	struct raft_sim_options o = { 0 };
+	struct raft_sim_options o = {0};
 	struct chaos c;
 	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
 	int rc = 0;
@@ -380,7 +392,8 @@ int raft_sim_random_run(uint64_t seed, unsigned steps, unsigned flags,
 	for (unsigned i = 0; i < steps; i++) {
 		fault(&c);
 		if (raft_sim_step(c.s) != 0) {
-			rc = fail(msg, msglen, seed, raft_sim_violation(c.s), c.s);
+			rc = fail(msg, msglen, seed, raft_sim_violation(c.s),
+				  c.s);
 			goto out;
 		}
 	}

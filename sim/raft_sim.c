@@ -11,8 +11,9 @@
  *     ready batch is persisted to it, then (unless the node crashes right
  *     there: crash_in_ready_pm) its messages are sent and its committed
  *     entries applied.  unsafe_send_before_persist reverses the first two
- *     steps, a broken caller that the checkers must catch.  A crash frees the core; only the disk survives, so
- *     whatever the core held but had not handed out in a ready is lost.
+ *     steps, a broken caller that the checkers must catch.  A crash frees the
+ * core; only the disk survives, so whatever the core held but had not handed
+ * out in a ready is lost.
  *   - The application is a hash chain over applied entries; its snapshot is
  *     (index, hash, count), 24 bytes.
  *   - Checkers after every step (Raft paper, Figure 3):
@@ -132,7 +133,8 @@ void raft_sim_tracef(struct raft_sim *s, const char *fmt, ...)
 
 	if (s->o.trace == NULL)
 		return;
-	fprintf(s->o.trace, "[%5llu.%03llus] ", (unsigned long long)(s->now / 1000),
+	fprintf(s->o.trace, "[%5llu.%03llus] ",
+		(unsigned long long)(s->now / 1000),
 		(unsigned long long)(s->now % 1000));
 	va_start(ap, fmt);
 	vfprintf(s->o.trace, fmt, ap);
@@ -141,7 +143,7 @@ void raft_sim_tracef(struct raft_sim *s, const char *fmt, ...)
 }
 
 static void violate(struct raft_sim *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void violate(struct raft_sim *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -174,17 +176,20 @@ static int msg_copy(struct raft_msg *dst, const struct raft_msg *src)
 	dst->n_entries = 0;
 	dst->snapshot.data = NULL;
 	if (src->n_entries > 0) {
-		dst->entries = mem_calloc(src->n_entries, sizeof(*dst->entries));
+		dst->entries =
+		    mem_calloc(src->n_entries, sizeof(*dst->entries));
 		if (dst->entries == NULL)
 			return -1;
 		for (size_t i = 0; i < src->n_entries; i++) {
 			dst->entries[i] = src->entries[i];
 			dst->entries[i].data = NULL;
 			if (src->entries[i].len > 0) {
-				dst->entries[i].data = mem_alloc(src->entries[i].len);
+				dst->entries[i].data =
+				    mem_alloc(src->entries[i].len);
 				if (dst->entries[i].data == NULL)
 					return -1;
-				memcpy(dst->entries[i].data, src->entries[i].data,
+				memcpy(dst->entries[i].data,
+				       src->entries[i].data,
 				       src->entries[i].len);
 			}
 			dst->n_entries = i + 1;
@@ -194,7 +199,8 @@ static int msg_copy(struct raft_msg *dst, const struct raft_msg *src)
 		dst->snapshot.data = mem_alloc(src->snapshot.len);
 		if (dst->snapshot.data == NULL)
 			return -1;
-		memcpy(dst->snapshot.data, src->snapshot.data, src->snapshot.len);
+		memcpy(dst->snapshot.data, src->snapshot.data,
+		       src->snapshot.len);
 	}
 	return 0;
 }
@@ -218,13 +224,15 @@ static void msg_describe(const struct raft_msg *m, char *buf, size_t len)
 		break;
 	case RAFT_MSG_APPEND_RESP:
 		snprintf(buf, len, "%s index=%llu hint=%llu/%llu",
-			 m->reject ? "reject" : "ok", (unsigned long long)m->index,
+			 m->reject ? "reject" : "ok",
+			 (unsigned long long)m->index,
 			 (unsigned long long)m->hint,
 			 (unsigned long long)m->hint_term);
 		break;
 	case RAFT_MSG_PREVOTE:
 	case RAFT_MSG_VOTE:
-		snprintf(buf, len, "last=%llu/%llu%s", (unsigned long long)m->index,
+		snprintf(buf, len, "last=%llu/%llu%s",
+			 (unsigned long long)m->index,
 			 (unsigned long long)m->log_term,
 			 m->transfer ? " transfer" : "");
 		break;
@@ -233,7 +241,8 @@ static void msg_describe(const struct raft_msg *m, char *buf, size_t len)
 		snprintf(buf, len, "%s", m->reject ? "reject" : "grant");
 		break;
 	case RAFT_MSG_HEARTBEAT:
-		snprintf(buf, len, "commit=%llu", (unsigned long long)m->commit);
+		snprintf(buf, len, "commit=%llu",
+			 (unsigned long long)m->commit);
 		break;
 	case RAFT_MSG_SNAPSHOT:
 		snprintf(buf, len, "snap=%llu/%llu",
@@ -287,15 +296,17 @@ static void net_send(struct raft_sim *s, const struct raft_msg *m)
 		msg_describe(m, d, sizeof(d));
 	}
 	if (s->filter != NULL && s->filter(s->filter_ctx, m)) {
-		raft_sim_tracef(s, "n%llu -> n%llu %s t%llu %s  (dropped by filter)",
-				(unsigned long long)m->from, (unsigned long long)m->to,
-				raft_msg_type_name(m->type),
-				(unsigned long long)m->term, d);
+		raft_sim_tracef(
+		    s, "n%llu -> n%llu %s t%llu %s  (dropped by filter)",
+		    (unsigned long long)m->from, (unsigned long long)m->to,
+		    raft_msg_type_name(m->type), (unsigned long long)m->term,
+		    d);
 		return;
 	}
 	if (link_cut(s, m->from, m->to) || rnd_below(s, 1000) < s->loss_pm) {
 		raft_sim_tracef(s, "n%llu -> n%llu %s t%llu %s  (lost)",
-				(unsigned long long)m->from, (unsigned long long)m->to,
+				(unsigned long long)m->from,
+				(unsigned long long)m->to,
 				raft_msg_type_name(m->type),
 				(unsigned long long)m->term, d);
 		return;
@@ -404,16 +415,19 @@ static void app_restore(struct raft_sim *s, struct node *n,
 		memcpy(&n->app, snap->data, sizeof(n->app));
 	else if (snap->len != 0 || snap->index != 0)
 		violate(s, "n%llu: snapshot at %llu has a bad payload",
-			(unsigned long long)n->id, (unsigned long long)snap->index);
+			(unsigned long long)n->id,
+			(unsigned long long)snap->index);
 	if (n->app.index != snap->index)
 		violate(s, "n%llu: snapshot payload index %llu != %llu",
-			(unsigned long long)n->id, (unsigned long long)n->app.index,
+			(unsigned long long)n->id,
+			(unsigned long long)n->app.index,
 			(unsigned long long)snap->index);
 	c = crec_at(s, snap->index);
 	if (c != NULL && snap->index > 0) {
 		if (c->app_set && c->app_hash != n->app.hash)
-			violate(s, "state machine safety: n%llu restored a "
-				   "different state at %llu",
+			violate(s,
+				"state machine safety: n%llu restored a "
+				"different state at %llu",
 				(unsigned long long)n->id,
 				(unsigned long long)snap->index);
 	}
@@ -430,16 +444,18 @@ static void app_apply(struct raft_sim *s, struct node *n,
 		return;
 	}
 	if (e->index != n->app.index + 1) {
-		violate(s, "n%llu applies %llu after %llu", (unsigned long long)n->id,
-			(unsigned long long)e->index,
+		violate(s, "n%llu applies %llu after %llu",
+			(unsigned long long)n->id, (unsigned long long)e->index,
 			(unsigned long long)n->app.index);
 		return;
 	}
 	if (c->set && (c->term != e->term || c->hash != h))
-		violate(s, "state machine safety: n%llu applies %llu/t%llu, "
-			   "committed was t%llu",
+		violate(s,
+			"state machine safety: n%llu applies %llu/t%llu, "
+			"committed was t%llu",
 			(unsigned long long)n->id, (unsigned long long)e->index,
-			(unsigned long long)e->term, (unsigned long long)c->term);
+			(unsigned long long)e->term,
+			(unsigned long long)c->term);
 	if (!c->set) {
 		c->set = true;
 		c->term = e->term;
@@ -451,7 +467,8 @@ static void app_apply(struct raft_sim *s, struct node *n,
 	n->app.count++;
 	if (c->app_set && c->app_hash != n->app.hash)
 		violate(s, "state machine safety: n%llu state differs at %llu",
-			(unsigned long long)n->id, (unsigned long long)e->index);
+			(unsigned long long)n->id,
+			(unsigned long long)e->index);
 	c->app_set = true;
 	c->app_hash = n->app.hash;
 }
@@ -469,13 +486,15 @@ static void node_note_state(struct raft_sim *s, struct node *n)
 {
 	if (n->r == NULL)
 		return;
-	if (raft_role(n->r) != n->last_role || raft_term(n->r) != n->last_term ||
+	if (raft_role(n->r) != n->last_role ||
+	    raft_term(n->r) != n->last_term ||
 	    raft_leader(n->r) != n->last_lead) {
 		n->last_role = raft_role(n->r);
 		n->last_term = raft_term(n->r);
 		n->last_lead = raft_leader(n->r);
-		raft_sim_tracef(s, "n%llu is %s at term %llu (leader n%llu, "
-				   "last %llu, commit %llu)",
+		raft_sim_tracef(s,
+				"n%llu is %s at term %llu (leader n%llu, "
+				"last %llu, commit %llu)",
 				(unsigned long long)n->id,
 				raft_role_name(n->last_role),
 				(unsigned long long)n->last_term,
@@ -509,12 +528,14 @@ static void maybe_compact(struct raft_sim *s, struct node *n)
 	    n->app.index < raft_first_index(n->r) - 1 + s->o.compact_every)
 		return;
 	if (raft_compact(n->r, n->app.index, &n->app, sizeof(n->app)) != 0) {
-		violate(s, "n%llu: compaction failed", (unsigned long long)n->id);
+		violate(s, "n%llu: compaction failed",
+			(unsigned long long)n->id);
 		return;
 	}
 	snap = raft_snapshot(n->r);
 	disk_set_snapshot(&n->d, snap);
-	raft_sim_tracef(s, "n%llu compacts through %llu", (unsigned long long)n->id,
+	raft_sim_tracef(s, "n%llu compacts through %llu",
+			(unsigned long long)n->id,
 			(unsigned long long)snap->index);
 }
 
@@ -532,10 +553,10 @@ static void persist_ready(struct raft_sim *s, struct node *n,
 		    n->d.e[n->d.n - 1].index + 1 != rd->entries[0].index)
 			violate(s, "n%llu: ready entries leave a gap",
 				(unsigned long long)n->id);
-		if (n->d.n == 0 &&
-		    n->d.snap.index + 1 != rd->entries[0].index)
-			violate(s, "n%llu: ready entries do not follow the "
-				   "snapshot",
+		if (n->d.n == 0 && n->d.snap.index + 1 != rd->entries[0].index)
+			violate(s,
+				"n%llu: ready entries do not follow the "
+				"snapshot",
 				(unsigned long long)n->id);
 		for (size_t i = 0; i < rd->n_entries; i++)
 			if (disk_append(&n->d, &rd->entries[i]) != 0)
@@ -559,8 +580,9 @@ static void node_process_ready(struct raft_sim *s, struct node *n)
 			for (size_t i = 0; i < rd.n_msgs; i++)
 				net_send(s, &rd.msgs[i]);
 			if (rnd_below(s, 1000) < s->o.crash_in_ready_pm) {
-				raft_sim_tracef(s, "n%llu crashes after sending, "
-						   "before persisting",
+				raft_sim_tracef(s,
+						"n%llu crashes after sending, "
+						"before persisting",
 						(unsigned long long)n->id);
 				node_stop(s, n);
 				return;
@@ -569,9 +591,11 @@ static void node_process_ready(struct raft_sim *s, struct node *n)
 		persist_ready(s, n, &rd);
 		if (!s->o.unsafe_send_before_persist) {
 			if (rnd_below(s, 1000) < s->o.crash_in_ready_pm) {
-				raft_sim_tracef(s, "n%llu crashes after persisting, "
-						   "before sending %zu messages",
-						(unsigned long long)n->id, rd.n_msgs);
+				raft_sim_tracef(
+				    s,
+				    "n%llu crashes after persisting, "
+				    "before sending %zu messages",
+				    (unsigned long long)n->id, rd.n_msgs);
 				node_stop(s, n);
 				return;
 			}
@@ -598,27 +622,27 @@ static void node_process_ready(struct raft_sim *s, struct node *n)
 static int node_start(struct raft_sim *s, struct node *n)
 {
 	struct raft_options o = {
-		.id = n->id,
-		.election_tick = s->o.election_tick,
-		.heartbeat_tick = s->o.heartbeat_tick,
-		.seed = rnd(s),
-		.pre_vote = s->o.pre_vote,
-		.check_quorum = s->o.check_quorum,
-		.max_inflight = s->o.max_inflight,
-		.max_batch_entries = s->o.max_batch_entries,
+	    .id = n->id,
+	    .election_tick = s->o.election_tick,
+	    .heartbeat_tick = s->o.heartbeat_tick,
+	    .seed = rnd(s),
+	    .pre_vote = s->o.pre_vote,
+	    .check_quorum = s->o.check_quorum,
+	    .max_inflight = s->o.max_inflight,
+	    .max_batch_entries = s->o.max_batch_entries,
 	};
 	struct raft_persisted ps = {
-		.hard_state = n->d.hs,
-		.snapshot = &n->d.snap,
-		.entries = n->d.e,
-		.n_entries = n->d.n,
+	    .hard_state = n->d.hs,
+	    .snapshot = &n->d.snap,
+	    .entries = n->d.e,
+	    .n_entries = n->d.n,
 	};
 	char err[128];
 	int rc = raft_new(&o, &ps, &n->r, err, sizeof(err));
 
 	if (rc != 0) {
-		violate(s, "n%llu cannot restart: %s (%s)", (unsigned long long)n->id,
-			raft_strerror(rc), err);
+		violate(s, "n%llu cannot restart: %s (%s)",
+			(unsigned long long)n->id, raft_strerror(rc), err);
 		return rc;
 	}
 	n->alive = true;
@@ -717,9 +741,10 @@ static void check_leader_term(struct raft_sim *s, struct node *n)
 		s->cap_lot = cap;
 	}
 	if (s->lot[t] != 0 && s->lot[t] != n->id)
-		violate(s, "election safety: n%llu and n%llu both led term %llu",
-			(unsigned long long)s->lot[t], (unsigned long long)n->id,
-			(unsigned long long)t);
+		violate(s,
+			"election safety: n%llu and n%llu both led term %llu",
+			(unsigned long long)s->lot[t],
+			(unsigned long long)n->id, (unsigned long long)t);
 	s->lot[t] = n->id;
 }
 
@@ -742,11 +767,13 @@ static void check_commits(struct raft_sim *s, struct node *n)
 			c->hash = entry_hash(e);
 			c->observed_term = raft_term(n->r);
 		} else if (c->term != e->term || c->hash != entry_hash(e)) {
-			violate(s, "committed entry changed: n%llu has %llu/t%llu, "
-				   "committed t%llu",
-				(unsigned long long)n->id, (unsigned long long)i,
-				(unsigned long long)e->term,
-				(unsigned long long)c->term);
+			violate(
+			    s,
+			    "committed entry changed: n%llu has %llu/t%llu, "
+			    "committed t%llu",
+			    (unsigned long long)n->id, (unsigned long long)i,
+			    (unsigned long long)e->term,
+			    (unsigned long long)c->term);
 		}
 	}
 	if (commit > n->checked_commit)
@@ -766,11 +793,14 @@ static void check_leader_completeness(struct raft_sim *s, struct node *n)
 		if (c == NULL || !c->set || c->observed_term >= t)
 			continue;
 		e = raft_log_entry(n->r, i);
-		if (e == NULL || e->term != c->term || entry_hash(e) != c->hash) {
-			violate(s, "leader completeness: leader n%llu of term %llu "
-				   "lacks committed entry %llu/t%llu",
-				(unsigned long long)n->id, (unsigned long long)t,
-				(unsigned long long)i, (unsigned long long)c->term);
+		if (e == NULL || e->term != c->term ||
+		    entry_hash(e) != c->hash) {
+			violate(
+			    s,
+			    "leader completeness: leader n%llu of term %llu "
+			    "lacks committed entry %llu/t%llu",
+			    (unsigned long long)n->id, (unsigned long long)t,
+			    (unsigned long long)i, (unsigned long long)c->term);
 			return;
 		}
 	}
@@ -793,11 +823,14 @@ static void check_log_matching(struct raft_sim *s, struct node *a,
 		const struct raft_entry *x = raft_log_entry(a->r, i);
 		const struct raft_entry *y = raft_log_entry(b->r, i);
 
-		if (x->term != y->term || x->type != y->type || x->len != y->len ||
+		if (x->term != y->term || x->type != y->type ||
+		    x->len != y->len ||
 		    (x->len > 0 && memcmp(x->data, y->data, x->len) != 0)) {
-			violate(s, "log matching: n%llu and n%llu differ at %llu "
-				   "below a common entry",
-				(unsigned long long)a->id, (unsigned long long)b->id,
+			violate(s,
+				"log matching: n%llu and n%llu differ at %llu "
+				"below a common entry",
+				(unsigned long long)a->id,
+				(unsigned long long)b->id,
 				(unsigned long long)i);
 			return;
 		}
@@ -851,8 +884,8 @@ int raft_sim_step(struct raft_sim *s)
 	for (size_t i = 0; i < s->n_fl; i++) {
 		struct flight *f = &s->fl[i];
 
-		if (f->at < best || (f->at == best && kind == EV_MSG &&
-				     f->seq < best_seq)) {
+		if (f->at < best ||
+		    (f->at == best && kind == EV_MSG && f->seq < best_seq)) {
 			best = f->at;
 			best_seq = f->seq;
 			kind = EV_MSG;
@@ -902,10 +935,13 @@ int raft_sim_step(struct raft_sim *s)
 			int rc = raft_step(n->r, &m);
 
 			if (rc != 0)
-				violate(s, "n%llu: raft_step(%s from n%llu) failed: %s",
+				violate(s,
+					"n%llu: raft_step(%s from n%llu) "
+					"failed: %s",
 					(unsigned long long)n->id,
 					raft_msg_type_name(m.type),
-					(unsigned long long)m.from, raft_strerror(rc));
+					(unsigned long long)m.from,
+					raft_strerror(rc));
 		}
 		msg_free(&m);
 		target = n;
@@ -946,8 +982,9 @@ int raft_sim_run_for(struct raft_sim *s, uint64_t ms)
 	return 0;
 }
 
-int raft_sim_run_until(struct raft_sim *s, bool (*pred)(struct raft_sim *, void *),
-		       void *ctx, uint64_t ms)
+int raft_sim_run_until(struct raft_sim *s,
+		       bool (*pred)(struct raft_sim *, void *), void *ctx,
+		       uint64_t ms)
 {
 	uint64_t end = s->now + ms;
 
@@ -968,7 +1005,8 @@ int raft_sim_run_until(struct raft_sim *s, bool (*pred)(struct raft_sim *, void 
 	return 1;
 }
 
-/* ---- node control --------------------------------------------------------- */
+/* ---- node control ---------------------------------------------------------
+ */
 
 struct raft *raft_sim_node(struct raft_sim *s, uint64_t id)
 {
@@ -1012,9 +1050,11 @@ int raft_sim_restart(struct raft_sim *s, uint64_t id)
 		return -1;
 	if (n->alive)
 		return 0;
-	raft_sim_tracef(s, "n%llu restarts (term %llu, vote n%llu, %zu entries "
-			   "after snapshot %llu)",
-			(unsigned long long)id, (unsigned long long)n->d.hs.term,
+	raft_sim_tracef(s,
+			"n%llu restarts (term %llu, vote n%llu, %zu entries "
+			"after snapshot %llu)",
+			(unsigned long long)id,
+			(unsigned long long)n->d.hs.term,
 			(unsigned long long)n->d.hs.vote, n->d.n,
 			(unsigned long long)n->d.snap.index);
 	return node_start(s, n) == 0 ? 0 : -1;
@@ -1043,7 +1083,7 @@ int raft_sim_set_disk(struct raft_sim *s, uint64_t id, const uint64_t *terms,
 	disk_truncate_from(&n->d, 0);
 	for (size_t i = 0; i < count; i++) {
 		char buf[48];
-		struct raft_entry e = { .term = terms[i], .index = i + 1 };
+		struct raft_entry e = {.term = terms[i], .index = i + 1};
 
 		snprintf(buf, sizeof(buf), "t%llui%zu",
 			 (unsigned long long)terms[i], i + 1);
@@ -1059,7 +1099,8 @@ int raft_sim_set_disk(struct raft_sim *s, uint64_t id, const uint64_t *terms,
 	return 0;
 }
 
-/* ---- network control ------------------------------------------------------- */
+/* ---- network control -------------------------------------------------------
+ */
 
 void raft_sim_cut(struct raft_sim *s, uint64_t from, uint64_t to, bool cut)
 {
@@ -1098,7 +1139,8 @@ void raft_sim_heal(struct raft_sim *s)
 
 void raft_sim_set_faults(struct raft_sim *s, unsigned loss_pm, unsigned dup_pm)
 {
-	raft_sim_tracef(s, "faults: loss %u/1000, dup %u/1000", loss_pm, dup_pm);
+	raft_sim_tracef(s, "faults: loss %u/1000, dup %u/1000", loss_pm,
+			dup_pm);
 	s->loss_pm = loss_pm;
 	s->dup_pm = dup_pm;
 }
@@ -1132,7 +1174,8 @@ int raft_sim_propose(struct raft_sim *s, uint64_t id, const void *data,
 	rc = raft_propose(n->r, data, len, &idx);
 	if (rc == 0) {
 		raft_sim_tracef(s, "n%llu accepts proposal at %llu",
-				(unsigned long long)id, (unsigned long long)idx);
+				(unsigned long long)id,
+				(unsigned long long)idx);
 		node_schedule_ready(s, n);
 		if (index != NULL)
 			*index = idx;
@@ -1222,8 +1265,7 @@ bool raft_sim_committed_is(const struct raft_sim *s, uint64_t index,
 			   const void *data, size_t len)
 {
 	struct raft_entry e = {
-		.type = RAFT_ENTRY_NORMAL, .len = len, .data = (void *)data
-	};
+	    .type = RAFT_ENTRY_NORMAL, .len = len, .data = (void *)data};
 
 	return index < s->cap_c && s->c[index].set &&
 	       s->c[index].hash == entry_hash(&e);

@@ -32,10 +32,11 @@ struct raft_sim_options {
 	unsigned heartbeat_tick; /* default 2 */
 	unsigned tick_ms;	 /* simulated ms per tick, default 10 */
 	unsigned latency_min_ms, latency_max_ms; /* default 1..5 */
-	unsigned loss_pm, dup_pm;	/* per mille of messages lost/duplicated */
-	unsigned disk_delay_max_ms;	/* ready processed 0..this ms later */
-	unsigned crash_in_ready_pm;	/* per mille: crash after persist, before send */
-	unsigned compact_every;		/* compact when this many applied; 0 never */
+	unsigned loss_pm, dup_pm;   /* per mille of messages lost/duplicated */
+	unsigned disk_delay_max_ms; /* ready processed 0..this ms later */
+	unsigned
+	    crash_in_ready_pm; /* per mille: crash after persist, before send */
+	unsigned compact_every; /* compact when this many applied; 0 never */
 	bool pre_vote, check_quorum;
 	unsigned max_inflight, max_batch_entries;
 	bool no_autostart; /* create the nodes' disks but do not start them */
@@ -61,11 +62,12 @@ int raft_sim_step(struct raft_sim *s);
 int raft_sim_run_for(struct raft_sim *s, uint64_t ms);
 /* Runs until pred is true (checked after each step) or ms pass.
  * Returns 1 when pred became true, 0 on timeout, -1 on a violation. */
-int raft_sim_run_until(struct raft_sim *s, bool (*pred)(struct raft_sim *, void *),
-		       void *ctx, uint64_t ms);
+int raft_sim_run_until(struct raft_sim *s,
+		       bool (*pred)(struct raft_sim *, void *), void *ctx,
+		       uint64_t ms);
 const char *raft_sim_violation(const struct raft_sim *s);
 void raft_sim_tracef(struct raft_sim *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Nodes. */
 struct raft *raft_sim_node(struct raft_sim *s, uint64_t id); /* NULL if down */

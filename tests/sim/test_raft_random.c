@@ -43,15 +43,20 @@ START_TEST(random_seeds_keep_raft_safe_and_live)
 
 		setvbuf(stdout, NULL, _IOLBF, 0);
 
-		if (raft_sim_random_run(seed, steps, unsafe, stdout, msg, sizeof(msg)) != 0)
+		if (raft_sim_random_run(seed, steps, unsafe, stdout, msg,
+					sizeof(msg)) != 0)
 			ck_abort_msg("%s", msg);
 		return;
 	}
 	for (unsigned long long i = 0; i < seeds; i++) {
-		if (raft_sim_random_run(base + i, steps, 0, NULL, msg, sizeof(msg)) != 0) {
+		if (raft_sim_random_run(base + i, steps, 0, NULL, msg,
+					sizeof(msg)) != 0) {
 			failures++;
-			printf("FAIL %s\n  replay: RAFT_SEED=%llu RAFT_STEPS=%u "
-			       "%s\n", msg, base + i, steps, "build-*/tests/sim/test_raft_random");
+			printf(
+			    "FAIL %s\n  replay: RAFT_SEED=%llu RAFT_STEPS=%u "
+			    "%s\n",
+			    msg, base + i, steps,
+			    "build-*/tests/sim/test_raft_random");
 			fflush(stdout);
 			if (failures >= 5)
 				break;
@@ -71,8 +76,8 @@ START_TEST(a_caller_that_acks_before_persisting_is_caught)
 	bool caught = false;
 
 	for (seed = 1; seed <= 500 && !caught; seed++)
-		if (raft_sim_random_run(seed, 5000, RAFT_SIM_RUN_UNSAFE, NULL, msg,
-					sizeof(msg)) != 0)
+		if (raft_sim_random_run(seed, 5000, RAFT_SIM_RUN_UNSAFE, NULL,
+					msg, sizeof(msg)) != 0)
 			caught = strstr(msg, "safety") != NULL ||
 				 strstr(msg, "matching") != NULL ||
 				 strstr(msg, "completeness") != NULL ||

@@ -26,10 +26,10 @@ static struct raft_sim *mk_opts(struct raft_sim_options *o)
 static struct raft_sim *mk(unsigned n, uint64_t seed)
 {
 	struct raft_sim_options o = {
-		.n_nodes = n,
-		.seed = seed,
-		.pre_vote = true,
-		.check_quorum = true,
+	    .n_nodes = n,
+	    .seed = seed,
+	    .pre_vote = true,
+	    .check_quorum = true,
 	};
 
 	return mk_opts(&o);
@@ -82,7 +82,7 @@ static bool applied_pred(struct raft_sim *s, void *arg)
 
 static void wait_applied(struct raft_sim *s, uint64_t leader, uint64_t index)
 {
-	struct applied_ctx a = { leader, index };
+	struct applied_ctx a = {leader, index};
 	int rc = raft_sim_run_until(s, applied_pred, &a, 10000);
 
 	no_violation(s);
@@ -111,7 +111,7 @@ static bool alive_applied(struct raft_sim *s, void *arg)
 static void wait_applied_alive(struct raft_sim *s, uint64_t leader,
 			       uint64_t index)
 {
-	struct alive_ctx a = { leader, index };
+	struct alive_ctx a = {leader, index};
 
 	ck_assert_int_eq(raft_sim_run_until(s, alive_applied, &a, 10000), 1);
 	no_violation(s);
@@ -137,16 +137,19 @@ static bool count_f_rejects(void *ctx, const struct raft_msg *m)
 
 START_TEST(figure7_divergent_logs_are_reconciled)
 {
-	static const uint64_t lead[] = { 1, 1, 1, 4, 4, 5, 5, 6, 6, 6 };
-	static const uint64_t a[] = { 1, 1, 1, 4, 4, 5, 5, 6, 6 };
-	static const uint64_t b[] = { 1, 1, 1, 4 };
-	static const uint64_t c[] = { 1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6 };
-	static const uint64_t d[] = { 1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7 };
-	static const uint64_t e[] = { 1, 1, 1, 4, 4, 4, 4 };
-	static const uint64_t f[] = { 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3 };
+	static const uint64_t lead[] = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6};
+	static const uint64_t a[] = {1, 1, 1, 4, 4, 5, 5, 6, 6};
+	static const uint64_t b[] = {1, 1, 1, 4};
+	static const uint64_t c[] = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6};
+	static const uint64_t d[] = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7};
+	static const uint64_t e[] = {1, 1, 1, 4, 4, 4, 4};
+	static const uint64_t f[] = {1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3};
 	struct raft_sim_options o = {
-		.n_nodes = 7, .seed = 7, .pre_vote = true, .check_quorum = true,
-		.no_autostart = true,
+	    .n_nodes = 7,
+	    .seed = 7,
+	    .pre_vote = true,
+	    .check_quorum = true,
+	    .no_autostart = true,
 	};
 	struct raft_sim *s = mk_opts(&o);
 	struct raft *l;
@@ -199,10 +202,14 @@ static bool hide_acks_of_3(void *ctx, const struct raft_msg *m)
 
 START_TEST(figure8_old_term_entry_is_not_committed_by_counting)
 {
-	static const uint64_t s12[] = { 1, 2 }, s34[] = { 1 }, s5[] = { 1, 3 };
+	static const uint64_t s12[] = {1, 2}, s34[] = {1}, s5[] = {1, 3};
 	struct raft_sim_options o = {
-		.n_nodes = 5, .seed = 8, .pre_vote = true, .check_quorum = true,
-		.no_autostart = true, .max_batch_entries = 1,
+	    .n_nodes = 5,
+	    .seed = 8,
+	    .pre_vote = true,
+	    .check_quorum = true,
+	    .no_autostart = true,
+	    .max_batch_entries = 1,
 	};
 	struct raft_sim *s = mk_opts(&o);
 	struct raft *l;
@@ -240,7 +247,8 @@ START_TEST(figure8_old_term_entry_is_not_committed_by_counting)
 }
 END_TEST
 
-/* ---- leader crashes -------------------------------------------------------- */
+/* ---- leader crashes --------------------------------------------------------
+ */
 
 START_TEST(leader_crash_after_commit_keeps_the_entry)
 {
@@ -291,7 +299,8 @@ START_TEST(leader_crash_before_commit_loses_only_uncommitted_entry)
 }
 END_TEST
 
-/* ---- split votes ------------------------------------------------------------ */
+/* ---- split votes ------------------------------------------------------------
+ */
 
 static bool split_filter(void *ctx, const struct raft_msg *m)
 {
@@ -304,7 +313,7 @@ static bool split_filter(void *ctx, const struct raft_msg *m)
 
 START_TEST(split_votes_are_resolved_by_a_later_election)
 {
-	struct raft_sim_options o = { .n_nodes = 4, .seed = 13 };
+	struct raft_sim_options o = {.n_nodes = 4, .seed = 13};
 	struct raft_sim *s = mk_opts(&o);
 	uint64_t l;
 
@@ -324,12 +333,16 @@ START_TEST(split_votes_are_resolved_by_a_later_election)
 }
 END_TEST
 
-/* ---- pre-vote ---------------------------------------------------------------- */
+/* ---- pre-vote
+ * ---------------------------------------------------------------- */
 
 static void partitioned_node_rejoins(bool pre_vote, bool *disrupted)
 {
 	struct raft_sim_options o = {
-		.n_nodes = 3, .seed = 14, .pre_vote = pre_vote, .check_quorum = false,
+	    .n_nodes = 3,
+	    .seed = 14,
+	    .pre_vote = pre_vote,
+	    .check_quorum = false,
 	};
 	struct raft_sim *s = mk_opts(&o);
 	uint64_t l = elect(s), f = l == 1 ? 2 : 1, term;
@@ -358,7 +371,8 @@ START_TEST(pre_vote_lets_a_partitioned_node_rejoin_without_disruption)
 }
 END_TEST
 
-/* ---- check-quorum ------------------------------------------------------------ */
+/* ---- check-quorum
+ * ------------------------------------------------------------ */
 
 START_TEST(check_quorum_makes_a_minority_leader_step_down)
 {
@@ -385,7 +399,10 @@ END_TEST
 START_TEST(without_check_quorum_a_minority_leader_stays)
 {
 	struct raft_sim_options o = {
-		.n_nodes = 5, .seed = 15, .pre_vote = true, .check_quorum = false,
+	    .n_nodes = 5,
+	    .seed = 15,
+	    .pre_vote = true,
+	    .check_quorum = false,
 	};
 	struct raft_sim *s = mk_opts(&o);
 	uint64_t l = elect(s), other = l == 1 ? 2 : 1;
@@ -397,13 +414,17 @@ START_TEST(without_check_quorum_a_minority_leader_stays)
 }
 END_TEST
 
-/* ---- snapshots -------------------------------------------------------------- */
+/* ---- snapshots --------------------------------------------------------------
+ */
 
 START_TEST(lagging_follower_receives_a_snapshot)
 {
 	struct raft_sim_options o = {
-		.n_nodes = 3, .seed = 16, .pre_vote = true, .check_quorum = true,
-		.compact_every = 10,
+	    .n_nodes = 3,
+	    .seed = 16,
+	    .pre_vote = true,
+	    .check_quorum = true,
+	    .compact_every = 10,
 	};
 	struct raft_sim *s = mk_opts(&o);
 	uint64_t l = elect(s), f = l == 3 ? 2 : 3, idx = 0;
@@ -432,7 +453,8 @@ START_TEST(lagging_follower_receives_a_snapshot)
 }
 END_TEST
 
-/* ---- membership ---------------------------------------------------------------- */
+/* ---- membership
+ * ---------------------------------------------------------------- */
 
 struct conf_ctx {
 	uint64_t id;
@@ -459,31 +481,37 @@ START_TEST(members_are_added_and_removed_one_at_a_time)
 	struct raft_sim *s = mk(3, 17);
 	uint64_t l = elect_and_settle(s), idx = 0;
 	struct raft *r = raft_sim_node(s, l);
-	struct conf_ctx cc = { 0, 4 };
+	struct conf_ctx cc = {0, 4};
 
 	ck_assert_int_eq(raft_sim_add_node(s, 4), 0);
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, 4, &idx), 0);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, 4, &idx), 0);
 	/* only one change at a time */
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, 5, NULL),
-			 -RAFT_ECONFPENDING);
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, 4, NULL),
-			 -RAFT_ECONFPENDING);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, 5, NULL),
+	    -RAFT_ECONFPENDING);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, 4, NULL),
+	    -RAFT_ECONFPENDING);
 	/* the new configuration is in effect on the leader at once */
 	ck_assert(raft_conf_is_voter(raft_conf(r), 4));
 	wait_applied(s, l, idx);
 	ck_assert_int_eq(raft_sim_run_until(s, all_see_voters, &cc, 2000), 1);
 	ck_assert(raft_conf_is_voter(raft_conf(raft_sim_node(s, 4)), 4));
 	/* bad changes are refused and change nothing */
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, 4, NULL),
-			 -RAFT_EINVAL);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_ADD_VOTER, 4, NULL),
+	    -RAFT_EINVAL);
 	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_REMOVE, 9, NULL),
 			 -RAFT_ENOTMEMBER);
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_PROMOTE, 4, NULL),
-			 -RAFT_EINVAL);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_PROMOTE, 4, NULL),
+	    -RAFT_EINVAL);
 	ck_assert_int_eq(raft_conf(r)->n, 4);
 
 	/* remove the leader itself: it steps down once that commits */
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_REMOVE, l, &idx), 0);
+	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_REMOVE, l, &idx),
+			 0);
 	run(s, 1000);
 	ck_assert_int_ne(raft_role(r), RAFT_LEADER);
 	raft_sim_crash(s, l);
@@ -491,8 +519,10 @@ START_TEST(members_are_added_and_removed_one_at_a_time)
 		uint64_t l2 = elect(s);
 
 		ck_assert_uint_ne(l2, l);
-		ck_assert(!raft_conf_is_member(raft_conf(raft_sim_node(s, l2)), l));
-		ck_assert_uint_eq(raft_conf_voters(raft_conf(raft_sim_node(s, l2))), 3);
+		ck_assert(
+		    !raft_conf_is_member(raft_conf(raft_sim_node(s, l2)), l));
+		ck_assert_uint_eq(
+		    raft_conf_voters(raft_conf(raft_sim_node(s, l2))), 3);
 		idx = put(s, l2, "three");
 		wait_applied(s, l2, idx);
 	}
@@ -500,7 +530,8 @@ START_TEST(members_are_added_and_removed_one_at_a_time)
 }
 END_TEST
 
-/* ---- leadership transfer ------------------------------------------------------ */
+/* ---- leadership transfer
+ * ------------------------------------------------------ */
 
 static bool leader_is(struct raft_sim *s, void *arg)
 {
@@ -578,7 +609,8 @@ START_TEST(removed_server_does_not_disrupt_with_pre_vote_and_check_quorum)
 
 	/* gone never hears of its removal */
 	raft_sim_isolate(s, gone);
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_REMOVE, gone, &idx), 0);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_REMOVE, gone, &idx), 0);
 	run(s, 500);
 	ck_assert_uint_ge(raft_commit_index(r), idx);
 	ck_assert(raft_conf_is_voter(raft_conf(raft_sim_node(s, gone)), gone));
@@ -588,7 +620,8 @@ START_TEST(removed_server_does_not_disrupt_with_pre_vote_and_check_quorum)
 		uint64_t asked = raft_sim_delivered(s, RAFT_MSG_PREVOTE);
 
 		run(s, 2000); /* it keeps timing out and asking for votes */
-		ck_assert_uint_gt(raft_sim_delivered(s, RAFT_MSG_PREVOTE), asked);
+		ck_assert_uint_gt(raft_sim_delivered(s, RAFT_MSG_PREVOTE),
+				  asked);
 	}
 	ck_assert_int_eq(raft_role(r), RAFT_LEADER);
 	ck_assert_uint_eq(raft_term(r), term);
@@ -597,7 +630,8 @@ START_TEST(removed_server_does_not_disrupt_with_pre_vote_and_check_quorum)
 }
 END_TEST
 
-/* ---- learners -------------------------------------------------------------------- */
+/* ---- learners
+ * -------------------------------------------------------------------- */
 
 START_TEST(learner_catches_up_before_promotion)
 {
@@ -607,7 +641,8 @@ START_TEST(learner_catches_up_before_promotion)
 	char buf[16];
 
 	ck_assert_int_eq(raft_sim_add_node(s, 4), 0);
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_ADD_LEARNER, 4, &idx), 0);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_ADD_LEARNER, 4, &idx), 0);
 	wait_applied(s, l, idx);
 	ck_assert(raft_conf_is_member(raft_conf(r), 4));
 	ck_assert(!raft_conf_is_voter(raft_conf(r), 4));
@@ -623,13 +658,15 @@ START_TEST(learner_catches_up_before_promotion)
 	ck_assert_uint_eq(raft_term(raft_sim_node(s, 4)), raft_term(r));
 	/* commits proceed without it; it is not caught up yet */
 	ck_assert_uint_ge(raft_commit_index(r), idx);
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_PROMOTE, 4, NULL),
-			 -RAFT_ENOTCAUGHTUP);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_PROMOTE, 4, NULL),
+	    -RAFT_ENOTCAUGHTUP);
 	raft_sim_heal(s);
 	wait_applied(s, l, idx);
 	run(s, 100); /* its acknowledgements reach the leader */
 	ck_assert_uint_ge(raft_match_index(r, 4), idx);
-	ck_assert_int_eq(raft_propose_conf_change(r, RAFT_CONF_PROMOTE, 4, &idx), 0);
+	ck_assert_int_eq(
+	    raft_propose_conf_change(r, RAFT_CONF_PROMOTE, 4, &idx), 0);
 	wait_applied(s, l, idx);
 	ck_assert(raft_conf_is_voter(raft_conf(r), 4));
 	ck_assert(raft_conf_is_voter(raft_conf(raft_sim_node(s, 4)), 4));
@@ -638,7 +675,8 @@ START_TEST(learner_catches_up_before_promotion)
 }
 END_TEST
 
-/* ---- redirects ------------------------------------------------------------------ */
+/* ---- redirects
+ * ------------------------------------------------------------------ */
 
 START_TEST(followers_name_the_leader_for_redirects)
 {
@@ -668,9 +706,11 @@ int main(void)
 	tcase_add_test(tc, figure7_divergent_logs_are_reconciled);
 	tcase_add_test(tc, figure8_old_term_entry_is_not_committed_by_counting);
 	tcase_add_test(tc, leader_crash_after_commit_keeps_the_entry);
-	tcase_add_test(tc, leader_crash_before_commit_loses_only_uncommitted_entry);
+	tcase_add_test(tc,
+		       leader_crash_before_commit_loses_only_uncommitted_entry);
 	tcase_add_test(tc, split_votes_are_resolved_by_a_later_election);
-	tcase_add_test(tc, pre_vote_lets_a_partitioned_node_rejoin_without_disruption);
+	tcase_add_test(
+	    tc, pre_vote_lets_a_partitioned_node_rejoin_without_disruption);
 	tcase_add_test(tc, check_quorum_makes_a_minority_leader_step_down);
 	tcase_add_test(tc, without_check_quorum_a_minority_leader_stays);
 	tcase_add_test(tc, lagging_follower_receives_a_snapshot);
@@ -678,7 +718,8 @@ int main(void)
 	tcase_add_test(tc, leadership_transfers_to_the_chosen_voter);
 	tcase_add_test(tc, transfer_to_a_lagging_voter_catches_it_up_first);
 	tcase_add_test(tc, transfer_to_a_dead_voter_is_abandoned);
-	tcase_add_test(tc, removed_server_does_not_disrupt_with_pre_vote_and_check_quorum);
+	tcase_add_test(
+	    tc, removed_server_does_not_disrupt_with_pre_vote_and_check_quorum);
 	tcase_add_test(tc, learner_catches_up_before_promotion);
 	tcase_add_test(tc, followers_name_the_leader_for_redirects);
 	suite_add_tcase(s, tc);

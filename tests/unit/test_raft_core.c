@@ -27,14 +27,19 @@ static struct raft *mkr(uint64_t id, unsigned voters, const uint64_t *terms,
 	struct raft_snapshot snap = boot(voters);
 	struct raft_entry *e = calloc(n ? n : 1, sizeof(*e));
 	struct raft_options o = {
-		.id = id, .election_tick = 10, .heartbeat_tick = 1, .seed = 42,
-		.pre_vote = pre_vote, .max_inflight = 2, .max_batch_entries = 1,
+	    .id = id,
+	    .election_tick = 10,
+	    .heartbeat_tick = 1,
+	    .seed = 42,
+	    .pre_vote = pre_vote,
+	    .max_inflight = 2,
+	    .max_batch_entries = 1,
 	};
 	struct raft_persisted ps = {
-		.hard_state = { .term = term },
-		.snapshot = &snap,
-		.entries = e,
-		.n_entries = n,
+	    .hard_state = {.term = term},
+	    .snapshot = &snap,
+	    .entries = e,
+	    .n_entries = n,
 	};
 	struct raft *r = NULL;
 	char err[128];
@@ -48,7 +53,8 @@ static struct raft *mkr(uint64_t id, unsigned voters, const uint64_t *terms,
 	return r;
 }
 
-/* Runs one ready/advance cycle; returns how many messages of type went to `to`. */
+/* Runs one ready/advance cycle; returns how many messages of type went to `to`.
+ */
 static unsigned cycle(struct raft *r, int type, uint64_t to)
 {
 	struct raft_ready rd;
@@ -78,7 +84,7 @@ static struct raft_msg msg(int type, uint64_t from, uint64_t to, uint64_t term)
 
 START_TEST(conf_encoding_round_trips_and_rejects_garbage)
 {
-	struct raft_conf c = { 0 }, d;
+	struct raft_conf c = {0}, d;
 	uint8_t buf[RAFT_CONF_ENCODED_MAX];
 	size_t n;
 
@@ -116,12 +122,15 @@ START_TEST(new_refuses_bad_options_and_inconsistent_state)
 {
 	struct raft_snapshot snap = boot(3);
 	struct raft_entry e[3] = {
-		{ .term = 1, .index = 1 }, { .term = 2, .index = 2 },
-		{ .term = 2, .index = 3 },
+	    {.term = 1, .index = 1},
+	    {.term = 2, .index = 2},
+	    {.term = 2, .index = 3},
 	};
-	struct raft_options o = { .id = 1 };
-	struct raft_persisted ps = { .hard_state = { .term = 2 },
-				     .snapshot = &snap, .entries = e, .n_entries = 3 };
+	struct raft_options o = {.id = 1};
+	struct raft_persisted ps = {.hard_state = {.term = 2},
+				    .snapshot = &snap,
+				    .entries = e,
+				    .n_entries = 3};
 	struct raft *r = NULL;
 	char err[128];
 
@@ -164,10 +173,10 @@ END_TEST
 
 START_TEST(malformed_messages_are_refused_and_change_nothing)
 {
-	static const uint64_t terms[] = { 1, 1 };
+	static const uint64_t terms[] = {1, 1};
 	struct raft *r = mkr(1, 3, terms, 2, 1, false);
-	struct raft_entry ents[2] = { { .term = 2, .index = 3 },
-				      { .term = 2, .index = 5 } };
+	struct raft_entry ents[2] = {{.term = 2, .index = 3},
+				     {.term = 2, .index = 5}};
 	struct raft_msg m;
 	uint8_t bad = 9;
 
@@ -226,7 +235,7 @@ START_TEST(single_voter_commits_only_what_it_persisted)
 	ck_assert_uint_eq(rd.hard_state.term, 1);
 	ck_assert_uint_eq(rd.hard_state.vote, 1);
 	ck_assert_uint_eq(rd.hard_state.commit, 0); /* not persisted yet */
-	ck_assert_uint_eq(rd.n_entries, 1);	   /* the no-op */
+	ck_assert_uint_eq(rd.n_entries, 1);	    /* the no-op */
 	ck_assert_uint_eq(rd.entries[0].len, 0);
 	ck_assert_uint_eq(rd.n_committed, 0);
 	/* nothing else may run while a ready is out */
@@ -260,7 +269,7 @@ END_TEST
 
 START_TEST(vote_grant_travels_with_the_hard_state_it_depends_on)
 {
-	static const uint64_t terms[] = { 1 };
+	static const uint64_t terms[] = {1};
 	struct raft *r = mkr(1, 3, terms, 1, 1, false);
 	struct raft_ready rd;
 	struct raft_msg m = msg(RAFT_MSG_VOTE, 2, 1, 5);
@@ -274,8 +283,8 @@ START_TEST(vote_grant_travels_with_the_hard_state_it_depends_on)
 	ck_assert_uint_eq(rd.hard_state.term, 5);
 	ck_assert_uint_eq(rd.hard_state.vote, 2);
 	for (size_t i = 0; i < rd.n_msgs; i++)
-		if (rd.msgs[i].type == RAFT_MSG_VOTE_RESP && rd.msgs[i].to == 2 &&
-		    !rd.msgs[i].reject)
+		if (rd.msgs[i].type == RAFT_MSG_VOTE_RESP &&
+		    rd.msgs[i].to == 2 && !rd.msgs[i].reject)
 			granted = true;
 	ck_assert(granted);
 	ck_assert_int_eq(raft_step(r, &m), -RAFT_EBUSY);
@@ -305,7 +314,7 @@ END_TEST
 /* Raft paper Figure 8 at the level of one leader. */
 START_TEST(leader_commits_by_counting_only_current_term_entries)
 {
-	static const uint64_t terms[] = { 1, 1 };
+	static const uint64_t terms[] = {1, 1};
 	struct raft *r = mkr(1, 3, terms, 2, 1, false);
 	struct raft_msg m;
 
@@ -348,7 +357,7 @@ START_TEST(flow_control_caps_appends_in_flight)
 		sent += cycle(r, RAFT_MSG_APPEND, 2);
 	}
 	ck_assert_uint_eq(sent, 2); /* max_inflight = 2, batch = 1 */
-	m.index = 3; /* both acknowledged: two more go out */
+	m.index = 3;		    /* both acknowledged: two more go out */
 	ck_assert_int_eq(raft_step(r, &m), 0);
 	ck_assert_uint_eq(cycle(r, RAFT_MSG_APPEND, 2), 2);
 	raft_free(r);
@@ -357,7 +366,7 @@ END_TEST
 
 START_TEST(rejection_hint_skips_whole_conflicting_terms)
 {
-	static const uint64_t terms[] = { 1, 3, 3, 3, 3 };
+	static const uint64_t terms[] = {1, 3, 3, 3, 3};
 	struct raft *r = mkr(2, 3, terms, 5, 3, false);
 	struct raft_msg m = msg(RAFT_MSG_APPEND, 1, 2, 4);
 	struct raft_ready rd;
@@ -379,10 +388,10 @@ END_TEST
 
 START_TEST(append_truncates_a_conflicting_suffix_for_the_caller)
 {
-	static const uint64_t terms[] = { 1, 1, 2, 2 };
+	static const uint64_t terms[] = {1, 1, 2, 2};
 	struct raft *r = mkr(2, 3, terms, 4, 2, false);
-	struct raft_entry e[2] = { { .term = 3, .index = 3 },
-				   { .term = 3, .index = 4 } };
+	struct raft_entry e[2] = {{.term = 3, .index = 3},
+				  {.term = 3, .index = 4}};
 	struct raft_msg m = msg(RAFT_MSG_APPEND, 1, 2, 3);
 	struct raft_ready rd;
 
@@ -439,11 +448,11 @@ START_TEST(restart_recovers_what_was_persisted)
 {
 	struct raft *r = mkr(1, 1, NULL, 0, 0, false);
 	struct raft_ready rd;
-	struct raft_hard_state hs = { 0 };
+	struct raft_hard_state hs = {0};
 	struct raft_entry saved[8];
 	size_t n = 0;
 	struct raft_snapshot snap = boot(1);
-	struct raft_options o = { .id = 1 };
+	struct raft_options o = {.id = 1};
 	struct raft_persisted ps;
 	struct raft *r2 = NULL;
 
@@ -460,9 +469,10 @@ START_TEST(restart_recovers_what_was_persisted)
 			hs = rd.hard_state;
 		ck_assert_int_eq(raft_advance(r, &rd), 0);
 	}
-	ck_assert_int_eq(raft_propose(r, "lost", 4, NULL), 0); /* never persisted */
+	ck_assert_int_eq(raft_propose(r, "lost", 4, NULL),
+			 0); /* never persisted */
 	raft_free(r);
-	ps = (struct raft_persisted){ hs, &snap, saved, n };
+	ps = (struct raft_persisted){hs, &snap, saved, n};
 	ck_assert_int_eq(raft_new(&o, &ps, &r2, NULL, 0), 0);
 	ck_assert_uint_eq(raft_term(r2), 1);
 	ck_assert_uint_eq(raft_vote(r2), 1);
@@ -483,16 +493,17 @@ END_TEST
 
 START_TEST(allocation_failures_are_reported_and_leak_nothing)
 {
-	static const uint64_t terms[] = { 1, 1, 1 };
+	static const uint64_t terms[] = {1, 1, 1};
 	int failures = 0;
 
 	for (long k = 1; k < 50; k++) {
 		struct raft_snapshot snap = boot(3);
-		struct raft_entry e[3] = { { .term = 1, .index = 1, .len = 1, .data = "a" },
-					   { .term = 1, .index = 2, .len = 1, .data = "b" },
-					   { .term = 1, .index = 3, .len = 1, .data = "c" } };
-		struct raft_options o = { .id = 1 };
-		struct raft_persisted ps = { { 1, 0, 0 }, &snap, e, 3 };
+		struct raft_entry e[3] = {
+		    {.term = 1, .index = 1, .len = 1, .data = "a"},
+		    {.term = 1, .index = 2, .len = 1, .data = "b"},
+		    {.term = 1, .index = 3, .len = 1, .data = "c"}};
+		struct raft_options o = {.id = 1};
+		struct raft_persisted ps = {{1, 0, 0}, &snap, e, 3};
 		struct raft *r = NULL;
 		int rc;
 
@@ -530,21 +541,22 @@ START_TEST(error_codes_have_messages)
 			 "a ready batch is outstanding; call raft_advance");
 	ck_assert_str_eq(raft_strerror(-999), "unknown error");
 	ck_assert_str_eq(raft_role_name(RAFT_PRECANDIDATE), "pre-candidate");
-	ck_assert_str_eq(raft_msg_type_name(RAFT_MSG_TIMEOUT_NOW), "TIMEOUT_NOW");
+	ck_assert_str_eq(raft_msg_type_name(RAFT_MSG_TIMEOUT_NOW),
+			 "TIMEOUT_NOW");
 	ck_assert_str_eq(raft_msg_type_name(0), "?");
 }
 END_TEST
 
 START_TEST(election_timeout_is_randomized_from_the_seed)
 {
-	unsigned first[2] = { 0, 0 };
+	unsigned first[2] = {0, 0};
 
 	for (int run = 0; run < 2; run++) {
 		for (uint64_t seed = 1; seed <= 8; seed++) {
 			struct raft_snapshot snap = boot(3);
-			struct raft_options o = { .id = 1, .election_tick = 10,
-						  .seed = seed };
-			struct raft_persisted ps = { .snapshot = &snap };
+			struct raft_options o = {
+			    .id = 1, .election_tick = 10, .seed = seed};
+			struct raft_persisted ps = {.snapshot = &snap};
 			struct raft *r = NULL;
 			unsigned ticks = 0;
 
@@ -575,11 +587,14 @@ int main(void)
 	tcase_add_test(tc, new_refuses_bad_options_and_inconsistent_state);
 	tcase_add_test(tc, malformed_messages_are_refused_and_change_nothing);
 	tcase_add_test(tc, single_voter_commits_only_what_it_persisted);
-	tcase_add_test(tc, vote_grant_travels_with_the_hard_state_it_depends_on);
-	tcase_add_test(tc, leader_commits_by_counting_only_current_term_entries);
+	tcase_add_test(tc,
+		       vote_grant_travels_with_the_hard_state_it_depends_on);
+	tcase_add_test(tc,
+		       leader_commits_by_counting_only_current_term_entries);
 	tcase_add_test(tc, flow_control_caps_appends_in_flight);
 	tcase_add_test(tc, rejection_hint_skips_whole_conflicting_terms);
-	tcase_add_test(tc, append_truncates_a_conflicting_suffix_for_the_caller);
+	tcase_add_test(tc,
+		       append_truncates_a_conflicting_suffix_for_the_caller);
 	tcase_add_test(tc, compaction_forgets_applied_entries_only);
 	tcase_add_test(tc, restart_recovers_what_was_persisted);
 	tcase_add_test(tc, allocation_failures_are_reported_and_leak_nothing);
