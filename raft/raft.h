@@ -413,8 +413,8 @@ int raft_transport_stop(struct raft_transport *t, void (*on_stopped)(void *data)
  * save or compaction returns -RAFT_STORAGE_EFAILED; reopen to recover.
  * Snapshot files are written synchronously by the calling thread.
  *
- * Errors: the codes below, raft codes (-RAFT_EINVAL, ...), wal codes and
- * -errno, all negative; raft_storage_strerror() names any of them.
+ * Errors: the codes below, wal codes and -errno (-EINVAL for bad
+ * arguments), all negative; raft_storage_strerror() names any of them.
  */
 #define RAFT_STORAGE_ERRORS(X)                                                 \
 	X(RAFT_STORAGE_ECORRUPT, 7201,                                         \
@@ -422,7 +422,10 @@ int raft_transport_stop(struct raft_transport *t, void (*on_stopped)(void *data)
 	X(RAFT_STORAGE_EFAILED, 7202,                                          \
 	  "raft storage failed after a write or sync error; reopen it")        \
 	X(RAFT_STORAGE_EBUSY, 7203, "a save or compaction is in progress")     \
-	X(RAFT_STORAGE_ECLOSED, 7204, "raft storage is closing")
+	X(RAFT_STORAGE_ECLOSED, 7204, "raft storage is closing")             \
+	X(RAFT_STORAGE_ECOMPACTED, 7205,                                       \
+	  "index is at or below the stored snapshot")                          \
+	X(RAFT_STORAGE_ERANGE, 7206, "index is not in the stored log")
 
 enum raft_storage_error {
 #define RAFT_STORAGE_ERR_ENUM(name, num, msg) name = num,
@@ -449,7 +452,8 @@ typedef void (*raft_storage_cb)(struct raft_storage *st, int status,
  * next raft_storage_* call on st.  A snapshot that fails its check is
  * skipped for the previous one when the log still reaches back to it
  * (raft_storage_snapshots_rejected() counts them); else -RAFT_STORAGE_ECORRUPT.
- * On error the message goes to err (errlen bytes, may be NULL).
+ * On error the message goes to err (errlen bytes, may be NULL); in
+ * threaded mode the memory is released on the loop.
  */
 int raft_storage_open(const struct wal_config *cfg, const char *snapshot_dir,
 		      struct raft_storage **out, struct raft_persisted *ps,
@@ -461,7 +465,7 @@ int raft_storage_open(const struct wal_config *cfg, const char *snapshot_dir,
  * there) and its hard state; cb gets 0 once all of it is durable, or an
  * error.  rd may be freed once this returns.  A brand-new cluster persists
  * its boot snapshot (index 0, first voters) as rd.snapshot of a first save.
- * -RAFT_EINVAL (entries not contiguous, a gap after the stored log, ...)
+ * -EINVAL (entries not contiguous, a gap after the stored log, ...)
  * changes nothing.
  */
 int raft_storage_save(struct raft_storage *st, const struct raft_ready *rd,
@@ -469,8 +473,8 @@ int raft_storage_save(struct raft_storage *st, const struct raft_ready *rd,
 
 /*
  * Stores a snapshot of the application state through index (a stored
- * entry above the current snapshot: else -RAFT_ECOMPACTED or
- * -RAFT_EUNAVAILABLE) with len bytes of data, and drops log entries up to
+ * entry above the current snapshot: else -RAFT_STORAGE_ECOMPACTED or
+ * -RAFT_STORAGE_ERANGE) with len bytes of data, and drops log entries up to
  * the previous snapshot (the log keeps reaching back to it so that a
  * damaged newest snapshot can be replaced by the previous one and the
  * log).  Restart returns the new snapshot and the entries after it.  The
