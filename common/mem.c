@@ -1,21 +1,25 @@
 /*
  * mem.c - allocation wrappers with a failure-injection hook for tests.
  *
- * The counters are plain globals: decree runs one event loop per process and
- * allocates only on it; the WAL's writer thread allocates nothing.
+ * The counters are atomic: the loop thread and helper threads (the WAL's
+ * writer) allocate at once.  The hook is meant for single-threaded tests;
+ * with several threads, which allocation is the N-th is a race, but the
+ * count itself is not.
  */
 #include "common/common.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static long fail_at;  /* 0: never fail; otherwise fail from this count on */
-static long count;
+static _Atomic long fail_at; /* 0: never fail; else fail from this count on */
+static _Atomic long count;
 
 static int should_fail(void)
 {
-	count++;
-	return fail_at > 0 && count >= fail_at;
+	long n = ++count;
+	long at = fail_at;
+
+	return at > 0 && n >= at;
 }
 
 void *mem_alloc(size_t size)
