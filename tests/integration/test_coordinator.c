@@ -736,6 +736,58 @@ START_TEST(timeout_aborts_a_slow_branch)
 }
 END_TEST
 
+/* --------------------------------------------- transaction control */
+
+START_TEST(transaction_control_in_a_branch_changes_nothing)
+{
+	/* A branch's statements run inside the branch's transaction; one that
+	 * ends it (COMMIT, PREPARE TRANSACTION) must be refused before it
+	 * runs, or the transaction is no longer all-or-nothing. */
+	static const char *const bodies[] = {
+		/* 2PC: bank_a commits its write itself, then bank_b fails. */
+		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
+		"\"update accounts set balance = balance - 5 where id = 8\","
+		"\"commit\"]},{\"resource\":\"bank_b\",\"statements\":["
+		"\"update accounts set balance = balance - 5000 where id = 8\"]}]}",
+		/* One branch: the client must not hear "aborted" for a commit. */
+		"{\"branches\":[{\"resource\":\"bank_b\",\"statements\":["
+		"\"update accounts set balance = balance + 3 where id = 9\","
+		"\"/* hello */ COMMIT\"]}]}",
+		/* PREPARE under a gid of the user's choosing. */
+		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
+		"\"update accounts set balance = balance - 7 where id = 10\","
+		"\"prepare transaction 'sneaky'\"]},{\"resource\":\"bank_b\","
+		"\"statements\":[\"select 1\"]}]}",
+	};
+	struct env e;
+	json_t *j = NULL;
+	int st;
+
+	env_setup(&e, "ttxctl", NULL);
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		st = coord_request(e.c, "POST", "/v1/txns", bodies[i], 30000,
+				   &j);
+		ck_assert_msg(st == 409 || (st >= 400 && st < 500),
+			      "case %zu: status %d", i, st);
+		json_decref(j);
+	}
+	/* Whatever the answer, nothing may have changed or stay prepared. */
+	ck_assert_msg(balance(e.ci[0], 8) == BALANCE,
+		      "bank_a id 8 is %lld: COMMIT in an aborted branch applied "
+		      "its write",
+		      balance(e.ci[0], 8));
+	ck_assert_msg(balance(e.ci[1], 9) == BALANCE,
+		      "bank_b id 9 is %lld: the client was told aborted, the "
+		      "write was committed",
+		      balance(e.ci[1], 9));
+	ck_assert_msg(prepared(e.ci[0]) == 0,
+		      "a user's PREPARE TRANSACTION left a prepared "
+		      "transaction on bank_a");
+	ck_assert_int_eq(balance(e.ci[0], 10), BALANCE);
+	env_teardown(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------- concurrency */
 
 #define CLIENTS 8
@@ -884,6 +936,7 @@ int main(void)
 	tcase_add_test(tc, limits_bound_rows_and_transactions_in_flight);
 	tcase_add_test(tc, refused_prepare_rolls_back_the_prepared_branch);
 	tcase_add_test(tc, timeout_aborts_a_slow_branch);
+	tcase_add_test(tc, transaction_control_in_a_branch_changes_nothing);
 	tcase_add_test(tc, concurrent_transfers_conserve_the_total);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
