@@ -410,10 +410,11 @@ static void on_in_read(struct net_conn *c, const char *buf, ssize_t n,
 		return;
 	}
 	rv = frame_decoder_feed(&ic->dec, buf, (size_t)n);
-	while (rv == 0 && !ic->closing && !t->stopping &&
-	       (rv = frame_decoder_next(&ic->dec, &f)) == 1) {
-		if (!handle_frame(ic, &f))
-			rv = -EBADMSG;
+	while (rv == 0 && !ic->closing && !t->stopping) {
+		rv = frame_decoder_next(&ic->dec, &f);
+		if (rv <= 0)
+			break;
+		rv = handle_frame(ic, &f) ? 0 : -EBADMSG;
 	}
 	if (rv < 0 && !ic->closing) {
 		if (rv != -ENOMEM)
