@@ -19,5 +19,6 @@ int cmd_version(int argc, char **argv);
 int cmd_coordinator(int argc, char **argv);
 int cmd_txn(int argc, char **argv);
 int cmd_wal(int argc, char **argv);
+int cmd_raft(int argc, char **argv);
 
 #endif

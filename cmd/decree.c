@@ -16,6 +16,7 @@ static const struct cmd commands[] = {
 	{"version", "print the version", cmd_version},
 	{"txn", "run, inspect and list transactions", cmd_txn},
 	{"wal", "inspect a write-ahead log (wal dump DIR)", cmd_wal},
+	{"raft", "run a Raft group member (raft node ...)", cmd_raft},
 };
 
 static const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
