@@ -346,6 +346,15 @@ START_TEST(database_crash_between_prepare_and_commit_completes_when_back)
 	ck_assert_int_eq(coord_metric(c, "decree_txns_in_doubt", &retries), 0);
 	ck_assert_msg(retries == 1, "in doubt %g", retries);
 
+	/* A clean stop while it is in doubt, and a start while bank_b is
+	 * still down: the decision is kept and re-driven again. */
+	ck_assert_int_eq(coord_stop(c), 0);
+	coord_free(c);
+	ck_assert_int_eq(coord_start(e.cfg, NULL, &c), 0);
+	ck_assert_int_eq(coord_wait_txn_state(c, "tdbrst_1_1", "in_doubt",
+					      20000),
+			 0);
+
 	/* bank_b comes back (its prepared branch survived the crash). */
 	ck_assert_int_eq(pg_harness_start_server(harness, 1), 0);
 	ck_assert_int_eq(coord_wait_txn_state(c, "tdbrst_1_1", "done", 20000),
