@@ -254,6 +254,27 @@ START_TEST(conflicting_suffix_is_replaced_and_survives_crash)
 	wal_mem_storage_crash(ms);
 	st = open_mem(&ps, NULL);
 	expect_log(&ps, 1, 6, 2, 1, 2);
+
+	/* a hard state saved after entry 5: replacing 5.. must keep it */
+	h2.commit = 4;
+	h2.vote = 3;
+	{
+		struct raft_ready rd;
+
+		memset(&rd, 0, sizeof(rd));
+		rd.has_hard_state = true;
+		rd.hard_state = h2;
+		ck_assert_int_eq(save(st, &rd), 0);
+	}
+	next_before = wal_next_lsn(raft_storage_wal(st));
+	ck_assert_int_eq(save_entries(st, 5, 5, 2, NULL), 0);
+	ck_assert_uint_gt(wal_next_lsn(raft_storage_wal(st)), next_before);
+	close_st(st);
+	wal_mem_storage_crash(ms);
+	st = open_mem(&ps, NULL);
+	expect_log(&ps, 1, 5, 2, 1, 2);
+	ck_assert_uint_eq(ps.hard_state.vote, 3);
+	ck_assert_uint_eq(ps.hard_state.commit, 4);
 	close_st(st);
 }
 END_TEST
@@ -541,12 +562,15 @@ END_TEST
 
 START_TEST(received_snapshot_replaces_log_and_survives_crash_at_every_step)
 {
+	/* 15: the old log has index 15 in another term (it diverges);
+	 * 40: the old log ends before the snapshot */
+	uint64_t S = _i == 0 ? 15 : 40;
 	bool completed = false;
 
 	for (long k = 1; k < 60 && !completed; k++) {
 		struct raft_persisted ps;
 		struct raft_snapshot s = boot_snap(3);
-		struct raft_entry *e = mk_entries(41, 42, 6);
+		struct raft_entry *e = mk_entries(S + 1, S + 2, 6);
 		struct raft_ready rd;
 		struct raft_storage *st;
 		int rc;
@@ -554,7 +578,7 @@ START_TEST(received_snapshot_replaces_log_and_survives_crash_at_every_step)
 		setup();
 		st = two_snapshot_base();
 		memset(&rd, 0, sizeof(rd));
-		s.index = 40;
+		s.index = S;
 		s.term = 6;
 		s.data = "s40";
 		s.len = 3;
@@ -563,7 +587,7 @@ START_TEST(received_snapshot_replaces_log_and_survives_crash_at_every_step)
 		rd.n_entries = 2;
 		rd.has_hard_state = true;
 		rd.hard_state.term = 7;
-		rd.hard_state.commit = 40;
+		rd.hard_state.commit = S;
 		wal_mem_storage_fail(ms, WAL_MEM_OP_MUTATING, k, -EIO, true);
 		rc = save(st, &rd);
 		free_entries(e, 2);
@@ -578,21 +602,21 @@ START_TEST(received_snapshot_replaces_log_and_survives_crash_at_every_step)
 			check_hs(&ps);
 			expect_log(&ps, 11, 20, 20, 1, 1);
 		} else {
-			ck_assert_uint_eq(ps.snapshot->index, 40);
+			ck_assert_uint_eq(ps.snapshot->index, S);
 			ck_assert_uint_eq(ps.snapshot->term, 6);
 			/* the old log (terms 1, ending at 20) never follows */
 			ck_assert_uint_le(ps.n_entries, 2);
-			expect_log(&ps, 41, 40 + ps.n_entries, 42, 6, 6);
+			expect_log(&ps, S + 1, S + ps.n_entries, S + 2, 6, 6);
 			/* an older hard state is raised to the snapshot */
 			ck_assert_uint_ge(ps.hard_state.term, 6);
 			ck_assert_uint_le(ps.hard_state.commit,
-					  40 + ps.n_entries);
+					  S + ps.n_entries);
 			if (ps.hard_state.term == 6)
 				ck_assert_uint_eq(ps.hard_state.vote, 0);
 		}
 		if (rc == 0) {
 			ck_assert_uint_eq(ps.hard_state.term, 7);
-			expect_log(&ps, 41, 42, 42, 6, 6);
+			expect_log(&ps, S + 1, S + 2, S + 2, 6, 6);
 		}
 		/* whatever came back, the storage takes the next entry */
 		ck_assert_int_eq(save_entries(st, ps.snapshot->index +
@@ -973,8 +997,9 @@ int main(void)
 	tcase_add_test(tc, save_survives_crash_at_every_step);
 	tcase_add_test(tc, torn_tail_keeps_a_prefix_of_the_unsynced_save);
 	tcase_add_test(tc, failed_write_or_sync_refuses_later_saves);
-	tcase_add_test(tc,
-		       received_snapshot_replaces_log_and_survives_crash_at_every_step);
+	tcase_add_loop_test(
+		tc, received_snapshot_replaces_log_and_survives_crash_at_every_step,
+		0, 2);
 	tcase_add_test(tc, random_node_restarts_to_its_last_durable_state);
 	suite_add_tcase(s, tc);
 
