@@ -361,8 +361,9 @@ int raft_transport_start(struct uv_loop_s *loop, uint64_t self_id,
 int raft_transport_port(const struct raft_transport *t);
 /*
  * Limits: queue_msgs messages and queue_bytes bytes (encoded) waiting per
- * peer (0 keeps the current value); backoff from min_ms doubling up to
- * max_ms between connect attempts.  Applies to later sends and attempts.
+ * peer (0 keeps the current value); the byte limit also bounds the write
+ * queue of an established connection.  Backoff from min_ms doubling up to
+ * max_ms between connect attempts.  Both apply from the next send/attempt.
  */
 int raft_transport_set_queue(struct raft_transport *t, unsigned queue_msgs,
 			     size_t queue_bytes);

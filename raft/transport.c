@@ -207,7 +207,9 @@ static void write_frame(struct peer *p, const void *bytes, size_t len)
 		return;
 	}
 	COUNT(p, dropped);
-	if (rv != -ENOBUFS)
+	/* A full queue or no memory loses this frame only; else the stream
+	 * is broken and the connection must go. */
+	if (rv != -ENOBUFS && rv != -ENOMEM)
 		close_out(p);
 }
 
@@ -516,6 +518,9 @@ int raft_transport_set_queue(struct raft_transport *t, unsigned queue_msgs,
 		t->queue_msgs = queue_msgs;
 	if (queue_bytes > 0)
 		t->queue_bytes = queue_bytes;
+	for (struct peer *p = t->peers; p != NULL; p = p->next)
+		if (p->connected)
+			net_conn_set_write_limit(p->conn, t->queue_bytes);
 	return 0;
 }
 

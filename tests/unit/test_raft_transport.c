@@ -573,6 +573,72 @@ START_TEST(bad_input_closes_only_its_connection)
 }
 END_TEST
 
+START_TEST(connected_write_limit_drops_big_messages)
+{
+	uv_loop_t loop;
+	struct node a, b;
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	node_start(&loop, &a, 1, 0);
+	node_start(&loop, &b, 2, 0);
+	add_peer(&a, 2, b.port);
+	send_msg(&a, 2, RAFT_MSG_HEARTBEAT, 1);
+	wait_received(&b, 1);
+	/* the 256 KiB snapshot exceeds a 64 KiB limit: dropped, counted */
+	ck_assert_int_eq(raft_transport_set_queue(a.t, 0, 64 << 10), 0);
+	send_msg(&a, 2, RAFT_MSG_SNAPSHOT, 2);
+	ck_assert_uint_eq(stats(&a, 2).dropped, 1);
+	/* the connection is fine: the next message arrives */
+	send_msg(&a, 2, RAFT_MSG_HEARTBEAT, 3);
+	wait_received(&b, 2);
+	ck_assert_uint_eq(b.keys[1], 3);
+	ck_assert_uint_eq(stats(&a, 2).sent, 2);
+	ck_assert_uint_eq(stats(&a, 2).connects, 1);
+	node_stop(&a);
+	node_stop(&b);
+	ck_assert_int_eq(finish_loop(&loop), 0);
+}
+END_TEST
+
+START_TEST(out_of_memory_costs_messages_not_the_transport)
+{
+	uv_loop_t loop;
+	struct node a, b;
+	struct want_reconnects w = {&a, 2, 3};
+	struct raft_entry ents[3];
+	struct raft_msg m;
+	int port, rv;
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	node_start(&loop, &b, 2, 0);
+	port = b.port;
+	node_stop(&b);
+	node_start(&loop, &a, 1, 0);
+	ck_assert_int_eq(raft_transport_set_backoff(a.t, 5, 10), 0);
+	add_peer(&a, 2, port);
+	/* a send that cannot allocate fails and queues nothing */
+	m = make_msg(1, 2, RAFT_MSG_APPEND, 1, ents);
+	mem_fail_after(1);
+	rv = raft_transport_send(a.t, &m);
+	mem_fail_reset();
+	ck_assert_int_eq(rv, -RAFT_ENOMEM);
+	ck_assert_uint_eq(stats(&a, 2).dropped, 0);
+	send_msg(&a, 2, RAFT_MSG_APPEND, 2);
+	/* connect attempts that cannot allocate are retried */
+	mem_fail_after(1);
+	ck_assert(run_until(&loop, has_reconnects, &w, 4000));
+	mem_fail_reset();
+	node_start(&loop, &b, 2, port);
+	wait_received(&b, 1);
+	ck_assert_uint_eq(b.keys[0], 2);
+	ck_assert_int_eq(b.unexpected, 0);
+	node_stop(&a);
+	node_stop(&b);
+	ck_assert_int_eq(finish_loop(&loop), 0);
+	ck_assert_int_eq(b.received, 1);
+}
+END_TEST
+
 START_TEST(stop_from_a_callback_is_clean)
 {
 	uv_loop_t loop;
@@ -657,6 +723,8 @@ int main(void)
 	tcase_add_test(tc, down_peer_is_reached_when_it_comes_up);
 	tcase_add_test(tc, full_queue_drops_and_counts);
 	tcase_add_test(tc, bad_input_closes_only_its_connection);
+	tcase_add_test(tc, connected_write_limit_drops_big_messages);
+	tcase_add_test(tc, out_of_memory_costs_messages_not_the_transport);
 	tcase_add_test(tc, stop_from_a_callback_is_clean);
 	tcase_add_test(tc, bad_arguments_are_refused);
 	suite_add_tcase(s, tc);
