@@ -643,6 +643,8 @@ static int op_begin(struct raft_storage *st, raft_storage_cb cb, void *data)
 		return -RAFT_STORAGE_EFAILED;
 	if (st->busy)
 		return -RAFT_STORAGE_EBUSY;
+	if (st->read_only)
+		return -WAL_EREADONLY;
 	ps_free(st);
 	st->busy = true;
 	st->cb = cb;

@@ -669,6 +669,29 @@ START_TEST(bad_input_changes_nothing)
 }
 END_TEST
 
+START_TEST(read_only_open_returns_state_and_refuses_saves)
+{
+	struct raft_persisted ps;
+	struct raft_hard_state h = { .term = 1, .vote = 1 };
+	struct raft_storage *st = open_mem(&ps, NULL);
+	struct wal_config c;
+	char err[256];
+
+	ck_assert_int_eq(save_entries(st, 1, 3, 1, &h), 0);
+	close_st(st);
+	wal_config_init(&c);
+	c.storage = ms;
+	c.read_only = true;
+	ck_assert_int_eq(raft_storage_open(&c, NULL, &st, &ps, err,
+					   sizeof(err)),
+			 0);
+	expect_log(&ps, 1, 3, 3, 1, 1);
+	ck_assert_int_eq(save_entries(st, 4, 4, 1, NULL), -WAL_EREADONLY);
+	ck_assert_int_eq(compact(st, 2, "x"), -WAL_EREADONLY);
+	close_st(st);
+}
+END_TEST
+
 START_TEST(error_codes_have_messages)
 {
 	ck_assert_str_eq(raft_storage_strerror(-RAFT_STORAGE_EFAILED),
@@ -986,6 +1009,7 @@ int main(void)
 	tcase_add_test(tc, bad_snapshot_without_fallback_is_an_error);
 	tcase_add_test(tc, bad_input_changes_nothing);
 	tcase_add_test(tc, error_codes_have_messages);
+	tcase_add_test(tc, read_only_open_returns_state_and_refuses_saves);
 	tcase_add_test(tc, one_operation_at_a_time);
 	tcase_add_test(tc, real_files_on_a_loop_round_trip);
 	suite_add_tcase(s, tc);
