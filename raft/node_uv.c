@@ -81,7 +81,8 @@ struct raft_node {
 	uint64_t applied_entries, applied_bytes;
 	uint64_t snap_index, compact_index;
 	unsigned char compact_data[16];
-	uint64_t batches;
+	uint64_t batches, saves;
+	struct raft_hard_state saved_hs; /* term and vote as stored */
 	raft_node_apply_cb apply_cb;
 	void *apply_data;
 	int open_parts; /* transport, timer, check, storage still open */
@@ -304,15 +305,9 @@ static void on_compacted(struct raft_storage *st, int status, void *data)
 	after_batch(n);
 }
 
-static void on_saved(struct raft_storage *st, int status, void *data)
+/* Step 2 and 3 of the cycle, and the advance: rd is durable. */
+static void batch_durable(struct raft_node *n)
 {
-	struct raft_node *n = data;
-	(void)st;
-	if (status != 0) {
-		node_fail(n, status, "save");
-		after_batch(n);
-		return;
-	}
 	const struct raft_ready *rd = &n->rd;
 	for (size_t i = 0; i < rd->n_msgs; i++)
 		raft_transport_send(n->t, &rd->msgs[i]); /* loss is tolerated */
@@ -334,7 +329,32 @@ static void on_saved(struct raft_storage *st, int status, void *data)
 	if (rc != 0)
 		node_fail(n, rc, "advance");
 	n->batches++;
+}
+
+static void on_saved(struct raft_storage *st, int status, void *data)
+{
+	struct raft_node *n = data;
+	(void)st;
+	if (status != 0)
+		node_fail(n, status, "save");
+	else
+		batch_durable(n);
 	after_batch(n);
+}
+
+/*
+ * True if rd holds something to persist.  The commit index need not be
+ * durable (the core re-learns it), so a hard state that differs from the
+ * stored one only in commit, like a batch of messages or committed
+ * entries alone, needs no save: everything those messages promise was
+ * made durable by an earlier batch.
+ */
+static bool needs_save(struct raft_node *n, const struct raft_ready *rd)
+{
+	if (rd->snapshot || rd->n_entries > 0)
+		return true;
+	return rd->has_hard_state && (rd->hard_state.term != n->saved_hs.term ||
+				      rd->hard_state.vote != n->saved_hs.vote);
 }
 
 static void check_leadership(struct raft_node *n)
@@ -377,17 +397,27 @@ static void pump(struct raft_node *n)
 		mem_free(q);
 	}
 	n->ptail = NULL;
-	if (raft_has_ready(n->r)) {
+	while (!n->stopping && !n->failed && raft_has_ready(n->r)) {
 		int rc = raft_ready(n->r, &n->rd);
+		if (rc == 0 && !needs_save(n, &n->rd)) {
+			batch_durable(n);
+			check_leadership(n);
+			continue;
+		}
 		if (rc == 0)
 			rc = raft_storage_save(n->st, &n->rd, on_saved, n);
 		if (rc != 0) {
 			node_fail(n, rc, "save");
 			return;
 		}
+		if (n->rd.has_hard_state)
+			n->saved_hs = n->rd.hard_state;
+		n->saves++;
 		n->busy = true;
 		return;
 	}
+	if (n->failed || n->stopping)
+		return;
 	uint64_t applied = raft_applied_index(n->r);
 	if (applied >= n->snap_index + n->cfg.compact_every) {
 		n->compact_index = applied;
@@ -583,6 +613,7 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 			boot.conf.members[boot.conf.n++].id = cfg->peers[i].id;
 		ps.snapshot = &boot;
 	}
+	n->saved_hs = ps.hard_state;
 	if (ps.snapshot) {
 		apply_state(n, ps.snapshot);
 		n->snap_index = ps.snapshot->index;
@@ -707,4 +738,9 @@ int raft_node_failed(const struct raft_node *n)
 uint64_t raft_node_batches(const struct raft_node *n)
 {
 	return n->batches;
+}
+
+uint64_t raft_node_saves(const struct raft_node *n)
+{
+	return n->saves;
 }

@@ -8,7 +8,9 @@
  * loop iteration that changed the node ends with one ready batch, whose
  * entries and hard state are saved through the storage, and only once they
  * are durable are its messages sent, its committed entries applied and
- * raft_advance() called.  Messages, proposals and ticks that arrive while
+ * raft_advance() called.  A batch with nothing to make durable (messages,
+ * committed entries, a hard state whose term and vote are unchanged: the
+ * commit index need not be durable) skips the save.  Messages, proposals and ticks that arrive while
  * a batch is being saved wait in the runtime and enter the next batch
  * (group commit).
  *
@@ -95,7 +97,8 @@ const char *raft_node_peer_addr(const struct raft_node *n, uint64_t id);
 const struct raft *raft_node_raft(const struct raft_node *n);
 /* 0, or the storage error that stopped the node (it then does nothing). */
 int raft_node_failed(const struct raft_node *n);
-uint64_t raft_node_batches(const struct raft_node *n); /* saves done */
+uint64_t raft_node_batches(const struct raft_node *n); /* ready batches */
+uint64_t raft_node_saves(const struct raft_node *n);   /* of them saved */
 
 /*
  * Stops: fails waiting proposals with -RAFT_EUNAVAILABLE, stops the
