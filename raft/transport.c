@@ -13,6 +13,10 @@
  *     own id (a wrong address is caught at once) and from != 0, and from
  *     then on accepts only RAFT_FRAME_MSG frames whose message says
  *     from == the hello's from and to == B.
+ *   - One connection per sender.  A new hello from node X closes any older
+ *     incoming connection from X: X opens one at a time, so the older one
+ *     is dead, perhaps without a FIN (a partition), which a receiver that
+ *     never writes would not notice.
  *   - Bad input.  A frame the decoder refuses, a message that does not
  *     decode, a missing or second hello, or an unknown frame type closes
  *     that one incoming connection (counted in bad_conns); the sender
@@ -375,7 +379,15 @@ static bool handle_frame(struct in_conn *ic, const struct frame *f)
 		    f->payload[0] != 1)
 			return false;
 		ic->from = get_u64le(f->payload + 1);
-		return ic->from != 0 && get_u64le(f->payload + 9) == t->self;
+		if (ic->from == 0 || get_u64le(f->payload + 9) != t->self)
+			return false;
+		/* A peer keeps one connection to us: an older one from the
+		 * same node is dead or dying (it may never see a FIN across
+		 * a partition, and we never write to find out). */
+		for (struct in_conn *o = t->ins; o != NULL; o = o->next)
+			if (o != ic && o->from == ic->from)
+				close_in(o);
+		return true;
 	}
 	if (f->type != RAFT_FRAME_MSG)
 		return false;

@@ -573,6 +573,38 @@ START_TEST(bad_input_closes_only_its_connection)
 }
 END_TEST
 
+START_TEST(new_hello_replaces_an_older_connection)
+{
+	uv_loop_t loop;
+	struct node b;
+	struct raw r1, r2;
+	struct frame_buf enc;
+	struct raft_entry ents[3];
+	struct raft_msg m = make_msg(5, 2, RAFT_MSG_VOTE, 1, ents);
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	node_start(&loop, &b, 2, 0);
+	frame_buf_init(&enc);
+	ck_assert_int_eq(raft_msg_encode(&m, &enc), 0);
+	raw_open(&loop, &r1, b.port);
+	raw_hello(&r1, 5, 2);
+	raw_frame(&r1, RAFT_FRAME_MSG, enc.data, enc.len);
+	wait_received(&b, 1);
+	raw_open(&loop, &r2, b.port);
+	raw_hello(&r2, 5, 2);
+	ck_assert(run_until(&loop, raw_is_closed, &r1, 5000));
+	raw_frame(&r2, RAFT_FRAME_MSG, enc.data, enc.len);
+	wait_received(&b, 2);
+	ck_assert(!r2.ended);
+	ck_assert_uint_eq(stats(&b, 0).bad_conns, 0);
+	frame_buf_fini(&enc);
+	net_conn_close(r2.c, raw_closed);
+	ck_assert(run_until(&loop, raw_is_closed, &r2, 5000));
+	node_stop(&b);
+	ck_assert_int_eq(finish_loop(&loop), 0);
+}
+END_TEST
+
 START_TEST(connected_write_limit_drops_big_messages)
 {
 	uv_loop_t loop;
@@ -723,6 +755,7 @@ int main(void)
 	tcase_add_test(tc, down_peer_is_reached_when_it_comes_up);
 	tcase_add_test(tc, full_queue_drops_and_counts);
 	tcase_add_test(tc, bad_input_closes_only_its_connection);
+	tcase_add_test(tc, new_hello_replaces_an_older_connection);
 	tcase_add_test(tc, connected_write_limit_drops_big_messages);
 	tcase_add_test(tc, out_of_memory_costs_messages_not_the_transport);
 	tcase_add_test(tc, stop_from_a_callback_is_clean);
