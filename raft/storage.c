@@ -820,9 +820,11 @@ int raft_storage_compact(struct raft_storage *st, uint64_t index,
 
 		while (k < st->nconfs && st->confs[k].index <= index)
 			k++;
-		memmove(st->confs, st->confs + k,
-			(st->nconfs - k) * sizeof(*st->confs));
-		st->nconfs -= k;
+		if (k > 0) {
+			memmove(st->confs, st->confs + k,
+				(st->nconfs - k) * sizeof(*st->confs));
+			st->nconfs -= k;
+		}
 	}
 
 	/* I5: the log keeps reaching back to the previous snapshot */

@@ -692,6 +692,76 @@ START_TEST(read_only_open_returns_state_and_refuses_saves)
 }
 END_TEST
 
+START_TEST(allocation_failures_are_reported_and_leak_nothing)
+{
+	bool open_ok = false, save_ok = false;
+
+	for (long n = 1; n < 400 && !(open_ok && save_ok); n++) {
+		struct raft_persisted ps;
+		struct raft_hard_state h = { .term = 2, .vote = 1 };
+		struct raft_storage *st;
+		struct done d = { 0, 0 };
+		struct raft_entry *e;
+		struct raft_ready rd;
+		int rc;
+
+		setup();
+		st = two_snapshot_base();
+		close_st(st);
+
+		/* open under allocation failure */
+		mem_fail_after(n);
+		st = open_mem(&ps, &rc);
+		mem_fail_reset();
+		if (rc == 0) {
+			open_ok = true;
+			expect_log(&ps, 11, 20, 20, 1, 1);
+		} else {
+			ck_assert_ptr_null(st);
+			st = open_mem(&ps, NULL);
+		}
+
+		/* save and compact under allocation failure */
+		e = mk_entries(21, 25, 2);
+		memset(&rd, 0, sizeof(rd));
+		rd.entries = e;
+		rd.n_entries = 5;
+		rd.has_hard_state = true;
+		rd.hard_state = h;
+		mem_fail_after(n);
+		rc = raft_storage_save(st, &rd, on_done, &d);
+		if (rc == 0)
+			rc = finish(st, &d);
+		if (rc == 0) {
+			d.fired = 0;
+			rc = raft_storage_compact(st, 22, "s22", 3, on_done,
+						  &d);
+			if (rc == 0)
+				rc = finish(st, &d);
+		}
+		mem_fail_reset();
+		free_entries(e, 5);
+		if (rc == 0)
+			save_ok = true;
+		else
+			ck_assert_int_ne(raft_storage_failed(st), 0);
+		close_st(st);
+		wal_mem_storage_crash(ms);
+		st = open_mem(&ps, NULL);
+		ck_assert(ps.snapshot->index == 10 ||
+			  ps.snapshot->index == 22);
+		if (rc == 0) {
+			ck_assert_uint_eq(ps.snapshot->index, 22);
+			ck_assert_uint_eq(ps.hard_state.term, 2);
+			expect_log(&ps, 23, 25, 25, 2, 2);
+		}
+		close_st(st);
+		teardown();
+	}
+	ck_assert(open_ok && save_ok);
+}
+END_TEST
+
 START_TEST(error_codes_have_messages)
 {
 	ck_assert_str_eq(raft_storage_strerror(-RAFT_STORAGE_EFAILED),
@@ -1034,6 +1104,7 @@ int main(void)
 		tc, received_snapshot_replaces_log_and_survives_crash_at_every_step,
 		0, 2);
 	tcase_add_test(tc, random_node_restarts_to_its_last_durable_state);
+	tcase_add_test(tc, allocation_failures_are_reported_and_leak_nothing);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);
