@@ -331,6 +331,7 @@ void raft_msg_free_decoded(struct raft_msg *m);
 #define RAFT_TRANSPORT_BACKOFF_MIN   50u	/* ms, default */
 #define RAFT_TRANSPORT_BACKOFF_MAX   2000u	/* ms, default */
 #define RAFT_TRANSPORT_CONNECT_TIMEOUT 2000u	/* ms */
+#define RAFT_TRANSPORT_MAX_INCOMING    64u	/* connections accepted */
 
 struct uv_loop_s; /* uv_loop_t */
 struct raft_transport;
@@ -450,9 +451,11 @@ typedef void (*raft_storage_cb)(struct raft_storage *st, int status,
  * snapshot_dir, or next to the log when NULL), recovers them and fills *ps
  * with what was persisted: hard state, latest valid snapshot (NULL if none)
  * and the entries after it.  *ps points into st and stays valid until the
- * next raft_storage_* call on st.  A snapshot that fails its check is
+ * next save, compaction or close.  cfg->storage (if set) is the caller's
+ * and must outlive st.  A snapshot that fails its check is
  * skipped for the previous one when the log still reaches back to it
- * (raft_storage_snapshots_rejected() counts them); else -RAFT_STORAGE_ECORRUPT.
+ * (raft_storage_snapshots_rejected() counts them); otherwise
+ * -RAFT_STORAGE_ECORRUPT.
  * On error the message goes to err (errlen bytes, may be NULL); in
  * threaded mode the memory is released on the loop.
  */
