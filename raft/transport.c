@@ -17,6 +17,9 @@
  *     incoming connection from X: X opens one at a time, so the older one
  *     is dead, perhaps without a FIN (a partition), which a receiver that
  *     never writes would not notice.
+ *   - At most RAFT_TRANSPORT_MAX_INCOMING incoming connections stay open;
+ *     when full, a new one replaces the oldest that has not said hello yet
+ *     (or is refused), so idle connections cannot lock the peers out.
  *   - Bad input.  A frame the decoder refuses, a message that does not
  *     decode, a missing or second hello, or an unknown frame type closes
  *     that one incoming connection (counted in bad_conns); the sender
@@ -105,7 +108,8 @@ struct raft_transport {
 	struct net_listener *listener;
 	int port;
 	struct peer *peers;
-	struct in_conn *ins;
+	struct in_conn *ins; /* newest first */
+	unsigned n_ins;	     /* incoming connections not closing */
 	unsigned queue_msgs;
 	size_t queue_bytes;
 	unsigned backoff_min, backoff_max;
@@ -354,6 +358,7 @@ static void close_in(struct in_conn *ic)
 	if (ic->closing)
 		return;
 	ic->closing = true;
+	ic->t->n_ins--;
 	net_conn_close(ic->conn, on_in_closed);
 }
 
@@ -444,6 +449,17 @@ static void on_accept(struct net_listener *l, struct net_conn *c, void *data)
 
 	if (t->stopping)
 		goto err_close;
+	if (t->n_ins >= RAFT_TRANSPORT_MAX_INCOMING) {
+		struct in_conn *old = NULL;
+
+		/* Make room by closing the oldest that has not said hello. */
+		for (ic = t->ins; ic != NULL; ic = ic->next)
+			if (ic->from == 0 && !ic->closing)
+				old = ic;
+		if (old == NULL)
+			goto err_close;
+		close_in(old);
+	}
 	ic = mem_calloc(1, sizeof(*ic));
 	if (ic == NULL)
 		goto err_close;
@@ -457,6 +473,7 @@ static void on_accept(struct net_listener *l, struct net_conn *c, void *data)
 	if (t->ins != NULL)
 		t->ins->prev = ic;
 	t->ins = ic;
+	t->n_ins++;
 	t->pending++;
 	if (net_conn_read_start(c, on_in_read, ic) < 0)
 		close_in(ic);

@@ -605,6 +605,50 @@ START_TEST(new_hello_replaces_an_older_connection)
 }
 END_TEST
 
+START_TEST(idle_connections_cannot_lock_peers_out)
+{
+	uv_loop_t loop;
+	struct node a, b;
+	struct raw *r = calloc(RAFT_TRANSPORT_MAX_INCOMING + 1, sizeof(*r));
+	struct raw *last = &r[RAFT_TRANSPORT_MAX_INCOMING];
+	struct frame_buf enc;
+	struct raft_entry ents[3];
+	struct raft_msg m = make_msg(5, 2, RAFT_MSG_VOTE, 1, ents);
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	node_start(&loop, &b, 2, 0);
+	/* fill every slot with a connection that never says hello */
+	for (unsigned i = 0; i < RAFT_TRANSPORT_MAX_INCOMING; i++)
+		raw_open(&loop, &r[i], b.port);
+	/* one more that does: it gets in, the oldest idle one goes */
+	frame_buf_init(&enc);
+	ck_assert_int_eq(raft_msg_encode(&m, &enc), 0);
+	raw_open(&loop, last, b.port);
+	raw_hello(last, 5, 2);
+	raw_frame(last, RAFT_FRAME_MSG, enc.data, enc.len);
+	wait_received(&b, 1);
+	ck_assert(run_until(&loop, raw_is_closed, &r[0], 5000));
+	ck_assert(!r[1].ended);
+	/* and a real peer too */
+	node_start(&loop, &a, 1, 0);
+	add_peer(&a, 2, b.port);
+	send_msg(&a, 2, RAFT_MSG_HEARTBEAT, 1);
+	wait_received(&b, 2);
+	ck_assert(run_until(&loop, raw_is_closed, &r[1], 5000));
+	ck_assert_int_eq(b.unexpected, 0);
+	frame_buf_fini(&enc);
+	for (unsigned i = 0; i <= RAFT_TRANSPORT_MAX_INCOMING; i++) {
+		if (!r[i].closed && !r[i].ended)
+			net_conn_close(r[i].c, raw_closed);
+		ck_assert(run_until(&loop, raw_is_closed, &r[i], 5000));
+	}
+	free(r);
+	node_stop(&a);
+	node_stop(&b);
+	ck_assert_int_eq(finish_loop(&loop), 0);
+}
+END_TEST
+
 START_TEST(connected_write_limit_drops_big_messages)
 {
 	uv_loop_t loop;
@@ -756,6 +800,7 @@ int main(void)
 	tcase_add_test(tc, full_queue_drops_and_counts);
 	tcase_add_test(tc, bad_input_closes_only_its_connection);
 	tcase_add_test(tc, new_hello_replaces_an_older_connection);
+	tcase_add_test(tc, idle_connections_cannot_lock_peers_out);
 	tcase_add_test(tc, connected_write_limit_drops_big_messages);
 	tcase_add_test(tc, out_of_memory_costs_messages_not_the_transport);
 	tcase_add_test(tc, stop_from_a_callback_is_clean);
