@@ -587,15 +587,16 @@ static int cmd_failover(int argc, char **argv)
 			if (got > maxv)
 				maxv = got;
 			last_idx = node_applied(eps[winner]);
-			printf("trial %d: killed node %d, node %d committed "
-			       "after %.1f ms\n",
+			fprintf(stderr,
+				"trial %d: killed node %d, node %d committed "
+				"after %.1f ms\n",
 			       t + 1, li + 1, winner + 1, got);
 		} else {
-			printf("trial %d: killed node %d, no commit within "
-			       "10 s\n",
+			fprintf(stderr,
+				"trial %d: killed node %d, no commit within "
+				"10 s\n",
 			       t + 1, li + 1);
 		}
-		fflush(stdout);
 		nodes[li].pid = start_node(&nodes[li]);
 	}
 	double p50 = samples_pct(&s, 0.50), p99 = samples_pct(&s, 0.99);
