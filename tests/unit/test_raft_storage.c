@@ -984,6 +984,278 @@ START_TEST(random_node_restarts_to_its_last_durable_state)
 }
 END_TEST
 
+/*
+ * A follower driven by a fake leader whose log changes with its term: the
+ * follower's readies then carry conflicting suffixes and snapshots.
+ */
+#define FMAX 1600
+
+struct fleader {
+	uint64_t term, len, commit;
+	uint64_t L[FMAX + 8]; /* L[i]: term of entry i; L[0] = 0 */
+};
+
+struct fmodel {
+	uint64_t term, vote, snap_index, last;
+	uint64_t terms[FMAX + 8];
+	/* the save in flight when the node crashed */
+	bool inflight;
+	uint64_t ifirst, ilast;
+	uint64_t iterms[FMAX + 8];
+};
+
+static void ent_data(char *buf, uint64_t index, uint64_t term)
+{
+	snprintf(buf, 24, "i%" PRIu64 "t%" PRIu64, index, term);
+}
+
+static void check_recovered(const struct raft_persisted *ps,
+			    const struct fmodel *m, const struct fleader *l,
+			    uint64_t seed)
+{
+	uint64_t snap = ps->snapshot->index;
+	uint64_t need = m->last;
+
+	ck_assert_msg(ps->hard_state.term >= m->term, "seed %" PRIu64, seed);
+	if (ps->hard_state.term == m->term && m->vote != 0)
+		ck_assert_uint_eq(ps->hard_state.vote, m->vote);
+	ck_assert_msg(snap >= m->snap_index, "seed %" PRIu64, seed);
+	ck_assert_msg(ps->snapshot->term == l->L[snap], "seed %" PRIu64, seed);
+	if (m->inflight && m->ifirst <= need)
+		need = m->ifirst - 1;
+	/* every entry acknowledged as durable is there */
+	ck_assert_msg(snap + ps->n_entries >= need,
+		      "seed %" PRIu64 ": recovered through %" PRIu64
+		      ", durable through %" PRIu64,
+		      seed, snap + ps->n_entries, need);
+	for (size_t i = 0; i < ps->n_entries; i++) {
+		const struct raft_entry *e = &ps->entries[i];
+		uint64_t x = e->index;
+		bool ok_m = x <= m->last && e->term == m->terms[x];
+		bool ok_i = m->inflight && x >= m->ifirst && x <= m->ilast &&
+			    e->term == m->iterms[x];
+		char want[24];
+
+		ck_assert_msg(ok_m || ok_i,
+			      "seed %" PRIu64 ": entry %" PRIu64 " term %" PRIu64
+			      " was never saved",
+			      seed, x, e->term);
+		if (x < m->ifirst || !m->inflight)
+			ck_assert_msg(ok_m, "seed %" PRIu64, seed);
+		ent_data(want, x, e->term);
+		ck_assert_str_eq(e->data, want);
+	}
+}
+
+static unsigned f_snapshots, f_overwrites, f_entries, f_crashes;
+
+static void run_follower_seed(uint64_t seed)
+{
+	static struct fleader l;
+	static struct fmodel m;
+	static struct raft_entry ents[8];
+	static char edata[8][24];
+	struct raft_options o = {
+		.id = 2, .election_tick = 100000, .heartbeat_tick = 1,
+		.seed = seed, .max_inflight = 4, .max_batch_entries = 8,
+	};
+	struct raft_snapshot boot = boot_snap(3);
+	uint64_t rng = seed * 0x2545F4914F6CDD1Dull + 7;
+	char err[128];
+
+#define RND() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, rng)
+	memset(&l, 0, sizeof(l));
+	memset(&m, 0, sizeof(m));
+	l.term = 1;
+	setup();
+	{
+		struct raft_persisted ps;
+		struct raft_storage *st = open_mem(&ps, NULL);
+		struct raft_ready rd;
+
+		memset(&rd, 0, sizeof(rd));
+		rd.snapshot = &boot;
+		ck_assert_int_eq(save(st, &rd), 0);
+		close_st(st);
+	}
+	for (int life = 0; life < 8; life++) {
+		struct raft_persisted ps;
+		struct raft_storage *st = open_mem(&ps, NULL);
+		struct raft *r = NULL;
+		bool crashed = false;
+		struct done d = { 0, 0 };
+
+		check_recovered(&ps, &m, &l, seed);
+		f_entries += (unsigned)ps.n_entries;
+		f_crashes += m.inflight;
+		ck_assert_msg(raft_new(&o, &ps, &r, err, sizeof(err)) == 0,
+			      "seed %" PRIu64 ": %s", seed, err);
+		m.inflight = false;
+		m.term = ps.hard_state.term;
+		m.vote = ps.hard_state.vote;
+		m.snap_index = ps.snapshot->index;
+		m.last = ps.snapshot->index + ps.n_entries;
+		for (size_t i = 0; i < ps.n_entries; i++)
+			m.terms[ps.entries[i].index] = ps.entries[i].term;
+
+		for (int step = 0; step < 150 && !crashed; step++) {
+			unsigned dice = (unsigned)(RND() % 100);
+			struct raft_msg msg;
+
+			memset(&msg, 0, sizeof(msg));
+			msg.from = 1;
+			msg.to = 2;
+			if (dice < 8 && l.len < FMAX - 8) {
+				/* a new leader: its log may drop the
+				 * uncommitted tail and grow its own */
+				uint64_t add = RND() % 4 + 1;
+
+				l.term++;
+				l.len = l.commit + RND() % (l.len - l.commit + 1);
+				for (uint64_t k = 0; k < add; k++) {
+					l.len++;
+					l.L[l.len] = l.term;
+				}
+			} else if (dice < 20 && l.len < FMAX - 8) {
+				l.len++;
+				l.L[l.len] = l.term;
+			} else if (dice < 30) {
+				l.commit += RND() % (l.len - l.commit + 1);
+			}
+			if (dice >= 30 && dice < 33 &&
+			    l.commit > raft_first_index(r)) {
+				msg.type = RAFT_MSG_SNAPSHOT;
+				msg.term = l.term;
+				msg.snapshot = boot;
+				msg.snapshot.index = l.commit;
+				msg.snapshot.term = l.L[l.commit];
+				msg.snapshot.data = "snap";
+				msg.snapshot.len = 4;
+			} else {
+				uint64_t lo = raft_first_index(r) - 1;
+				uint64_t hi = raft_last_index(r) < l.len
+						      ? raft_last_index(r)
+						      : l.len;
+				uint64_t prev, k;
+
+				if (hi < lo)
+					hi = lo;
+				prev = hi - RND() % (hi - lo + 1);
+				k = RND() % 5;
+				if (k > l.len - prev)
+					k = l.len - prev;
+				for (uint64_t j = 0; j < k; j++) {
+					ents[j].index = prev + 1 + j;
+					ents[j].term = l.L[prev + 1 + j];
+					ents[j].type = RAFT_ENTRY_NORMAL;
+					ent_data(edata[j], ents[j].index,
+						 ents[j].term);
+					ents[j].data = edata[j];
+					ents[j].len = strlen(edata[j]) + 1;
+				}
+				msg.type = RAFT_MSG_APPEND;
+				msg.term = l.term;
+				msg.index = prev;
+				msg.log_term = l.L[prev];
+				msg.commit = l.commit < prev + k ? l.commit
+								 : prev + k;
+				msg.entries = ents;
+				msg.n_entries = (size_t)k;
+			}
+			raft_step(r, &msg);
+
+			if (RND() % 10 == 0 && raft_applied_index(r) >
+						       raft_first_index(r) + 2) {
+				uint64_t idx = raft_applied_index(r) - 1;
+
+				ck_assert_int_eq(raft_compact(r, idx, "app", 3),
+						 0);
+				d.fired = 0;
+				if (raft_storage_compact(st, idx, "app", 3,
+							 on_done, &d) != 0 ||
+				    finish(st, &d) != 0) {
+					crashed = true;
+					break;
+				}
+				m.snap_index = idx;
+			}
+			while (!crashed && raft_has_ready(r)) {
+				struct raft_ready rd;
+				unsigned fault = (unsigned)(RND() % 50);
+
+				ck_assert_int_eq(raft_ready(r, &rd), 0);
+				/* what this save may leave behind */
+				m.inflight = rd.snapshot != NULL ||
+					     rd.n_entries > 0;
+				m.ifirst = rd.snapshot ? rd.snapshot->index + 1
+						       : rd.n_entries
+							 ? rd.entries[0].index
+							 : 0;
+				m.ilast = m.ifirst - 1;
+				for (size_t i = 0; i < rd.n_entries; i++) {
+					m.iterms[rd.entries[i].index] =
+						rd.entries[i].term;
+					m.ilast = rd.entries[i].index;
+				}
+				if (fault == 0)
+					wal_mem_storage_fail(
+						ms, WAL_MEM_OP_MUTATING,
+						(long)(RND() % 6) + 1, -EIO,
+						true);
+				d.fired = 0;
+				if (raft_storage_save(st, &rd, on_done, &d) !=
+					    0 ||
+				    fault == 1) {
+					crashed = true;
+					break;
+				}
+				if (finish(st, &d) != 0) {
+					crashed = true;
+					break;
+				}
+				m.inflight = false;
+				f_snapshots += rd.snapshot != NULL;
+				f_overwrites += rd.n_entries > 0 &&
+						rd.entries[0].index <= m.last;
+				if (rd.has_hard_state) {
+					m.term = rd.hard_state.term;
+					m.vote = rd.hard_state.vote;
+				}
+				if (rd.snapshot != NULL) {
+					m.snap_index = rd.snapshot->index;
+					m.last = rd.snapshot->index;
+				}
+				for (size_t i = 0; i < rd.n_entries; i++) {
+					m.terms[rd.entries[i].index] =
+						rd.entries[i].term;
+					m.last = rd.entries[i].index;
+				}
+				ck_assert_int_eq(raft_advance(r, &rd), 0);
+			}
+		}
+		close_st(st);
+		raft_free(r);
+		wal_mem_storage_fail(ms, 0, 0, 0, false);
+		if (RND() % 2)
+			wal_mem_storage_crash(ms);
+		else
+			wal_mem_storage_crash_torn(ms, (size_t)(RND() % 64));
+	}
+	teardown();
+#undef RND
+}
+
+START_TEST(random_follower_with_conflicting_leaders_restarts_to_durable_state)
+{
+	for (uint64_t seed = 1; seed <= 40; seed++)
+		run_follower_seed(seed);
+	ck_assert_uint_ge(f_snapshots, 10);
+	ck_assert_uint_ge(f_overwrites, 100);
+	ck_assert_uint_ge(f_entries, 500);
+	ck_assert_uint_ge(f_crashes, 30);
+}
+END_TEST
+
 /* ------------------------------------------------- real files, libuv */
 
 static void rm_dir(const char *dir)
@@ -1105,6 +1377,9 @@ int main(void)
 		0, 2);
 	tcase_add_test(tc, random_node_restarts_to_its_last_durable_state);
 	tcase_add_test(tc, allocation_failures_are_reported_and_leak_nothing);
+	tcase_add_test(
+		tc,
+		random_follower_with_conflicting_leaders_restarts_to_durable_state);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);
