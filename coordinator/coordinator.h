@@ -940,6 +940,10 @@ int coordinator_pg_branch_prepare(struct coordinator_pg_branch *b,
  * the server rolled back instead. */
 int coordinator_pg_branch_commit(struct coordinator_pg_branch *b,
 				 coordinator_pg_cb cb, void *data);
+/* Cancels the branch's statement in flight, if any: its callback then
+ * reports SQLSTATE 57014 unless it finished first.  -EALREADY if nothing
+ * runs.  The branch stays open (roll it back). */
+int coordinator_pg_branch_cancel(struct coordinator_pg_branch *b);
 /* ROLLBACK of an unprepared branch; ends the branch.  OK also when the
  * connection was already lost (the server dropped the work). */
 int coordinator_pg_branch_rollback(struct coordinator_pg_branch *b,

@@ -2133,3 +2133,21 @@ int coordinator_pg_list_prepared(struct coordinator_pg *pg, const char *prefix,
 	pat[o] = '\0';
 	return pool_op(pg, OP_LIST, pat, cb, data);
 }
+
+/*
+ * Asks the server to cancel the branch's statement in flight (PQcancel, off
+ * the loop).  The statement's callback still fires, with SQLSTATE 57014
+ * (query_canceled) or its own result if it finished first; the branch then
+ * holds an aborted transaction to roll back.  Used when the coordinator
+ * gives up on a branch (abort, timeout) so its locks are freed at once
+ * instead of when the statement ends.
+ */
+int coordinator_pg_branch_cancel(struct coordinator_pg_branch *b)
+{
+	if (b == NULL || b->conn == NULL)
+		return -EINVAL;
+	if (!b->busy || b->conn->state != C_BUSY)
+		return -EALREADY;
+	send_cancel(b->conn);
+	return 0;
+}
