@@ -347,6 +347,7 @@ struct raft_transport_stats {
 	uint64_t reconnects; /* connect attempts after a failure or a loss */
 	uint64_t connects;   /* outgoing connections established */
 	uint64_t bad_conns;  /* incoming connections closed for a bad frame */
+	unsigned backoff_ms; /* a peer's next retry delay (0 in the totals) */
 };
 
 /*
@@ -364,7 +365,8 @@ int raft_transport_port(const struct raft_transport *t);
  * Limits: queue_msgs messages and queue_bytes bytes (encoded) waiting per
  * peer (0 keeps the current value); the byte limit also bounds the write
  * queue of an established connection.  Backoff from min_ms doubling up to
- * max_ms between connect attempts.  Both apply from the next send/attempt.
+ * max_ms between connect attempts, back to min_ms once a connection that
+ * lived max_ms or more is lost.  Both apply from the next send/attempt.
  */
 int raft_transport_set_queue(struct raft_transport *t, unsigned queue_msgs,
 			     size_t queue_bytes);

@@ -32,8 +32,11 @@
  *     queue is bounded by the same byte limit; a full write queue also
  *     drops.  Raft retransmits, so loss costs latency, never safety.
  *   - Backoff.  A failed attempt or a lost connection schedules the next
- *     attempt after the current backoff, which then doubles up to the cap;
- *     an established connection resets it to the minimum.  No jitter: each
+ *     attempt after the current backoff, which then doubles up to the cap.
+ *     It goes back to the minimum only when a connection that lived at
+ *     least the cap is lost: a peer that accepts and at once closes (say,
+ *     it refuses our hello because the address names another node) is
+ *     retried ever more slowly, not in a tight loop.  No jitter: each
  *     peer pair has its own connection, so there is no herd to spread.
  *   - Lifetime.  The transport counts what still has to close (listener,
  *     incoming connections, peers); stop closes everything and the last
@@ -84,7 +87,8 @@ struct peer {
 	bool failed_before; /* the next attempt is a reconnect */
 	uv_timer_t timer;
 	bool timer_closed;
-	unsigned backoff_ms;
+	unsigned backoff_ms; /* delay before the next attempt after a failure */
+	uint64_t connected_at; /* uv_now() when the connection came up */
 	struct qmsg *qhead, *qtail;
 	unsigned qn;
 	size_t qbytes;
@@ -240,13 +244,18 @@ static void on_out_closed(struct net_conn *c, void *data)
 {
 	struct peer *p = data;
 
+	struct raft_transport *t = p->t;
+
 	p->conn = NULL;
 	p->connected = false;
 	p->close_pending = false;
-	if (p->removed)
+	if (p->removed) {
 		peer_maybe_free(p);
-	else
-		schedule_retry(p);
+		return;
+	}
+	if (uv_now(t->loop) - p->connected_at >= t->backoff_max)
+		p->backoff_ms = t->backoff_min;
+	schedule_retry(p);
 }
 
 /* Closes the outgoing connection (if any); the peer then reconnects. */
@@ -286,7 +295,7 @@ static void on_out_connect(struct net_conn *c, int status, void *data)
 	}
 	p->conn = c;
 	p->connected = true;
-	p->backoff_ms = t->backoff_min;
+	p->connected_at = uv_now(t->loop);
 	COUNT(p, connects);
 	net_conn_set_write_limit(c, t->queue_bytes);
 	if (net_conn_read_start(c, on_out_read, p) < 0) {
@@ -687,6 +696,7 @@ int raft_transport_stats(const struct raft_transport *t, uint64_t id,
 	if (p == NULL)
 		return -RAFT_ENOTMEMBER;
 	*out = p->st;
+	out->backoff_ms = p->backoff_ms;
 	return 0;
 }
 

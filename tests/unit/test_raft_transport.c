@@ -335,6 +335,7 @@ START_TEST(down_peer_is_reached_when_it_comes_up)
 	ck_assert_msg(elapsed < 2000, "10 reconnects took %llu ms",
 		      (unsigned long long)elapsed);
 	ck_assert(!raft_transport_is_connected(a.t, 2));
+	ck_assert_uint_eq(stats(&a, 2).backoff_ms, 10);
 	ck_assert_uint_eq(stats(&a, 2).connects, 0);
 	ck_assert_uint_eq(stats(&a, 2).sent, 0);
 	/* b comes up on the same port and gets what was queued, in order */
@@ -361,6 +362,30 @@ START_TEST(down_peer_is_reached_when_it_comes_up)
 	ck_assert_int_gt(b.received, 0);
 	ck_assert_int_eq(b.unexpected, 0);
 	ck_assert_uint_ge(stats(&a, 2).connects, 2);
+	node_stop(&a);
+	node_stop(&b);
+	ck_assert_int_eq(finish_loop(&loop), 0);
+}
+END_TEST
+
+START_TEST(peer_that_refuses_hello_is_retried_ever_more_slowly)
+{
+	uv_loop_t loop;
+	struct node a, b;
+	struct want_reconnects w = {&a, 3, 5};
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	node_start(&loop, &a, 1, 0);
+	node_start(&loop, &b, 2, 0);
+	ck_assert_int_eq(raft_transport_set_backoff(a.t, 2, 64), 0);
+	/* a thinks node 3 lives at b's address; b refuses the hello */
+	add_peer(&a, 3, b.port);
+	ck_assert(run_until(&loop, has_reconnects, &w, 5000));
+	ck_assert_uint_ge(stats(&a, 3).connects, 3);
+	ck_assert_uint_ge(stats(&b, 0).bad_conns, 3);
+	/* 2, 4, 8, 16, 32, then 64: the cap, not reset by short connections */
+	ck_assert_uint_eq(stats(&a, 3).backoff_ms, 64);
+	ck_assert_uint_eq(stats(&a, 3).sent, 0);
 	node_stop(&a);
 	node_stop(&b);
 	ck_assert_int_eq(finish_loop(&loop), 0);
@@ -797,6 +822,7 @@ int main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, three_nodes_exchange_every_message_type);
 	tcase_add_test(tc, down_peer_is_reached_when_it_comes_up);
+	tcase_add_test(tc, peer_that_refuses_hello_is_retried_ever_more_slowly);
 	tcase_add_test(tc, full_queue_drops_and_counts);
 	tcase_add_test(tc, bad_input_closes_only_its_connection);
 	tcase_add_test(tc, new_hello_replaces_an_older_connection);
