@@ -893,6 +893,7 @@ struct coordinator_pg_stats {
 	uint64_t timeouts; /* statements cancelled by the client timer */
 	uint64_t lost;	   /* connections lost while open */
 	uint64_t queries;  /* queries sent (round trips) */
+	uint64_t resets;   /* DISCARD ALL session resets between branches */
 };
 void coordinator_pg_stats_get(const struct coordinator_pg *pg,
 			      struct coordinator_pg_stats *out);
@@ -903,10 +904,12 @@ int coordinator_pg_check(struct coordinator_pg *pg, coordinator_pg_cb cb,
 			 void *data);
 
 /*
- * Starts a branch: takes a pooled connection (or waits in the queue), sends
- * BEGIN and pins the connection to the branch until prepare, commit or
- * rollback ends it.  *out is valid from now on; if the callback reports a
- * failure the branch is already gone when the callback returns.
+ * Starts a branch: takes a pooled connection (or waits in the queue) and
+ * pins it to the branch until prepare, commit or rollback ends it.  BEGIN
+ * goes out in one round trip with the branch's first statement (a failed
+ * BEGIN fails that statement and breaks the branch).  *out is valid from
+ * now on; if the callback reports a failure the branch is already gone
+ * when the callback returns.
  */
 int coordinator_pg_begin(struct coordinator_pg *pg, coordinator_pg_cb cb,
 			 void *data, struct coordinator_pg_branch **out);

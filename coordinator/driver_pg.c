@@ -15,11 +15,15 @@
  *    only as parameters; gids only through PQescapeLiteral.
  *  - A request needing a connection takes an idle one or waits in a bounded
  *    FIFO queue; the pool grows on demand up to pool_size.  A branch pins
- *    its connection from BEGIN until prepare, commit or rollback.
+ *    its connection from begin until prepare, commit or rollback.
+ *  - begin sends nothing: BEGIN goes out with the branch's first statement
+ *    in one libpq pipeline (BEGIN, statement, one Sync), one round trip.
+ *    A branch that ends before any statement never sends BEGIN.
  *  - A connection goes back to the pool clean: a transaction left open (a
  *    failed prepare) gets an internal ROLLBACK, and after a branch that ran
- *    user statements the session gets DISCARD ALL, unless
- *    keep_session_state says not to bother.
+ *    anything but successful plain DML (INSERT/UPDATE/DELETE/MERGE tags)
+ *    the session gets DISCARD ALL, unless keep_session_state says not to
+ *    bother.
  *  - After each user statement the transaction status is checked: a user
  *    COMMIT/ROLLBACK/PREPARE TRANSACTION breaks the branch (EENDED) rather
  *    than let prepare call it read-only.  A branch whose DML changed rows
@@ -61,6 +65,7 @@
  *   CONNECTING -> SETUP   [connect_step]    PQconnectPoll said OK
  *   SETUP -> IDLE         [setup_done]      max_prepared_transactions > 0
  *   IDLE -> BUSY          [send_req from pump, run_on_branch, release]
+ *   (a begin pins an IDLE connection without sending: pin_branch)
  *   BUSY -> IDLE          [finish, release]
  *   any -> EMPTY          [connect_failed, conn_lost, release]
  */
@@ -137,6 +142,11 @@ struct req {
 	char *arg; /* gid or LIKE pattern */
 	uint64_t queued_at;
 	bool sent;
+	/* OP_EXEC: the branch's BEGIN went out in the same pipeline, ahead
+	 * of the statement; ends counts the query ends (NULL results) seen. */
+	bool with_begin;
+	bool begin_failed;
+	int ends;
 	size_t row_limit;
 	/* the answer, accumulated */
 	enum coordinator_pg_outcome outcome;
@@ -161,6 +171,8 @@ struct coordinator_pg_branch {
 	struct conn *conn;
 	enum branch_state state;
 	bool busy;
+	/* BEGIN not sent yet: it goes out with the first statement. */
+	bool need_begin;
 	/* A statement surely got a transaction id (DML that changed rows,
 	 * DDL): prepare can skip the read-only probe. */
 	bool wrote;
@@ -357,7 +369,7 @@ static void req_fail(struct req *r, int code, const char *detail)
 	r->outcome = COORDINATOR_PG_FAILED;
 	r->code = code;
 	snprintf(r->msg, sizeof(r->msg), "cannot %s on %s: %s",
-		 op_action(r->op), r->pg->name,
+		 op_action(r->begin_failed ? OP_BEGIN : r->op), r->pg->name,
 		 clean[0] ? clean : coordinator_pg_strerror(code));
 }
 
@@ -615,6 +627,9 @@ static void conn_lost(struct conn *c, int code, const char *detail)
 		     r->op == OP_ROLLBACK_PREPARED ||
 		     (r->op == OP_PREPARE && r->step != STEP_XID));
 
+		/* A lost connection is the statement's failure, even when
+		 * the BEGIN ahead of it already reported the loss. */
+		r->begin_failed = false;
 		if (r->op == OP_ROLLBACK) {
 			/* The server rolls back a branch whose client went. */
 			r->outcome = COORDINATOR_PG_OK;
@@ -701,7 +716,7 @@ static void send_req(struct conn *c, struct req *r)
 	case OP_CHECK:
 		sql = "SELECT 1";
 		break;
-	case OP_BEGIN:
+	case OP_BEGIN: /* pinned by pin_branch(), never sent alone */
 		sql = "BEGIN";
 		break;
 	case OP_EXEC:
@@ -709,12 +724,12 @@ static void send_req(struct conn *c, struct req *r)
 		nparams = r->nparams;
 		params = (const char *const *)r->params;
 		single_row = true;
-		c->dirty = true;
 		break;
 	case OP_RESET:
 		/* Alone in its query, outside any transaction block, as it
 		 * must be; the session's startup settings survive it. */
 		sql = "DISCARD ALL";
+		pg->stats.resets++;
 		break;
 	case OP_PREPARE:
 		if (r->step == STEP_XID) {
@@ -763,8 +778,23 @@ static void send_req(struct conn *c, struct req *r)
 		fail_later(c, code, m);
 		return;
 	}
-	rc =
-	    PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (r->op == OP_EXEC && r->branch->need_begin) {
+		/* BEGIN and the statement in one pipeline, one Sync: one
+		 * round trip.  A failed BEGIN aborts the statement. */
+		r->branch->need_begin = false;
+		r->with_begin = true;
+		rc = PQenterPipelineMode(c->pq) == 1 &&
+		     PQsendQueryParams(c->pq, "BEGIN", 0, NULL, NULL, NULL,
+				       NULL, 0) == 1 &&
+		     PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL,
+				       NULL, 0) == 1 &&
+		     PQpipelineSync(c->pq) == 1;
+		/* Single-row mode is set once the statement's turn comes. */
+		single_row = false;
+	} else {
+		rc = PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL,
+				       NULL, 0);
+	}
 	mem_free(owned);
 	if (rc != 1) {
 		fail_later(c, COORDINATOR_PG_ECONNLOST, PQerrorMessage(c->pq));
@@ -855,6 +885,17 @@ static bool absorb(struct req *r, PGresult *res)
 {
 	const char *tuples;
 
+	if (r->with_begin && r->ends == 0) {
+		/* The pipelined BEGIN's answer: only a failure matters (the
+		 * statement after it then comes back PIPELINE_ABORTED). */
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && r->err == NULL) {
+			r->err = res;
+			r->begin_failed = true;
+			return true;
+		}
+		PQclear(res);
+		return true;
+	}
 	switch (PQresultStatus(res)) {
 	case PGRES_SINGLE_TUPLE:
 	case PGRES_TUPLES_OK:
@@ -1048,6 +1089,22 @@ static bool surely_wrote(const struct req *r)
 	return false;
 }
 
+/* True if r was a plain INSERT, UPDATE, DELETE or MERGE that succeeded:
+ * such a statement leaves no session state behind (unless a function it
+ * calls, say a trigger, does), so its connection needs no reset. */
+static bool plain_dml(const struct req *r)
+{
+	static const char *const dml[] = {"INSERT ", "UPDATE ", "DELETE ",
+					  "MERGE "};
+
+	if (r->outcome != COORDINATOR_PG_OK || r->code != 0)
+		return false;
+	for (size_t i = 0; i < sizeof(dml) / sizeof(dml[0]); i++)
+		if (strncmp(r->cmd, dml[i], strlen(dml[i])) == 0)
+			return true;
+	return false;
+}
+
 /* Sends the next step of a prepare; false if the prepare is over. */
 static bool prepare_next(struct conn *c, struct req *r)
 {
@@ -1081,21 +1138,26 @@ static void finish(struct conn *c)
 	evaluate(r);
 	c->req = NULL;
 	switch (r->op) {
-	case OP_BEGIN:
-		if (r->outcome == COORDINATOR_PG_OK) {
-			c->branch = b;
-			c->state = C_IDLE;
-			b->conn = c;
-			b->state = B_OPEN;
-			if (watch(c, UV_READABLE) < 0)
-				conn_lost(
-				    c, COORDINATOR_PG_ECONNLOST,
-				    "cannot poll the connection's socket");
-		} else {
-			release(c);
-		}
-		break;
 	case OP_EXEC:
+		if (!plain_dml(r))
+			c->dirty = true;
+		if (r->begin_failed) {
+			/* The branch never began: broken, with the reason,
+			 * until the caller rolls it back. */
+			const char *m =
+			    PQresultErrorField(r->err, PG_DIAG_MESSAGE_PRIMARY);
+			char clean[200];
+
+			clean_copy(clean, sizeof(clean),
+				   m ? m : PQresultErrorMessage(r->err));
+			b->state = B_BROKEN;
+			b->broken_code = r->code;
+			snprintf(b->broken_msg, sizeof(b->broken_msg),
+				 "BEGIN failed: %s", clean);
+			b->conn = NULL;
+			release(c);
+			break;
+		}
 		if (PQtransactionStatus(c->pq) == PQTRANS_IDLE) {
 			/* The user's COMMIT, ROLLBACK or PREPARE TRANSACTION
 			 * ended the transaction: the branch is over, and a
@@ -1156,6 +1218,7 @@ static void io_step(struct conn *c, int events)
 		return;
 	}
 	while (!PQisBusy(c->pq)) {
+		struct req *r = c->req;
 		PGresult *res = PQgetResult(c->pq);
 
 		if (res == NULL) {
@@ -1164,10 +1227,33 @@ static void io_step(struct conn *c, int events)
 					  PQerrorMessage(c->pq));
 				return;
 			}
+			if (!r->with_begin) {
+				finish(c);
+				return;
+			}
+			/* The end of one query of the pipeline (BEGIN, then
+			 * the statement); the Sync's result follows. */
+			if (++r->ends > 2) {
+				conn_lost(c, COORDINATOR_PG_ECONNLOST,
+					  "unexpected end of the pipeline");
+				return;
+			}
+			if (r->ends == 1)
+				PQsetSingleRowMode(c->pq);
+			continue;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			if (!r->with_begin || r->ends != 2 ||
+			    PQexitPipelineMode(c->pq) != 1) {
+				conn_lost(c, COORDINATOR_PG_ECONNLOST,
+					  "unexpected end of the pipeline");
+				return;
+			}
 			finish(c);
 			return;
 		}
-		if (!absorb(c->req, res)) {
+		if (!absorb(r, res)) {
 			conn_lost(c, -ENOTSUP,
 				  "COPY is not supported in a branch");
 			return;
@@ -1459,6 +1545,21 @@ static void on_queue_timer(uv_timer_t *t)
 		arm_queue_timer(pg);
 }
 
+/* A begin got connection c: pin it to the branch and answer OK (deferred)
+ * without a round trip.  BEGIN itself goes out in one pipeline with the
+ * branch's first statement; a branch that ends before running any needs
+ * no BEGIN at all. */
+static void pin_branch(struct conn *c, struct req *r)
+{
+	struct coordinator_pg_branch *b = r->branch;
+
+	c->branch = b;
+	b->conn = c;
+	b->state = B_OPEN;
+	b->need_begin = true;
+	defer(r);
+}
+
 /* Hands queued requests to idle connections and grows the pool for the
  * rest.  Never calls back. */
 static void pump(struct coordinator_pg *pg)
@@ -1476,7 +1577,10 @@ static void pump(struct coordinator_pg *pg)
 			pg->qtail = NULL;
 		pg->qlen--;
 		r->next = NULL;
-		send_req(c, r);
+		if (r->op == OP_BEGIN)
+			pin_branch(c, r);
+		else
+			send_req(c, r);
 	}
 	want = pg->qlen - connecting_count(pg);
 	while (want-- > 0 && !pg->retry_pending && (c = empty_slot(pg)) != NULL)
@@ -1812,6 +1916,15 @@ void coordinator_pg_close(struct coordinator_pg *pg, void (*cb)(void *data),
 		struct req *r = pg->dhead;
 
 		pg->dhead = r->next;
+		if (r->op == OP_BEGIN && r->outcome == COORDINATOR_PG_OK) {
+			/* Pinned but not yet answered: it fails like any
+			 * pending request, and its branch goes with it. */
+			if (r->branch->conn != NULL)
+				r->branch->conn->branch = NULL;
+			r->branch->conn = NULL;
+			req_fail(r, COORDINATOR_PG_ECLOSED,
+				 "the resource was closed");
+		}
 		deliver(r);
 	}
 	pg->dtail = NULL;
@@ -1961,6 +2074,21 @@ static int run_on_branch(struct coordinator_pg_branch *b, struct req *r)
 		} else {
 			req_fail(r, b->broken_code, b->broken_msg);
 		}
+		defer(r);
+		return 0;
+	}
+	if (b->need_begin && r->op != OP_EXEC) {
+		/* Nothing ran, not even BEGIN: there is no transaction to
+		 * prepare, commit or roll back.  Like any branch that wrote
+		 * nothing, a prepare reports it read-only. */
+		struct conn *c = b->conn;
+
+		b->need_begin = false;
+		b->conn = NULL;
+		c->branch = NULL;
+		if (r->op == OP_PREPARE)
+			r->outcome = COORDINATOR_PG_READ_ONLY;
+		release(c);
 		defer(r);
 		return 0;
 	}

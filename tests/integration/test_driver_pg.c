@@ -785,6 +785,210 @@ START_TEST(session_state_does_not_leak_between_branches)
 }
 END_TEST
 
+/* Queries (round trips) the pool has sent so far. */
+static uint64_t queries_sent(struct ctx *t)
+{
+	struct coordinator_pg_stats st;
+
+	coordinator_pg_stats_get(t->pg, &st);
+	return st.queries;
+}
+
+static uint64_t resets_sent(struct ctx *t)
+{
+	struct coordinator_pg_stats st;
+
+	coordinator_pg_stats_get(t->pg, &st);
+	return st.resets;
+}
+
+START_TEST(begin_goes_out_with_the_first_statement)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	uint64_t q0;
+	char v[64];
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS bw_t (v text)", 0, NULL);
+	/* begin costs no round trip; BEGIN + INSERT cost one. */
+	q0 = queries_sent(&t);
+	b = begin_ok(&t);
+	ck_assert_uint_eq(queries_sent(&t), q0);
+	exec_ok(&t, b, "INSERT INTO bw_t VALUES ('gone')", 0, NULL, &g);
+	ck_assert_int_eq(g.rows, 1);
+	ck_assert_uint_eq(queries_sent(&t), q0 + 1);
+	/* ... and they ran in one transaction: rolling back undoes it. */
+	exec_ok(&t, b, "SELECT count(*) FROM bw_t WHERE v = 'gone'", 0, NULL,
+		&g);
+	ck_assert_str_eq(g.vals[0][0], "1");
+	ck_assert_uint_eq(queries_sent(&t), q0 + 2);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	query_one(&t, "SELECT count(*) FROM bw_t WHERE v = 'gone'", v,
+		  sizeof(v));
+	ck_assert_str_eq(v, "0");
+	/* A first statement with rows, parameters and the row limit. */
+	b = begin_ok(&t);
+	{
+		const char *p[1] = {"3"};
+
+		exec_ok(&t, b,
+			"SELECT g, $1::int * g AS x FROM "
+			"generate_series(1, 5) g",
+			1, p, &g);
+	}
+	ck_assert_int_eq(g.nrows, 5);
+	ck_assert_int_eq(g.ncols, 2);
+	ck_assert_str_eq(g.cols[1], "x");
+	ck_assert_str_eq(g.vals[4][1], "15");
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(branch_without_statements_sends_nothing)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	uint64_t q0;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	b = begin_ok(&t);
+	q0 = queries_sent(&t);
+	prepare_got(&t, b, "emptytest_1", &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_READ_ONLY, "%s", g.msg);
+	ck_assert_int_eq(g.code, 0);
+	b = begin_ok(&t);
+	end_branch(&t, b, coordinator_pg_branch_commit, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	b = begin_ok(&t);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	ck_assert_uint_eq(queries_sent(&t), q0);
+	/* The connection went back clean: the next branch works on it. */
+	b = begin_ok(&t);
+	exec_ok(&t, b, "SELECT 1", 0, NULL, &g);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	list_got(&t, "emptytest_", &g);
+	ck_assert_int_eq(g.nrows, 0);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(connection_lost_before_the_first_statement)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	char conninfo[512];
+
+	snprintf(conninfo, sizeof(conninfo), "%s application_name=bw_victim",
+		 pg_harness_conninfo(harness, 0));
+	config_defaults(&cfg, "bank_a", conninfo);
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	b = begin_ok(&t);
+	/* The server drops the pinned connection before BEGIN went out;
+	 * the loop does not run in between, so the statement meets it. */
+	admin_exec(0, "SELECT pg_terminate_backend(pid) FROM "
+		      "pg_stat_activity WHERE application_name = 'bw_victim'");
+	exec_got(&t, b, "SELECT 1", 0, NULL, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_ECONNLOST);
+	ck_assert(!g.in_doubt);
+	ck_assert_msg(strstr(g.msg, "cannot run statement on bank_a:") == g.msg,
+		      "%s", g.msg);
+	/* Prepare votes no, not in doubt; rollback is fine. */
+	prepare_got(&t, b, "bwtest_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert(!g.in_doubt);
+	/* The pool reconnects for the next branch. */
+	b = begin_ok(&t);
+	exec_ok(&t, b, "SELECT 2", 0, NULL, &g);
+	ck_assert_str_eq(g.vals[0][0], "2");
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ctx_close(&t);
+}
+END_TEST
+
+/* Runs stmts in one committed branch; returns the resets it caused. */
+static uint64_t resets_after(struct ctx *t, const char *const *stmts, int n)
+{
+	struct coordinator_pg_branch *b = begin_ok(t);
+	uint64_t r0 = resets_sent(t);
+	struct got g;
+
+	for (int i = 0; i < n; i++)
+		exec_got(t, b, stmts[i], 0, NULL, &g);
+	/* The reset, if any, goes out before the rollback answers. */
+	end_branch(t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	return resets_sent(t) - r0;
+}
+
+START_TEST(plain_dml_branch_skips_the_reset)
+{
+	static const char *const dml[] = {
+	    "INSERT INTO dml_t VALUES (1), (2)",
+	    "UPDATE dml_t SET v = v + 1 WHERE v > 1",
+	    "DELETE FROM dml_t WHERE v = 1",
+	    "INSERT INTO dml_t VALUES (7) RETURNING v",
+	    "MERGE INTO dml_t d USING (SELECT 9 AS v) s ON d.v = s.v "
+	    "WHEN NOT MATCHED THEN INSERT VALUES (s.v)",
+	};
+	static const char *const sel[] = {"INSERT INTO dml_t VALUES (3)",
+					  "SELECT count(*) FROM dml_t"};
+	static const char *const set[] = {"SET statement_timeout = 0"};
+	static const char *const fn[] = {
+	    "SELECT set_config('statement_timeout', '0', false)"};
+	static const char *const failed[] = {"INSERT INTO dml_t VALUES (1/0)"};
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_branch *b;
+	struct ctx t;
+	struct got g;
+	char v[64];
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1; /* every branch on the same session */
+	ctx_open(&t, &cfg);
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS dml_t (v int)", 0, NULL);
+	ck_assert_uint_eq(resets_after(&t, dml, 5), 0);
+	/* A prepared DML branch neither. */
+	b = begin_ok(&t);
+	exec_ok(&t, b, "INSERT INTO dml_t VALUES (5)", 0, NULL, &g);
+	{
+		uint64_t r0 = resets_sent(&t);
+
+		prepare_got(&t, b, "dmltest_1", &g);
+		ck_assert(g.outcome == COORDINATOR_PG_OK);
+		gid_op(&t, coordinator_pg_rollback_prepared, "dmltest_1", &g);
+		ck_assert(g.outcome == COORDINATOR_PG_OK);
+		ck_assert_uint_eq(resets_sent(&t), r0);
+	}
+	/* Anything else resets, and the session state does not leak. */
+	ck_assert_uint_eq(resets_after(&t, sel, 2), 1);
+	ck_assert_uint_eq(resets_after(&t, set, 1), 1);
+	query_one(&t, "SHOW statement_timeout", v, sizeof(v));
+	ck_assert_str_eq(v, "10s");
+	ck_assert_uint_eq(resets_after(&t, fn, 1), 1);
+	query_one(&t, "SHOW statement_timeout", v, sizeof(v));
+	ck_assert_str_eq(v, "10s");
+	/* A failed statement may have done anything before it failed. */
+	ck_assert_uint_eq(resets_after(&t, failed, 1), 1);
+	ctx_close(&t);
+}
+END_TEST
+
 struct chain {
 	struct ctx *t;
 	int left; /* operations still to start from callbacks */
@@ -1553,6 +1757,10 @@ int main(void)
 	tcase_add_test(tc,
 		       statement_that_ends_the_transaction_breaks_the_branch);
 	tcase_add_test(tc, session_state_does_not_leak_between_branches);
+	tcase_add_test(tc, begin_goes_out_with_the_first_statement);
+	tcase_add_test(tc, branch_without_statements_sends_nothing);
+	tcase_add_test(tc, connection_lost_before_the_first_statement);
+	tcase_add_test(tc, plain_dml_branch_skips_the_reset);
 	tcase_add_test(tc,
 		       startup_settings_keep_user_options_and_survive_reset);
 	tcase_add_test(tc, many_requests_share_a_small_pool);
