@@ -501,7 +501,11 @@ static void fx_end_branch(struct coordinator_server *s,
 		if (st == NULL)
 			return;
 		if (st->busy) {
-			st->abandon = true; /* rolled back when the call ends */
+			/* Rolled back when the call ends; cancel the statement
+			 * so its locks go now, not when it finishes. */
+			st->abandon = true;
+			if (st->pgb != NULL)
+				coordinator_pg_branch_cancel(st->pgb);
 			return;
 		}
 		st->abandon = true;

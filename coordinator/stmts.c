@@ -23,6 +23,68 @@
 #define STMTS_MAX 1000
 #define PARAMS_MAX 1000
 
+/*
+ * The first keyword of sql after blanks and comments, upper-cased into kw
+ * (empty if none); *rest points after it.
+ */
+static void first_word(const char *sql, char *kw, size_t len, const char **rest)
+{
+	const char *p = sql;
+	size_t n = 0;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' ||
+		       *p == '\f' || *p == '(')
+			p++;
+		if (p[0] == '-' && p[1] == '-') {
+			while (*p != '\0' && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *end = strstr(p + 2, "*/");
+
+			p = end ? end + 2 : p + strlen(p);
+		} else {
+			break;
+		}
+	}
+	while (((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		*p == '_') &&
+	       n + 1 < len) {
+		kw[n++] = (char)(*p >= 'a' ? *p - 'a' + 'A' : *p);
+		p++;
+	}
+	kw[n] = '\0';
+	*rest = p;
+}
+
+/*
+ * True if sql would end or nest the branch's transaction: the coordinator
+ * owns BEGIN, COMMIT, ROLLBACK and PREPARE TRANSACTION of every branch, and
+ * one of them inside a branch would commit or prepare work behind its back
+ * (COMMIT cannot be undone).  SAVEPOINT, RELEASE and ROLLBACK TO are fine.
+ */
+static bool ends_transaction(const char *sql)
+{
+	static const char *const always[] = {"BEGIN", "START", "COMMIT",
+					     "END", "ABORT", NULL};
+	char kw[16], kw2[16];
+	const char *rest, *rest2;
+
+	first_word(sql, kw, sizeof(kw), &rest);
+	for (size_t i = 0; always[i] != NULL; i++)
+		if (strcmp(kw, always[i]) == 0)
+			return true;
+	first_word(rest, kw2, sizeof(kw2), &rest2);
+	if (strcmp(kw, "ROLLBACK") == 0) {
+		if (strcmp(kw2, "WORK") == 0 || strcmp(kw2, "TRANSACTION") == 0)
+			first_word(rest2, kw2, sizeof(kw2), &rest2);
+		return strcmp(kw2, "TO") != 0;
+	}
+	if (strcmp(kw, "PREPARE") == 0)
+		return strcmp(kw2, "TRANSACTION") == 0;
+	return false;
+}
+
 static void stmt_clear(struct coordinator_stmt *s)
 {
 	for (int i = 0; i < s->nparams; i++)
@@ -121,6 +183,14 @@ static int stmt_parse(json_t *j, struct coordinator_stmt *s, char *err,
 	if (!json_is_string(sql) || json_string_length(sql) == 0 ||
 	    strlen(json_string_value(sql)) != json_string_length(sql)) {
 		snprintf(err, errlen, "%s: \"sql\" must be a non-empty string",
+			 where);
+		return -EINVAL;
+	}
+	if (ends_transaction(json_string_value(sql))) {
+		snprintf(err, errlen,
+			 "%s: transaction control (BEGIN, COMMIT, ROLLBACK, "
+			 "PREPARE TRANSACTION, ...) is the coordinator's: a "
+			 "branch may not end its own transaction",
 			 where);
 		return -EINVAL;
 	}
