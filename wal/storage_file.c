@@ -7,6 +7,13 @@
  * "durable when it returns" holds; allocate uses posix_fallocate, which extends
  * the file size, so later fdatasyncs need not flush a size change.  Every call
  * returns -errno; EINTR is retried, short reads and writes are continued.
+ *
+ * Zero-fill ahead (see f_write): a preallocated file that is written gets a
+ * zeroer thread that writes zeros ZERO_AHEAD bytes ahead of the writes and
+ * syncs them, so the log's own writes land on blocks that are already
+ * written and its fdatasyncs flush only the records.  Its state (zero_to,
+ * the chunk it is writing) is under f->mu; the owner of the file calls the
+ * ops from one thread at a time, as before.
  */
 #include "common/common.h"
 #include "wal/internal.h"
@@ -14,8 +21,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,12 +36,28 @@ struct fs {
 
 struct ff {
 	int fd;
+	int dfd;	  /* same file, O_DIRECT, for the zeroer; -1 if none */
 	uint64_t alloc;	  /* size reserved by allocate, 0 if none */
-	uint64_t zero_to; /* bytes below this were written (data or zeros) */
+	uint64_t zero_to; /* bytes below this are data or zeros (under mu) */
+	/* zeroer (under mu) */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t zt;
+	bool zt_started;
+	bool zt_failed; /* could not start, or a zero write failed: inline */
+	bool stop;
+	bool busy;	/* someone writes zeros at zero_to: wait for it */
+	uint64_t want;	/* the zeroer works up to here */
 };
 
-/* Zero-fill this far ahead of the writes (see f_write). */
-#define ZERO_AHEAD (1u << 20)
+/* Zero-fill this far ahead of the writes (see f_write), in chunks of
+ * ZERO_CHUNK bytes, one write and one fdatasync each. */
+#define ZERO_AHEAD (8u << 20)
+#define ZERO_CHUNK (1u << 20)
+#define DIO_ALIGN  4096u
+
+/* Source of zero bytes, aligned for O_DIRECT. */
+static _Alignas(4096) const unsigned char zeros[64 * 1024];
 
 static int f_open(void *data, const char *name, unsigned flags, void **file)
 {
@@ -50,6 +76,7 @@ static int f_open(void *data, const char *name, unsigned flags, void **file)
 	f = mem_calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	f->dfd = -1;
 	do
 		f->fd = openat(fs->dirfd, name, oflags, 0644);
 	while (f->fd < 0 && errno == EINTR);
@@ -66,7 +93,12 @@ static int f_open(void *data, const char *name, unsigned flags, void **file)
 		 * invariant 3), so the zero-fill may start anywhere */
 		if (fstat(f->fd, &sb) == 0)
 			f->alloc = (uint64_t)sb.st_size;
+		/* zeros written around the page cache never make the log's
+		 * fdatasync flush them; without it they are buffered */
+		f->dfd = openat(fs->dirfd, name, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	}
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cv, NULL);
 	*file = f;
 	return 0;
 }
@@ -76,6 +108,17 @@ static void f_close(void *data, void *file)
 	struct ff *f = file;
 
 	(void)data;
+	if (f->zt_started) {
+		pthread_mutex_lock(&f->mu);
+		f->stop = true;
+		pthread_cond_broadcast(&f->cv);
+		pthread_mutex_unlock(&f->mu);
+		pthread_join(f->zt, NULL);
+	}
+	pthread_cond_destroy(&f->cv);
+	pthread_mutex_destroy(&f->mu);
+	if (f->dfd >= 0)
+		close(f->dfd);
 	close(f->fd);
 	mem_free(f);
 }
@@ -121,40 +164,168 @@ static int write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* Buffered zeros over [from, to). */
+static int zero_buffered(int fd, uint64_t from, uint64_t to)
+{
+	while (from < to) {
+		size_t n = to - from < sizeof(zeros) ? (size_t)(to - from)
+						     : sizeof(zeros);
+		int rc = write_all(fd, zeros, n, from);
+
+		if (rc < 0)
+			return rc;
+		from += n;
+	}
+	return 0;
+}
+
+/* Zeros over [from, to), the aligned blocks with O_DIRECT if possible.  The
+ * partial block at from holds log data, so it is already written: skipped. */
+static int zero_direct(struct ff *f, uint64_t from, uint64_t to)
+{
+	struct iovec iov[ZERO_CHUNK / sizeof(zeros)];
+	uint64_t a = (from + DIO_ALIGN - 1) & ~(uint64_t)(DIO_ALIGN - 1);
+	uint64_t b = to & ~(uint64_t)(DIO_ALIGN - 1);
+
+	if (f->dfd < 0 || a >= b)
+		return zero_buffered(f->fd, from, to);
+	while (a < b) {
+		size_t n = 0, len = 0;
+		ssize_t wr;
+
+		while (n < sizeof(iov) / sizeof(iov[0]) && a + len < b) {
+			size_t k = b - a - len < sizeof(zeros)
+				       ? (size_t)(b - a - len)
+				       : sizeof(zeros);
+
+			iov[n].iov_base = (void *)zeros;
+			iov[n++].iov_len = k;
+			len += k;
+		}
+		wr = pwritev(f->dfd, iov, (int)n, (off_t)a);
+		if (wr < 0 && errno == EINTR)
+			continue;
+		if (wr < 0 && errno == EINVAL) {
+			/* O_DIRECT refused after all: buffered from here */
+			close(f->dfd);
+			f->dfd = -1;
+			return zero_buffered(f->fd, a, to);
+		}
+		if (wr <= 0 || (size_t)wr % DIO_ALIGN)
+			return wr < 0 ? -errno : -EIO;
+		a += (uint64_t)wr;
+	}
+	return zero_buffered(f->fd, b, to);
+}
+
+/* The zeroer: keeps the zeros ZERO_AHEAD bytes ahead of the writes, one
+ * chunk at a time, each written and synced before zero_to moves past it. */
+static void *zeroer_main(void *arg)
+{
+	struct ff *f = arg;
+
+	pthread_mutex_lock(&f->mu);
+	for (;;) {
+		uint64_t z, ze, lim;
+		int rc;
+
+		lim = f->want < f->alloc ? f->want : f->alloc;
+		while (!f->stop && (f->busy || f->zt_failed || f->zero_to >= lim)) {
+			pthread_cond_wait(&f->cv, &f->mu);
+			lim = f->want < f->alloc ? f->want : f->alloc;
+		}
+		if (f->stop)
+			break;
+		z = f->zero_to;
+		ze = (z / ZERO_CHUNK + 1) * ZERO_CHUNK;
+		if (ze > f->alloc)
+			ze = f->alloc;
+		f->busy = true;
+		pthread_mutex_unlock(&f->mu);
+		rc = zero_direct(f, z, ze);
+		if (rc == 0 && fdatasync(f->fd) < 0)
+			rc = -errno;
+		pthread_mutex_lock(&f->mu);
+		f->busy = false;
+		/* on failure the writes zero inline again, and report it */
+		if (rc < 0)
+			f->zt_failed = true;
+		else if (ze > f->zero_to)
+			f->zero_to = ze;
+		pthread_cond_broadcast(&f->cv);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+/* Waits for the zeroer to leave zero_to alone (under mu). */
+static void zero_wait(struct ff *f)
+{
+	while (f->busy)
+		pthread_cond_wait(&f->cv, &f->mu);
+}
+
 /*
  * posix_fallocate leaves unwritten extents: the first write into each block
  * makes the next fdatasync commit an extent conversion to the journal, which
- * costs several times a plain data sync.  So the zeros are written for real,
- * ZERO_AHEAD bytes at a time, in the same write path as the records: one
- * conversion per megabyte instead of one per 4 KiB block.
+ * costs several times a plain data sync.  So the zeros are written for
+ * real.  The zeroer thread does it ahead of the writes (O_DIRECT, then its
+ * own fdatasync), off the log's commit path.  A write that reaches bytes the
+ * zeroer has not done yet (the first write after open, or the zeroer fell
+ * behind or failed) zero-fills up to the next chunk boundary itself, in the
+ * same write path as the records: one conversion per chunk, not per block.
+ * The zeros only ever go past the end of the log, over bytes that read as
+ * zero already (format.c invariant 3): a crash at any point changes nothing.
  */
 static int f_write(void *data, void *file, const void *buf, size_t len,
 		   uint64_t off)
 {
-	static const unsigned char zeros[64 * 1024];
 	struct ff *f = file;
 	uint64_t end = off + len, zfrom, zto;
 	int rc;
 
 	(void)data;
-	rc = write_all(f->fd, buf, len, off);
-	if (rc < 0 || !f->alloc || end <= f->zero_to)
-		return rc;
-	zfrom = end > f->zero_to ? end : f->zero_to;
-	zto = (end + ZERO_AHEAD) & ~(uint64_t)(ZERO_AHEAD - 1);
-	if (zto > f->alloc)
-		zto = f->alloc;
-	while (zfrom < zto) {
-		size_t n = zto - zfrom < sizeof(zeros) ? (size_t)(zto - zfrom)
-						       : sizeof(zeros);
-
-		rc = write_all(f->fd, zeros, n, zfrom);
-		if (rc < 0)
-			return rc;
-		zfrom += n;
+	pthread_mutex_lock(&f->mu);
+	if (!f->alloc) {
+		pthread_mutex_unlock(&f->mu);
+		return write_all(f->fd, buf, len, off);
 	}
-	f->zero_to = zto > end ? zto : end;
-	return 0;
+	if (end > f->zero_to)
+		zero_wait(f);
+	if (end <= f->zero_to) {
+		pthread_mutex_unlock(&f->mu);
+		rc = write_all(f->fd, buf, len, off);
+		pthread_mutex_lock(&f->mu);
+	} else {
+		/* inline: this thread owns zero_to while busy */
+		zfrom = end > f->zero_to ? end : f->zero_to;
+		zto = (end + ZERO_CHUNK - 1) & ~(uint64_t)(ZERO_CHUNK - 1);
+		if (zto > f->alloc)
+			zto = f->alloc;
+		f->busy = true;
+		pthread_mutex_unlock(&f->mu);
+		rc = write_all(f->fd, buf, len, off);
+		if (rc == 0 && zfrom < zto)
+			rc = zero_buffered(f->fd, zfrom, zto);
+		pthread_mutex_lock(&f->mu);
+		f->busy = false;
+		if (rc == 0)
+			f->zero_to = zto > end ? zto : end;
+		pthread_cond_broadcast(&f->cv);
+	}
+	if (rc == 0 && end + ZERO_AHEAD > f->want) {
+		f->want = end + ZERO_AHEAD;
+		if (!f->zt_started && !f->zt_failed) {
+			if (pthread_create(&f->zt, NULL, zeroer_main, f) == 0)
+				f->zt_started = true;
+			else
+				f->zt_failed = true;
+		} else if (f->zero_to < f->alloc) {
+			pthread_cond_broadcast(&f->cv);
+		}
+	}
+	pthread_mutex_unlock(&f->mu);
+	return rc;
 }
 
 static int f_sync(void *data, void *file)
@@ -181,13 +352,22 @@ static int f_truncate(void *data, void *file, uint64_t size)
 {
 	struct ff *f = file;
 
+	int rc = 0;
+
 	(void)data;
+	pthread_mutex_lock(&f->mu);
+	zero_wait(f);
 	if (ftruncate(f->fd, (off_t)size) < 0)
-		return -errno;
+		rc = -errno;
 	if (f->zero_to > size)
 		f->zero_to = size;
 	if (f->alloc > size)
 		f->alloc = size;
+	if (f->want > size)
+		f->want = size;
+	pthread_mutex_unlock(&f->mu);
+	if (rc < 0)
+		return rc;
 	return fsync(f->fd) < 0 ? -errno : 0;
 }
 
@@ -200,8 +380,10 @@ static int f_allocate(void *data, void *file, uint64_t size)
 	rc = posix_fallocate(f->fd, 0, (off_t)size);
 	if (rc)
 		return -rc;
+	pthread_mutex_lock(&f->mu);
 	if (size > f->alloc)
 		f->alloc = size;
+	pthread_mutex_unlock(&f->mu);
 	return 0;
 }
 
