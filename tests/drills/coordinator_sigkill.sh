@@ -18,7 +18,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 BIN=${DECREE_BIN:-$PWD/build/decree}
-ROUNDS=3
+ROUNDS=2
 CLIENTS=4
 ACCOUNTS=20
 BALANCE=1000
