@@ -812,6 +812,168 @@ START_TEST(bad_arguments_are_refused)
 }
 END_TEST
 
+/* ---- the real core over the transport ------------------------------------- */
+
+struct cnode {
+	struct raft *r;
+	struct raft_transport *t;
+	int port;
+	bool running;
+	int applied; /* committed entries with data */
+	char last[32];
+};
+
+static struct cnode cluster[3];
+
+static void drain(struct cnode *c)
+{
+	struct raft_ready rd;
+
+	while (raft_has_ready(c->r)) {
+		ck_assert_int_eq(raft_ready(c->r, &rd), 0);
+		/* nothing to persist: this cluster lives in memory */
+		for (size_t i = 0; i < rd.n_msgs; i++)
+			raft_transport_send(c->t, &rd.msgs[i]);
+		for (size_t i = 0; i < rd.n_committed; i++) {
+			const struct raft_entry *e = &rd.committed[i];
+
+			if (e->type == RAFT_ENTRY_NORMAL && e->len > 0 &&
+			    e->len < sizeof(c->last)) {
+				memcpy(c->last, e->data, e->len);
+				c->last[e->len] = '\0';
+				c->applied++;
+			}
+		}
+		ck_assert_int_eq(raft_advance(c->r, &rd), 0);
+	}
+}
+
+static void on_raft_msg(const struct raft_msg *m, void *data)
+{
+	struct cnode *c = data;
+
+	raft_step(c->r, m); /* the core judges what it gets */
+	drain(c);
+}
+
+static void on_tick(uv_timer_t *timer)
+{
+	for (int i = 0; i < 3; i++) {
+		raft_tick(cluster[i].r);
+		drain(&cluster[i]);
+	}
+}
+
+static void on_cnode_stopped(void *data)
+{
+	((struct cnode *)data)->running = false;
+}
+
+static int leader_index(void)
+{
+	for (int i = 0; i < 3; i++)
+		if (raft_role(cluster[i].r) == RAFT_LEADER)
+			return i;
+	return -1;
+}
+
+static bool has_leader(void *arg)
+{
+	return leader_index() >= 0;
+}
+
+static bool all_applied(void *arg)
+{
+	for (int i = 0; i < 3; i++)
+		if (cluster[i].applied < *(int *)arg)
+			return false;
+	return true;
+}
+
+static bool cluster_stopped(void *arg)
+{
+	for (int i = 0; i < 3; i++)
+		if (cluster[i].running)
+			return false;
+	return true;
+}
+
+START_TEST(raft_cluster_elects_and_commits_over_tcp)
+{
+	uv_loop_t loop;
+	uv_timer_t tick;
+	struct raft_snapshot boot;
+	int want = 1, l;
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	memset(&boot, 0, sizeof(boot));
+	boot.conf.n = 3;
+	for (unsigned i = 0; i < 3; i++)
+		boot.conf.members[i].id = i + 1;
+	for (int i = 0; i < 3; i++) {
+		struct raft_options o = {
+			.id = (uint64_t)i + 1,
+			.election_tick = 10,
+			.heartbeat_tick = 1,
+			.seed = (uint64_t)i + 1,
+			.pre_vote = true,
+			.check_quorum = true,
+			.max_inflight = 4,
+			.max_batch_entries = 16,
+			.max_batch_bytes = 1 << 20,
+		};
+		struct raft_persisted ps = {.snapshot = &boot};
+		char err[128];
+
+		memset(&cluster[i], 0, sizeof(cluster[i]));
+		ck_assert_int_eq(raft_new(&o, &ps, &cluster[i].r, err,
+					  sizeof(err)),
+				 0);
+		ck_assert_int_eq(raft_transport_start(&loop, o.id,
+						      "127.0.0.1:0", on_raft_msg,
+						      &cluster[i],
+						      &cluster[i].t),
+				 0);
+		cluster[i].port = raft_transport_port(cluster[i].t);
+		cluster[i].running = true;
+	}
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++) {
+			char addr[64];
+
+			if (i == j)
+				continue;
+			snprintf(addr, sizeof(addr), "127.0.0.1:%d",
+				 cluster[j].port);
+			ck_assert_int_eq(raft_transport_add_peer(cluster[i].t,
+								 (uint64_t)j + 1,
+								 addr),
+					 0);
+		}
+	uv_timer_init(&loop, &tick);
+	uv_timer_start(&tick, on_tick, 5, 5);
+	ck_assert(run_until(&loop, has_leader, NULL, 5000));
+	l = leader_index();
+	ck_assert_int_eq(raft_propose(cluster[l].r, "decided", 7, NULL), 0);
+	drain(&cluster[l]);
+	ck_assert(run_until(&loop, all_applied, &want, 5000));
+	for (int i = 0; i < 3; i++) {
+		ck_assert_str_eq(cluster[i].last, "decided");
+		ck_assert_uint_eq(raft_leader(cluster[i].r),
+				  raft_id(cluster[l].r));
+	}
+	uv_close((uv_handle_t *)&tick, NULL);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(raft_transport_stop(cluster[i].t,
+						     on_cnode_stopped),
+				 0);
+	ck_assert(run_until(&loop, cluster_stopped, NULL, 5000));
+	for (int i = 0; i < 3; i++)
+		raft_free(cluster[i].r);
+	ck_assert_int_eq(finish_loop(&loop), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("raft_transport");
@@ -831,6 +993,7 @@ int main(void)
 	tcase_add_test(tc, out_of_memory_costs_messages_not_the_transport);
 	tcase_add_test(tc, stop_from_a_callback_is_clean);
 	tcase_add_test(tc, bad_arguments_are_refused);
+	tcase_add_test(tc, raft_cluster_elects_and_commits_over_tcp);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
