@@ -18,7 +18,7 @@
  *
  *  Snapshot file "raft-snap-<index %016x>", written as "<name>.tmp",
  *  synced, renamed, directory synced (byte layout):
- *     0  8  magic "DCRSNAP\\0"        24  8  term
+ *     0  8  magic "DCRSNAP\0"        24  8  term
  *     8  4  version (1)               32  8  data length D
  *    12  4  conf length C (<= 146)    40  C  raft_conf_encode()
  *    16  8  index                   40+C  D  application data
