@@ -243,7 +243,6 @@ static void flush_queue(struct peer *p)
 static void on_out_closed(struct net_conn *c, void *data)
 {
 	struct peer *p = data;
-
 	struct raft_transport *t = p->t;
 
 	p->conn = NULL;
