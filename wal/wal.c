@@ -190,13 +190,16 @@ static void finish_close(struct wal *w)
 
 static void kick_writer(struct wal *w)
 {
+	bool wake;
+
 	if (!w->kick || !w->threaded)
 		return;
 	w->kick = false;
 	pthread_mutex_lock(&w->lock);
-	if (w->writer_idle && w->pending.head)
-		pthread_cond_signal(&w->cond);
+	wake = w->writer_idle && w->pending.head;
 	pthread_mutex_unlock(&w->lock);
+	if (wake)
+		pthread_cond_signal(&w->cond);
 }
 
 static void fire(struct wal *w, struct wal__req_list *l)
@@ -294,6 +297,8 @@ static void *writer_main(void *arg)
 
 static void submit(struct wal *w, struct wal__req *r)
 {
+	bool wake;
+
 	w->outstanding++;
 	if (!w->threaded) {
 		wal__list_push(&w->pending, r);
@@ -303,12 +308,18 @@ static void submit(struct wal *w, struct wal__req *r)
 	wal__list_push(&w->pending, r);
 	/* While callbacks fire, hold the wake-up until the last of them has
 	 * run (kick_writer): the appends they make then go in one batch
-	 * instead of the first one alone. */
-	if (w->firing)
+	 * instead of the first one alone.  The sleeping writer is signalled
+	 * after the unlock, so that it does not wake only to block on the
+	 * lock the loop still holds. */
+	if (w->firing) {
 		w->kick = true;
-	else if (w->writer_idle)
-		pthread_cond_signal(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+		return;
+	}
+	wake = w->writer_idle;
 	pthread_mutex_unlock(&w->lock);
+	if (wake)
+		pthread_cond_signal(&w->cond);
 }
 
 static struct wal__req *req_new(enum wal__req_kind kind, size_t extra,
