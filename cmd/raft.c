@@ -6,6 +6,7 @@
  *                    --data-dir DIR [--client HOST:PORT]
  *                    [--peer-client ID=HOST:PORT ...] [--election-ms MIN-MAX]
  *                    [--sync fdatasync|dsync|none] [--log-level LEVEL]
+ *                    [--parallel-append on|off]
  *
  * Client API (HTTP/1.1, keep-alive, on --client):
  *   POST /propose   body = the entry's data.  The leader answers 200
@@ -66,7 +67,8 @@ static void usage(FILE *out)
 		"                        [--peer-client ID=HOST:PORT ...] "
 		"[--election-ms MIN-MAX]\n"
 		"                        [--sync fdatasync|dsync|none] "
-		"[--log-level LEVEL]\n\n"
+		"[--log-level LEVEL]\n"
+		"                        [--parallel-append on|off]\n\n"
 		"Runs one member of a Raft group: Raft peers on --listen, its "
 		"log in --data-dir,\nand an HTTP client API on --client: POST "
 		"/propose (answered once committed and\napplied on the leader; "
@@ -266,6 +268,14 @@ static int run_node(int argc, char **argv)
 					v);
 				return 2;
 			}
+		} else if (!strcmp(a, "--parallel-append")) {
+			if (strcmp(v, "on") && strcmp(v, "off")) {
+				fprintf(stderr, "decree raft node: bad "
+						"--parallel-append %s (on|off)\n",
+					v);
+				return 2;
+			}
+			cfg.parallel_append = !strcmp(v, "on");
 		} else if (!strcmp(a, "--sync")) {
 			if (wal_sync_mode_parse(v, &cfg.sync_mode) != 0) {
 				fprintf(stderr, "decree raft node: bad --sync "

@@ -12,6 +12,17 @@
  *    that arrives during a save waits in the runtime (the core refuses
  *    changes between ready and advance), so one fsync covers every
  *    proposal and message of the time it took: group commit.
+ *  - Parallel append (Raft thesis 10.2.1; on unless
+ *    cfg->parallel_append is false): a leader sends the APPEND and
+ *    HEARTBEAT messages of a batch when the save starts instead of when it
+ *    ends, so its own fsync runs in parallel with the followers'.  This is
+ *    safe with this core because the leader counts its own entries toward
+ *    commitment only at raft_advance(), i.e. once they are durable
+ *    (raft/ready.c moves the leader's match to the stable index there),
+ *    so an entry still commits only on a durable majority.  They are
+ *    held back when the batch changes term or vote (not durable yet); every
+ *    reply (vote, append response) still waits for the save, which is
+ *    what raft.h's rule protects.
  *  - Incoming messages are valid only during the transport's callback;
  *    they are stepped at once when no batch is out, else deep-copied and
  *    queued.  A copy that cannot be allocated is dropped: Raft tolerates
@@ -70,6 +81,7 @@ struct raft_node {
 	uv_check_t check;
 	struct raft_ready rd;
 	bool busy;	/* a save or compaction is out */
+	bool sent_early; /* the batch's appends went out before its save */
 	bool was_leader;
 	bool stopping;
 	int failed;
@@ -96,6 +108,7 @@ void raft_node_config_init(struct raft_node_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->sync_mode = WAL_SYNC_FDATASYNC;
+	cfg->parallel_append = true;
 }
 
 /* ---- proposals waiting for their entry ---------------------------------- */
@@ -305,12 +318,20 @@ static void on_compacted(struct raft_storage *st, int status, void *data)
 	after_batch(n);
 }
 
+/* Messages a leader may send before its own batch is durable. */
+static bool is_leader_send(const struct raft_msg *m)
+{
+	return m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT;
+}
+
 /* Step 2 and 3 of the cycle, and the advance: rd is durable. */
 static void batch_durable(struct raft_node *n)
 {
 	const struct raft_ready *rd = &n->rd;
 	for (size_t i = 0; i < rd->n_msgs; i++)
-		raft_transport_send(n->t, &rd->msgs[i]); /* loss is tolerated */
+		if (!(n->sent_early && is_leader_send(&rd->msgs[i])))
+			raft_transport_send(n->t, &rd->msgs[i]); /* may drop */
+	n->sent_early = false;
 	if (rd->snapshot) {
 		apply_state(n, rd->snapshot);
 		n->snap_index = rd->snapshot->index;
@@ -410,10 +431,21 @@ static void pump(struct raft_node *n)
 			node_fail(n, rc, "save");
 			return;
 		}
+		bool hs_durable = !n->rd.has_hard_state ||
+				  (n->rd.hard_state.term == n->saved_hs.term &&
+				   n->rd.hard_state.vote == n->saved_hs.vote);
 		if (n->rd.has_hard_state)
 			n->saved_hs = n->rd.hard_state;
 		n->saves++;
 		n->busy = true;
+		if (n->cfg.parallel_append && hs_durable &&
+		    raft_role(n->r) == RAFT_LEADER) {
+			for (size_t i = 0; i < n->rd.n_msgs; i++)
+				if (is_leader_send(&n->rd.msgs[i]))
+					raft_transport_send(n->t,
+							    &n->rd.msgs[i]);
+			n->sent_early = true;
+		}
 		return;
 	}
 	if (n->failed || n->stopping)

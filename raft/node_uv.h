@@ -10,7 +10,9 @@
  * are durable are its messages sent, its committed entries applied and
  * raft_advance() called.  A batch with nothing to make durable (messages,
  * committed entries, a hard state whose term and vote are unchanged: the
- * commit index need not be durable) skips the save.  Messages, proposals and ticks that arrive while
+ * commit index need not be durable) skips the save.  A leader sends its
+ * appends while its own save runs (parallel_append; the core counts the
+ * leader's entries only once they are durable, at raft_advance()).  Messages, proposals and ticks that arrive while
  * a batch is being saved wait in the runtime and enter the next batch
  * (group commit).
  *
@@ -58,9 +60,12 @@ struct raft_node_config {
 	uint64_t seed;		       /* 0: from the clock and the pid */
 	uint64_t compact_every;	       /* applied entries between snapshots;
 					  0: 10000 */
+	bool parallel_append;	       /* leader sends appends while its own
+					  save runs (see node_uv.c); default
+					  true */
 };
 
-/* Fills cfg with defaults (everything zero, fdatasync). */
+/* Fills cfg with defaults (zero, fdatasync, parallel_append). */
 void raft_node_config_init(struct raft_node_config *cfg);
 
 struct raft_node;
