@@ -79,6 +79,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define COMP "driver_pg"
 
@@ -136,9 +137,11 @@ struct req {
 	coordinator_pg_cb cb;
 	void *data;
 	struct coordinator_pg_branch *branch;
-	char *sql;
+	/* OP_EXEC: the caller's statement and parameters, borrowed: they are
+	 * sent (copied into libpq's buffer) within the exec call itself. */
+	const char *sql;
 	int nparams;
-	char **params;
+	const char *const *params;
 	char *arg; /* gid or LIKE pattern */
 	uint64_t queued_at;
 	bool sent;
@@ -335,10 +338,6 @@ static void req_free(struct req *r)
 	if (r == NULL)
 		return;
 	reset_answer(r);
-	for (int i = 0; i < r->nparams; i++)
-		mem_free(r->params[i]);
-	mem_free(r->params);
-	mem_free(r->sql);
 	mem_free(r->arg);
 	mem_free(r);
 }
@@ -722,8 +721,10 @@ static void send_req(struct conn *c, struct req *r)
 	case OP_EXEC:
 		sql = r->sql;
 		nparams = r->nparams;
-		params = (const char *const *)r->params;
+		params = r->params;
 		single_row = true;
+		r->sql = NULL; /* borrowed only for the call */
+		r->params = NULL;
 		break;
 	case OP_RESET:
 		/* Alone in its query, outside any transaction block, as it
@@ -2063,6 +2064,96 @@ int coordinator_pg_begin(struct coordinator_pg *pg, coordinator_pg_cb cb,
 	return 0;
 }
 
+/* Skips blanks and SQL comments (-- to the end of the line, nested
+ * slash-star ones). */
+static const char *skip_blank(const char *p)
+{
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' ||
+		       *p == '\f' || *p == '\v')
+			p++;
+		if (p[0] == '-' && p[1] == '-') {
+			while (*p != '\0' && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			int depth = 1;
+
+			for (p += 2; *p != '\0' && depth > 0; p++) {
+				if (p[0] == '/' && p[1] == '*')
+					depth++, p++;
+				else if (p[0] == '*' && p[1] == '/')
+					depth--, p++;
+			}
+		} else {
+			return p;
+		}
+	}
+}
+
+/* The next word of p (letters, digits, '_') as *w, length returned; p is
+ * advanced past it. */
+static size_t next_word(const char **p, const char **w)
+{
+	const char *q = skip_blank(*p);
+	size_t n = 0;
+
+	*w = q;
+	while ((q[n] >= 'a' && q[n] <= 'z') || (q[n] >= 'A' && q[n] <= 'Z') ||
+	       (q[n] >= '0' && q[n] <= '9') || q[n] == '_')
+		n++;
+	*p = q + n;
+	return n;
+}
+
+static bool word_is(const char *w, size_t n, const char *kw)
+{
+	return n == strlen(kw) && strncasecmp(w, kw, n) == 0;
+}
+
+/* True if sql would end the transaction: COMMIT, END, ABORT, ROLLBACK
+ * (but not ROLLBACK TO a savepoint), PREPARE TRANSACTION, and COMMIT or
+ * ROLLBACK PREPARED.  A statement runs alone (extended protocol), so only
+ * its first words matter; procedures and DO blocks cannot end a
+ * transaction block they run in.  The check after each statement stays as
+ * the backstop. */
+static bool ends_transaction(const char *sql)
+{
+	const char *p = sql, *w;
+	size_t n = next_word(&p, &w);
+
+	if (word_is(w, n, "COMMIT") || word_is(w, n, "END") ||
+	    word_is(w, n, "ABORT"))
+		return true;
+	if (word_is(w, n, "PREPARE")) {
+		n = next_word(&p, &w);
+		return word_is(w, n, "TRANSACTION");
+	}
+	if (!word_is(w, n, "ROLLBACK"))
+		return false;
+	n = next_word(&p, &w);
+	if (word_is(w, n, "WORK") || word_is(w, n, "TRANSACTION"))
+		n = next_word(&p, &w);
+	return !word_is(w, n, "TO");
+}
+
+/* Ends b's use of its connection after a refusal: b stays (broken) until
+ * the caller ends it; the connection goes back (rolled back). */
+static void break_branch(struct coordinator_pg_branch *b, int code,
+			 const char *why)
+{
+	struct conn *c = b->conn;
+
+	b->state = B_BROKEN;
+	b->broken_code = code;
+	snprintf(b->broken_msg, sizeof(b->broken_msg), "%s", why);
+	b->need_begin = false;
+	b->conn = NULL;
+	if (c != NULL) {
+		c->branch = NULL;
+		release(c);
+	}
+}
+
 /* Starts r on branch b (already checked not busy). */
 static int run_on_branch(struct coordinator_pg_branch *b, struct req *r)
 {
@@ -2123,27 +2214,26 @@ int coordinator_pg_branch_exec(struct coordinator_pg_branch *b, const char *sql,
 	if (r == NULL)
 		return -ENOMEM;
 	r->row_limit = b->pg->row_limit;
-	r->sql = mem_strdup(sql);
-	if (r->sql == NULL)
-		goto err_free_req;
-	if (nparams > 0) {
-		r->params = mem_calloc((size_t)nparams, sizeof(char *));
-		if (r->params == NULL)
-			goto err_free_req;
-		r->nparams = nparams;
-		for (int i = 0; i < nparams; i++) {
-			if (params[i] == NULL)
-				continue;
-			r->params[i] = mem_strdup(params[i]);
-			if (r->params[i] == NULL)
-				goto err_free_req;
-		}
-	}
-	return run_on_branch(b, r);
+	if (b->state != B_BROKEN && ends_transaction(sql)) {
+		/* Refused before it runs: the transaction stays whole, and
+		 * the branch is over (its work is rolled back). */
+		static const char why[] =
+		    "the statement would end the branch's transaction "
+		    "(COMMIT, ROLLBACK and PREPARE TRANSACTION are not "
+		    "allowed in a branch)";
 
-err_free_req:
-	req_free(r);
-	return -ENOMEM;
+		r->branch = b;
+		b->busy = true;
+		req_fail(r, COORDINATOR_PG_EENDED, why);
+		break_branch(b, COORDINATOR_PG_EENDED, why);
+		defer(r);
+		return 0;
+	}
+	/* Sent before this returns (or failed at once): no copies. */
+	r->sql = sql;
+	r->nparams = nparams;
+	r->params = params;
+	return run_on_branch(b, r);
 }
 
 static int branch_end(struct coordinator_pg_branch *b, enum op op,

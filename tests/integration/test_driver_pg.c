@@ -989,6 +989,73 @@ START_TEST(plain_dml_branch_skips_the_reset)
 }
 END_TEST
 
+START_TEST(transaction_control_is_refused_before_it_runs)
+{
+	static const char *const refused[] = {
+	    "COMMIT",
+	    "  /* a /* nested */ comment */ -- and a line\n commit work",
+	    "END",
+	    "abort",
+	    "ROLLBACK AND CHAIN",
+	    "rollback transaction",
+	    "PREPARE TRANSACTION 'sneaky_1'",
+	    "prepare\ttransaction 'sneaky_2'",
+	    "COMMIT PREPARED 'sneaky_1'",
+	};
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct got g;
+	char v[64];
+	uint64_t q0;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS tc_t (v text)", 0, NULL);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		b = begin_ok(&t);
+		exec_ok(&t, b, "INSERT INTO tc_t VALUES ('x')", 0, NULL, &g);
+		q0 = queries_sent(&t);
+		exec_got(&t, b, refused[i], 0, NULL, &g);
+		ck_assert_msg(g.outcome == COORDINATOR_PG_FAILED &&
+				  g.code == COORDINATOR_PG_EENDED,
+			      "%s: %s", refused[i], g.msg);
+		/* Not sent; only the driver's own ROLLBACK went out. */
+		ck_assert_msg(queries_sent(&t) == q0 + 1, "%s was sent",
+			      refused[i]);
+		prepare_got(&t, b, "tctest_1", &g);
+		ck_assert(g.outcome == COORDINATOR_PG_FAILED);
+		ck_assert_int_eq(g.code, COORDINATOR_PG_EENDED);
+	}
+	/* Also as a branch's very first statement (BEGIN not yet sent). */
+	b = begin_ok(&t);
+	exec_got(&t, b, "commit", 0, NULL, &g);
+	ck_assert_int_eq(g.code, COORDINATOR_PG_EENDED);
+	end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	query_one(&t, "SELECT count(*) FROM tc_t", v, sizeof(v));
+	ck_assert_str_eq(v, "0");
+	list_got(&t, "sneaky_", &g);
+	ck_assert_int_eq(g.nrows, 0);
+	/* Savepoints and named prepared statements are not transaction
+	 * control. */
+	b = begin_ok(&t);
+	exec_ok(&t, b, "SAVEPOINT s1", 0, NULL, &g);
+	exec_ok(&t, b, "INSERT INTO tc_t VALUES ('undone')", 0, NULL, &g);
+	exec_ok(&t, b, "ROLLBACK TO SAVEPOINT s1", 0, NULL, &g);
+	exec_ok(&t, b, "rollback work to s1", 0, NULL, &g);
+	exec_ok(&t, b, "PREPARE tc_q AS SELECT 1", 0, NULL, &g);
+	exec_ok(&t, b, "INSERT INTO tc_t VALUES ('kept')", 0, NULL, &g);
+	end_branch(&t, b, coordinator_pg_branch_commit, &g);
+	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
+	query_one(&t, "SELECT string_agg(v, ',') FROM tc_t", v, sizeof(v));
+	ck_assert_str_eq(v, "kept");
+	run_committed(&t, "DELETE FROM tc_t", 0, NULL);
+	ctx_close(&t);
+}
+END_TEST
+
 struct chain {
 	struct ctx *t;
 	int left; /* operations still to start from callbacks */
@@ -1757,6 +1824,7 @@ int main(void)
 	tcase_add_test(tc,
 		       statement_that_ends_the_transaction_breaks_the_branch);
 	tcase_add_test(tc, session_state_does_not_leak_between_branches);
+	tcase_add_test(tc, transaction_control_is_refused_before_it_runs);
 	tcase_add_test(tc, begin_goes_out_with_the_first_statement);
 	tcase_add_test(tc, branch_without_statements_sends_nothing);
 	tcase_add_test(tc, connection_lost_before_the_first_statement);
