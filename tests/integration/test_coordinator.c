@@ -851,6 +851,68 @@ START_TEST(timeout_abort_cancels_the_running_statement)
 }
 END_TEST
 
+/* ------------------------------------------- two branches, one pool */
+
+START_TEST(two_branches_on_one_resource_do_not_starve_its_pool)
+{
+	/* Both branches on bank_a, whose pool holds one connection: the
+	 * first branch pins it for the whole transaction, so the second
+	 * must not wait for it until the timeout.  Either commit, or refuse
+	 * the request at once.  Fails at the time of writing: it aborts
+	 * when prepare_ms (1 s here) runs out. */
+	static const char *const body =
+		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
+		"\"update accounts set balance = balance - 1 where id = 13\"]},"
+		"{\"resource\":\"bank_a\",\"statements\":["
+		"\"update accounts set balance = balance + 1 where id = 14\"]}]}";
+	const char *ci[2];
+	struct env e;
+	json_t *j = NULL;
+	char *d;
+	int st;
+
+	env_setup(&e, "tpool", "\"timeouts\":{\"prepare_ms\":1000}");
+	/* The same two servers, bank_a's pool cut to one connection. */
+	ck_assert_int_eq(coord_stop(e.c), 0);
+	coord_free(e.c);
+	e.c = NULL;
+	ci[0] = e.ci[0];
+	ci[1] = e.ci[1];
+	{
+		FILE *f = fopen(e.cfg, "w");
+
+		ck_assert_ptr_nonnull(f);
+		fprintf(f,
+			"{\"node_id\":\"c1\",\"cluster_id\":\"tpool\","
+			"\"listen\":{\"http\":\"127.0.0.1:0\"},"
+			"\"data_dir\":\"%s\",\"timeouts\":{\"prepare_ms\":1000},"
+			"\"resources\":[{\"name\":\"bank_a\",\"driver\":"
+			"\"postgres\",\"conninfo\":\"%s\",\"pool_size\":1},"
+			"{\"name\":\"bank_b\",\"driver\":\"postgres\","
+			"\"conninfo\":\"%s\"}]}\n",
+			e.data, ci[0], ci[1]);
+		ck_assert_int_eq(fclose(f), 0);
+	}
+	ck_assert_int_eq(coord_start(e.cfg, NULL, &e.c), 0);
+	st = coord_request(e.c, "POST", "/v1/txns", body, 30000, &j);
+	d = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	ck_assert_msg(st == 200 || st == 400,
+		      "status %d (wanted a commit or an immediate refusal): "
+		      "%.300s",
+		      st, d ? d : "");
+	free(d);
+	json_decref(j);
+	assert_none_prepared(&e);
+	if (st == 200) {
+		ck_assert_int_eq(balance(e.ci[0], 13), BALANCE - 1);
+		ck_assert_int_eq(balance(e.ci[0], 14), BALANCE + 1);
+	} else {
+		ck_assert_int_eq(total(e.ci[0]), (long long)ACCOUNTS * BALANCE);
+	}
+	env_teardown(&e);
+}
+END_TEST
+
 /* --------------------------------------------- transaction control */
 
 START_TEST(transaction_control_in_a_branch_changes_nothing)
@@ -1056,6 +1118,7 @@ int main(void)
 	tcase_add_test(tc, refused_prepare_rolls_back_the_prepared_branch);
 	tcase_add_test(tc, timeout_aborts_a_slow_branch);
 	tcase_add_test(tc, timeout_abort_cancels_the_running_statement);
+	tcase_add_test(tc, two_branches_on_one_resource_do_not_starve_its_pool);
 	tcase_add_test(tc, transaction_control_in_a_branch_changes_nothing);
 	tcase_add_test(tc, concurrent_transfers_conserve_the_total);
 	suite_add_tcase(s, tc);
