@@ -18,7 +18,8 @@
  *                   when the leader lost leadership before the entry was
  *                   applied (outcome unknown) or the node is stopping.
  *   GET /status     {"id","role","term","leader","commit","applied",
- *                    "last_index","batches","saves","pid"}
+ *                    "last_index","batches","saves","peers_connected",
+ *                    "pid"}
  *
  * Design notes
  *  - --election-ms MIN-MAX sets the tick to MIN/10 ms and the election
@@ -122,7 +123,7 @@ static void handle(struct http_request *req, void *data)
 	if (!strcmp(req->path, "/status")) {
 		const struct raft *r = raft_node_raft(m->node);
 		json_t *j = json_pack(
-			"{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			"id",
 			(json_int_t)raft_node_id(m->node), "role",
 			raft_role_name(raft_role(r)), "term",
@@ -132,7 +133,8 @@ static void handle(struct http_request *req, void *data)
 			(json_int_t)raft_applied_index(r), "last_index",
 			(json_int_t)raft_last_index(r), "batches",
 			(json_int_t)raft_node_batches(m->node), "saves",
-			(json_int_t)raft_node_saves(m->node), "pid",
+			(json_int_t)raft_node_saves(m->node), "peers_connected",
+			(json_int_t)raft_node_peers_connected(m->node), "pid",
 			(json_int_t)getpid());
 		http_respond_json(req, 200, j);
 		return;

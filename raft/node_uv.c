@@ -686,6 +686,11 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 					      : raft_strerror(rc));
 		goto fail_busy;
 	}
+	/* Reconnect within an election timeout: the transport's default cap
+	 * (2 s) would let a peer that restarted stay unreachable for several
+	 * election timeouts, and an election waits for it. */
+	raft_transport_set_backoff(n->t, 10,
+				   n->cfg.tick_ms * n->cfg.election_tick);
 	for (unsigned i = 0; i < cfg->n_peers; i++) {
 		rc = raft_transport_add_peer(n->t, cfg->peers[i].id,
 					     cfg->peers[i].addr);
@@ -770,6 +775,14 @@ int raft_node_failed(const struct raft_node *n)
 uint64_t raft_node_batches(const struct raft_node *n)
 {
 	return n->batches;
+}
+
+unsigned raft_node_peers_connected(const struct raft_node *n)
+{
+	unsigned c = 0;
+	for (unsigned i = 0; i < n->cfg.n_peers; i++)
+		c += raft_transport_is_connected(n->t, n->cfg.peers[i].id);
+	return c;
 }
 
 uint64_t raft_node_saves(const struct raft_node *n)

@@ -104,6 +104,8 @@ const struct raft *raft_node_raft(const struct raft_node *n);
 int raft_node_failed(const struct raft_node *n);
 uint64_t raft_node_batches(const struct raft_node *n); /* ready batches */
 uint64_t raft_node_saves(const struct raft_node *n);   /* of them saved */
+/* Peers with an established outgoing connection. */
+unsigned raft_node_peers_connected(const struct raft_node *n);
 
 /*
  * Stops: fails waiting proposals with -RAFT_EUNAVAILABLE, stops the

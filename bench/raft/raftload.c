@@ -469,7 +469,11 @@ static int propose_once(const char *ep, int timeout_ms)
 	return st;
 }
 
-/* All nodes answer /status, agree on a leader and have applied >= idx. */
+/*
+ * All nodes answer /status, agree on a leader, have applied >= idx and are
+ * connected to every other node (a restarted node's peers reconnect with
+ * backoff; a trial starts once they have).
+ */
 static bool cluster_settled(struct node *nodes, int n, uint64_t idx)
 {
 	uint64_t leader = 0;
@@ -481,8 +485,10 @@ static bool cluster_settled(struct node *nodes, int n, uint64_t idx)
 			return false;
 		uint64_t l = json_u64(json_object_get(j, "leader"));
 		uint64_t a = json_u64(json_object_get(j, "applied"));
+		uint64_t c = json_u64(json_object_get(j, "peers_connected"));
 		json_decref(j);
-		if (st != 200 || l == 0 || (leader && l != leader) || a < idx)
+		if (st != 200 || l == 0 || (leader && l != leader) || a < idx ||
+		    c != (uint64_t)(n - 1))
 			return false;
 		leader = l;
 	}
