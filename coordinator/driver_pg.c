@@ -658,18 +658,34 @@ static void fail_later(struct conn *c, int code, const char *detail)
 
 static void on_conn_timer(uv_timer_t *t);
 
-/* The statement for r's gid, as an escaped literal; NULL with *code set
- * (BAD_GID if libpq cannot quote it, e.g. invalid encoding, or -ENOMEM). */
-static char *escape_gid(struct conn *c, struct req *r, int *code)
+/* True if gid needs no escaping: the usual gids (letters, digits and a
+ * few punctuation marks, no quote or backslash) are quoted as they are. */
+static bool gid_plain(const char *gid)
 {
-	char *lit = PQescapeLiteral(c->pq, r->arg, strlen(r->arg));
+	for (const char *p = gid; *p != '\0'; p++) {
+		char ch = *p;
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+		      ch == '.' || ch == ':' || ch == '/' || ch == '@' ||
+		      ch == '#' || ch == '+' || ch == '=' || ch == ','))
+			return false;
+	}
+	return true;
+}
+
+/* The statement for r's gid, with the gid as an escaped literal, in buf;
+ * NULL with *code set (BAD_GID if libpq cannot quote it, e.g. invalid
+ * encoding).  Plain gids are quoted by hand (no allocation); the rest go
+ * through PQescapeLiteral. */
+static const char *gid_statement(struct conn *c, struct req *r, char *buf,
+				 size_t n, int *code)
+{
 	const char *prefix;
-	char *sql;
-	size_t n;
+	char *lit;
+	int len;
 
 	*code = COORDINATOR_PG_EBAD_GID;
-	if (lit == NULL)
-		return NULL;
 	switch (r->op) {
 	case OP_COMMIT_PREPARED:
 		prefix = "COMMIT PREPARED ";
@@ -681,14 +697,17 @@ static char *escape_gid(struct conn *c, struct req *r, int *code)
 		prefix = "PREPARE TRANSACTION ";
 		break;
 	}
-	n = strlen(prefix) + strlen(lit) + 1;
-	sql = mem_alloc(n);
-	if (sql != NULL)
-		snprintf(sql, n, "%s%s", prefix, lit);
-	else
-		*code = -ENOMEM;
+	if (gid_plain(r->arg)) {
+		len = snprintf(buf, n, "%s'%s'", prefix, r->arg);
+		return len > 0 && (size_t)len < n ? buf : NULL;
+	}
+	lit = PQescapeLiteral(c->pq, r->arg, strlen(r->arg));
+	if (lit == NULL)
+		return NULL;
+	/* A gid is at most 199 bytes: its literal fits buf (n >= 512). */
+	len = snprintf(buf, n, "%s%s", prefix, lit);
 	PQfreemem(lit);
-	return sql;
+	return len > 0 && (size_t)len < n ? buf : NULL;
 }
 
 /* Sends r's (current step's) query on c.  On failure the connection is
@@ -697,7 +716,7 @@ static void send_req(struct conn *c, struct req *r)
 {
 	struct coordinator_pg *pg = c->pg;
 	const char *sql = NULL;
-	char *owned = NULL;
+	char gidsql[512];
 	const char *vals[1];
 	int nparams = 0;
 	const char *const *params = NULL;
@@ -743,8 +762,8 @@ static void send_req(struct conn *c, struct req *r)
 		} else if (r->step == STEP_RO_COMMIT) {
 			sql = "COMMIT";
 		} else {
-			owned = escape_gid(c, r, &code);
-			sql = owned;
+			sql = gid_statement(c, r, gidsql, sizeof(gidsql),
+					    &code);
 		}
 		break;
 	case OP_COMMIT:
@@ -755,8 +774,7 @@ static void send_req(struct conn *c, struct req *r)
 		break;
 	case OP_COMMIT_PREPARED:
 	case OP_ROLLBACK_PREPARED:
-		owned = escape_gid(c, r, &code);
-		sql = owned;
+		sql = gid_statement(c, r, gidsql, sizeof(gidsql), &code);
 		break;
 	case OP_LIST:
 		sql = "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE "
@@ -770,12 +788,8 @@ static void send_req(struct conn *c, struct req *r)
 	if (sql == NULL) {
 		char m[256];
 
-		if (code == -ENOMEM)
-			snprintf(m, sizeof(m), "out of memory");
-		else
-			snprintf(m, sizeof(m),
-				 "cannot quote the transaction id: %s",
-				 PQerrorMessage(c->pq));
+		snprintf(m, sizeof(m), "cannot quote the transaction id: %s",
+			 PQerrorMessage(c->pq));
 		fail_later(c, code, m);
 		return;
 	}
@@ -796,7 +810,6 @@ static void send_req(struct conn *c, struct req *r)
 		rc = PQsendQueryParams(c->pq, sql, nparams, NULL, params, NULL,
 				       NULL, 0);
 	}
-	mem_free(owned);
 	if (rc != 1) {
 		fail_later(c, COORDINATOR_PG_ECONNLOST, PQerrorMessage(c->pq));
 		return;
