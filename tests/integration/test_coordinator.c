@@ -29,7 +29,7 @@
 static struct pg_harness *harness;
 
 #define ACCOUNTS 100
-#define BALANCE 1000
+#define BALANCE	 1000
 
 struct env {
 	char dir[256];
@@ -45,15 +45,15 @@ static void env_setup(struct env *e, const char *cluster, const char *extra)
 	/* A test that failed half-way may have left a server stopped. */
 	for (int i = 0; i < 2; i++)
 		if (pg_harness_pid(harness, i) == 0)
-			ck_assert_int_eq(pg_harness_start_server(harness, i), 0);
+			ck_assert_int_eq(pg_harness_start_server(harness, i),
+					 0);
 	e->ci[0] = pg_harness_conninfo(harness, 0);
 	e->ci[1] = pg_harness_conninfo(harness, 1);
 	ck_assert_int_eq(coord_tmpdir_make(e->dir, sizeof(e->dir)), 0);
 	snprintf(e->cfg, sizeof(e->cfg), "%s/config.json", e->dir);
 	snprintf(e->data, sizeof(e->data), "%s/data", e->dir);
-	ck_assert_int_eq(coord_config_write(e->cfg, cluster, e->data, e->ci, 2,
-					    extra),
-			 0);
+	ck_assert_int_eq(
+	    coord_config_write(e->cfg, cluster, e->data, e->ci, 2, extra), 0);
 	ck_assert_int_eq(coord_bank_create(e->ci[0], ACCOUNTS, BALANCE), 0);
 	ck_assert_int_eq(coord_bank_create(e->ci[1], ACCOUNTS, BALANCE), 0);
 	ck_assert_int_eq(coord_start(e->cfg, NULL, &e->c), 0);
@@ -83,9 +83,8 @@ static long long total(const char *ci)
 {
 	long long v = -1;
 
-	ck_assert_int_eq(coord_pg_int(ci, "select sum(balance) from accounts",
-				      &v),
-			 0);
+	ck_assert_int_eq(
+	    coord_pg_int(ci, "select sum(balance) from accounts", &v), 0);
 	return v;
 }
 
@@ -93,10 +92,8 @@ static long long prepared(const char *ci)
 {
 	long long v = -1;
 
-	ck_assert_int_eq(coord_pg_int(ci,
-				      "select count(*) from pg_prepared_xacts",
-				      &v),
-			 0);
+	ck_assert_int_eq(
+	    coord_pg_int(ci, "select count(*) from pg_prepared_xacts", &v), 0);
 	return v;
 }
 
@@ -105,10 +102,10 @@ static void assert_none_prepared(const struct env *e)
 {
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(
-			coord_pg_wait_int(e->ci[i],
-					  "select count(*) from pg_prepared_xacts",
-					  0, 15000),
-			0);
+		    coord_pg_wait_int(e->ci[i],
+				      "select count(*) from pg_prepared_xacts",
+				      0, 15000),
+		    0);
 }
 
 /* A transfer: debit `from` on resource fr, credit `to` on resource tr. */
@@ -166,23 +163,22 @@ START_TEST(commit_across_two_databases)
 	ck_assert_ptr_null(json_object_get(j, "error"));
 	/* The credit's RETURNING row comes back in the branch's results. */
 	rows = json_object_get(
-		json_array_get(jpath(j, "branches", 1, "results"), 0), "rows");
-	ck_assert_str_eq(json_string_value(json_array_get(
-				 json_array_get(rows, 0), 0)),
-			 "1010");
+	    json_array_get(jpath(j, "branches", 1, "results"), 0), "rows");
+	ck_assert_str_eq(
+	    json_string_value(json_array_get(json_array_get(rows, 0), 0)),
+	    "1010");
 	json_decref(j);
 
-	ck_assert_int_eq(coord_wait_txn_state(e.c, "tcommit_1_1", "done",
-					      15000),
-			 0);
+	ck_assert_int_eq(
+	    coord_wait_txn_state(e.c, "tcommit_1_1", "done", 15000), 0);
 	st = coord_request(e.c, "GET", "/v1/txns/tcommit_1_1", NULL, 5000, &j);
 	ck_assert_int_eq(st, 200);
 	ck_assert_str_eq(jstr(j, "state"), "done");
 	ck_assert_str_eq(jstr(j, "outcome"), "committed");
 	for (size_t i = 0; i < 2; i++)
 		ck_assert_str_eq(
-			json_string_value(jpath(j, "branches", i, "state")),
-			"committed");
+		    json_string_value(jpath(j, "branches", i, "state")),
+		    "committed");
 	ck_assert_str_eq(json_string_value(jpath(j, "branches", 0, "gid")),
 			 "tcommit_1_1_1of2");
 	json_decref(j);
@@ -190,17 +186,17 @@ START_TEST(commit_across_two_databases)
 	/* Listed among the done transactions. */
 	st = coord_request(e.c, "GET", "/v1/txns?state=done", NULL, 5000, &j);
 	ck_assert_int_eq(st, 200);
-	ck_assert_str_eq(jstr(json_array_get(json_object_get(j, "txns"), 0),
-			      "gid"),
-			 "tcommit_1_1");
+	ck_assert_str_eq(
+	    jstr(json_array_get(json_object_get(j, "txns"), 0), "gid"),
+	    "tcommit_1_1");
 	json_decref(j);
 
 	ck_assert_int_eq(balance(e.ci[0], 1), BALANCE - 10);
 	ck_assert_int_eq(balance(e.ci[1], 2), BALANCE + 10);
 	ck_assert_int_eq(prepared(e.ci[0]), 0);
 	ck_assert_int_eq(prepared(e.ci[1]), 0);
-	ck_assert_int_eq(metric(e.c, "decree_txns_total{outcome=\"committed\"}"),
-			 1);
+	ck_assert_int_eq(
+	    metric(e.c, "decree_txns_total{outcome=\"committed\"}"), 1);
 	env_teardown(&e);
 }
 END_TEST
@@ -233,23 +229,20 @@ START_TEST(check_violation_aborts_everything_and_names_the_branch)
 	env_setup(&e, "tabort", NULL);
 	/* Debit on bank_a fails (1000 - 5000 < 0). */
 	transfer_body(body, sizeof(body), 'a', 3, 'b', 3, 5000, NULL);
-	ck_assert_int_eq(coord_request(e.c, "POST", "/v1/txns", body, 30000,
-				       &j),
-			 409);
+	ck_assert_int_eq(
+	    coord_request(e.c, "POST", "/v1/txns", body, 30000, &j), 409);
 	check_aborted_naming(j, 0, "bank_a");
 	json_decref(j);
 	/* Debit on bank_b, listed second, fails: the error names bank_b. */
 	transfer_body(body, sizeof(body), 'a', 4, 'b', 4, -5000, NULL);
-	ck_assert_int_eq(coord_request(e.c, "POST", "/v1/txns", body, 30000,
-				       &j),
-			 409);
+	ck_assert_int_eq(
+	    coord_request(e.c, "POST", "/v1/txns", body, 30000, &j), 409);
 	check_aborted_naming(j, 1, "bank_b");
 	json_decref(j);
 	/* The same under presumed nothing. */
 	transfer_body(body, sizeof(body), 'a', 5, 'b', 5, 5000, "2pc-pn");
-	ck_assert_int_eq(coord_request(e.c, "POST", "/v1/txns", body, 30000,
-				       &j),
-			 409);
+	ck_assert_int_eq(
+	    coord_request(e.c, "POST", "/v1/txns", body, 30000, &j), 409);
 	check_aborted_naming(j, 0, "bank_a");
 	json_decref(j);
 
@@ -261,8 +254,8 @@ START_TEST(check_violation_aborts_everything_and_names_the_branch)
 	}
 	ck_assert_int_eq(metric(e.c, "decree_txns_total{outcome=\"aborted\"}"),
 			 3);
-	ck_assert_int_eq(metric(e.c, "decree_txns_total{outcome=\"committed\"}"),
-			 0);
+	ck_assert_int_eq(
+	    metric(e.c, "decree_txns_total{outcome=\"committed\"}"), 0);
 	env_teardown(&e);
 }
 END_TEST
@@ -282,9 +275,8 @@ START_TEST(database_down_before_prepare_aborts)
 		  "\"retry_initial_ms\":20,\"retry_max_ms\":200}");
 	/* Both servers known to be reachable first. */
 	transfer_body(body, sizeof(body), 'a', 1, 'b', 1, 1, NULL);
-	ck_assert_int_eq(coord_request(e.c, "POST", "/v1/txns", body, 30000,
-				       NULL),
-			 200);
+	ck_assert_int_eq(
+	    coord_request(e.c, "POST", "/v1/txns", body, 30000, NULL), 200);
 
 	ck_assert_int_eq(pg_harness_stop_server(harness, 1), 0);
 	transfer_body(body, sizeof(body), 'a', 2, 'b', 2, 10, NULL);
@@ -298,10 +290,10 @@ START_TEST(database_down_before_prepare_aborts)
 	json_decref(j);
 	/* bank_a: its branch was rolled back, nothing prepared. */
 	ck_assert_int_eq(balance(e.ci[0], 2), BALANCE);
-	ck_assert_int_eq(coord_pg_wait_int(e.ci[0],
-					   "select count(*) from pg_prepared_xacts",
-					   0, 15000),
-			 0);
+	ck_assert_int_eq(
+	    coord_pg_wait_int(e.ci[0], "select count(*) from pg_prepared_xacts",
+			      0, 15000),
+	    0);
 
 	ck_assert_int_eq(pg_harness_start_server(harness, 1), 0);
 	assert_none_prepared(&e);
@@ -323,9 +315,8 @@ START_TEST(database_down_before_prepare_aborts)
 	ck_assert_int_eq(balance(e.ci[0], 2), BALANCE - 10);
 	ck_assert_int_eq(balance(e.ci[1], 2), BALANCE + 10);
 	for (int i = 0; i < 2; i++)
-		ck_assert_int_eq(total(e.ci[i]),
-				 (long long)ACCOUNTS * BALANCE +
-					 (i == 0 ? -11 : 11));
+		ck_assert_int_eq(total(e.ci[i]), (long long)ACCOUNTS * BALANCE +
+						     (i == 0 ? -11 : 11));
 	env_teardown(&e);
 }
 END_TEST
@@ -344,8 +335,8 @@ static void *bg_post_main(void *arg)
 	struct bg_post *p = arg;
 	json_t *j = NULL;
 
-	p->status = coord_request_at(p->addr, "POST", "/v1/txns", p->body,
-				     30000, &j);
+	p->status =
+	    coord_request_at(p->addr, "POST", "/v1/txns", p->body, 30000, &j);
 	snprintf(p->outcome, sizeof(p->outcome), "%s", jstr(j, "outcome"));
 	snprintf(p->resource, sizeof(p->resource), "%s",
 		 jstr(json_object_get(j, "error"), "resource"));
@@ -378,13 +369,13 @@ START_TEST(database_crash_after_its_statements_aborts)
 	ck_assert_int_eq(pthread_create(&p.th, NULL, bg_post_main, &p), 0);
 	/* bank_b's branch has run once its row is locked by an update. */
 	ck_assert_int_eq(
-		coord_pg_wait_int(e.ci[1],
-				  "select count(*) from pg_locks l join pg_class "
-				  "c on c.oid = l.relation where c.relname = "
-				  "'accounts' and l.mode = 'RowExclusiveLock' "
-				  "and l.granted",
-				  1, 15000),
-		0);
+	    coord_pg_wait_int(e.ci[1],
+			      "select count(*) from pg_locks l join pg_class "
+			      "c on c.oid = l.relation where c.relname = "
+			      "'accounts' and l.mode = 'RowExclusiveLock' "
+			      "and l.granted",
+			      1, 15000),
+	    0);
 	ck_assert_int_eq(pg_harness_kill_server(harness, 1), 0);
 	r = PQexec(lock, "commit");
 	ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
@@ -412,66 +403,66 @@ START_TEST(bad_requests_get_4xx_and_change_nothing)
 		const char *method, *path, *body;
 		int status;
 	} cases[] = {
-		{"POST", "/v1/txns", "{\"branches\":[", 400},
-		{"POST", "/v1/txns", "not json", 400},
-		{"POST", "/v1/txns", "[1,2]", 400},
-		{"POST", "/v1/txns", "{}", 400},
-		{"POST", "/v1/txns", "{\"branches\":[]}", 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_x\",\"statements\":"
-		 "[\"update accounts set balance = 0\"]}]}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":["
-		 "{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
-		 "set balance = 0\"]},"
-		 "{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
-		 "set balance = 0\"]},"
-		 "{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
-		 "set balance = 0\"]}]}",
-		 413},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		 "\"update accounts set balance = 0\"}]}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":7,\"statements\":"
-		 "[\"update accounts set balance = 0\"]}]}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		 "[{\"sql\":\"update accounts set balance = $1\",\"params\":"
-		 "{\"a\":1}}]}]}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		 "[\"update accounts set balance = 0\"]}],\"protocol\":5}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		 "[\"update accounts set balance = 0\"]}],\"protocol\":\"3pc\"}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		 "[\"update accounts set balance = 0\"]}],\"timeout_ms\":\"9\"}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		 "[\"update accounts set balance = 0\"],\"read_only\":\"no\"}]}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		 "[\"update accounts set balance = 0\"]}],\"colour\":\"red\"}",
-		 400},
-		{"POST", "/v1/txns",
-		 "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		 "[\"update accounts set balance = 0\"]}],"
-		 "\"branches\":[]}",
-		 400},
-		{"GET", "/v1/nothing", NULL, 404},
-		{"GET", "/v1/txns/tbad_9_9", NULL, 404},
-		{"GET", "/v1/txns?state=sleeping", NULL, 400},
-		{"DELETE", "/v1/txns", NULL, 405},
+	    {"POST", "/v1/txns", "{\"branches\":[", 400},
+	    {"POST", "/v1/txns", "not json", 400},
+	    {"POST", "/v1/txns", "[1,2]", 400},
+	    {"POST", "/v1/txns", "{}", 400},
+	    {"POST", "/v1/txns", "{\"branches\":[]}", 400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_x\",\"statements\":"
+	     "[\"update accounts set balance = 0\"]}]}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":["
+	     "{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+	     "set balance = 0\"]},"
+	     "{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
+	     "set balance = 0\"]},"
+	     "{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+	     "set balance = 0\"]}]}",
+	     413},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	     "\"update accounts set balance = 0\"}]}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":7,\"statements\":"
+	     "[\"update accounts set balance = 0\"]}]}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	     "[{\"sql\":\"update accounts set balance = $1\",\"params\":"
+	     "{\"a\":1}}]}]}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	     "[\"update accounts set balance = 0\"]}],\"protocol\":5}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	     "[\"update accounts set balance = 0\"]}],\"protocol\":\"3pc\"}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	     "[\"update accounts set balance = 0\"]}],\"timeout_ms\":\"9\"}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	     "[\"update accounts set balance = 0\"],\"read_only\":\"no\"}]}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	     "[\"update accounts set balance = 0\"]}],\"colour\":\"red\"}",
+	     400},
+	    {"POST", "/v1/txns",
+	     "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	     "[\"update accounts set balance = 0\"]}],"
+	     "\"branches\":[]}",
+	     400},
+	    {"GET", "/v1/nothing", NULL, 404},
+	    {"GET", "/v1/txns/tbad_9_9", NULL, 404},
+	    {"GET", "/v1/txns?state=sleeping", NULL, 400},
+	    {"DELETE", "/v1/txns", NULL, 405},
 	};
 	struct env e;
 	char big[4096];
@@ -490,9 +481,9 @@ START_TEST(bad_requests_get_4xx_and_change_nothing)
 			      cases[i].method, cases[i].path,
 			      cases[i].body ? cases[i].body : "", st,
 			      cases[i].status);
-		ck_assert_msg(strlen(jstr(json_object_get(j, "error"),
-					  "message")) > 0,
-			      "case %zu: no error message", i);
+		ck_assert_msg(
+		    strlen(jstr(json_object_get(j, "error"), "message")) > 0,
+		    "case %zu: no error message", i);
 		json_decref(j);
 	}
 	/* A body over max_body_bytes: 413, answered by the HTTP layer. */
@@ -510,9 +501,8 @@ START_TEST(bad_requests_get_4xx_and_change_nothing)
 		ck_assert_int_eq(prepared(e.ci[i]), 0);
 	}
 	/* And the server still works. */
-	ck_assert_int_eq(coord_request(e.c, "GET", "/healthz", NULL, 5000,
-				       NULL),
-			 200);
+	ck_assert_int_eq(
+	    coord_request(e.c, "GET", "/healthz", NULL, 5000, NULL), 200);
 	env_teardown(&e);
 }
 END_TEST
@@ -586,11 +576,12 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 	ck_assert_int_eq(w.all, 3);
 
 	/* One branch: one-phase commit, no log write at all. */
-	w = run_counted(e.c,
-			"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-			"[\"update accounts set balance = balance - 7 where "
-			"id = 4\"]}]}",
-			200, &j);
+	w = run_counted(
+	    e.c,
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	    "[\"update accounts set balance = balance - 7 where "
+	    "id = 4\"]}]}",
+	    200, &j);
 	ck_assert_str_eq(jstr(j, "outcome"), "committed");
 	json_decref(j);
 	ck_assert_int_eq(w.forced, 0);
@@ -599,12 +590,13 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 
 	/* A SELECT-only branch leaves after phase 1: it is read_only, and
 	 * the COMMIT decision lists the writing branch only. */
-	w = run_counted(e.c,
-			"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-			"[\"update accounts set balance = balance + 7 where "
-			"id = 4\"]},{\"resource\":\"bank_b\",\"statements\":"
-			"[\"select balance from accounts where id = 4\"]}]}",
-			200, &j);
+	w = run_counted(
+	    e.c,
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	    "[\"update accounts set balance = balance + 7 where "
+	    "id = 4\"]},{\"resource\":\"bank_b\",\"statements\":"
+	    "[\"select balance from accounts where id = 4\"]}]}",
+	    200, &j);
 	ck_assert_str_eq(json_string_value(jpath(j, "branches", 1, "state")),
 			 "read_only");
 	json_decref(j);
@@ -613,15 +605,16 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 	ck_assert_int_eq(balance(e.ci[0], 4), BALANCE);
 
 	/* Every branch read-only under presumed abort: nothing written. */
-	w = run_counted(e.c,
-			"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-			"[\"select 1\"]},{\"resource\":\"bank_b\",\"statements\":"
-			"[\"select 2\"]}]}",
-			200, &j);
+	w = run_counted(
+	    e.c,
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	    "[\"select 1\"]},{\"resource\":\"bank_b\",\"statements\":"
+	    "[\"select 2\"]}]}",
+	    200, &j);
 	for (size_t i = 0; i < 2; i++)
 		ck_assert_str_eq(
-			json_string_value(jpath(j, "branches", i, "state")),
-			"read_only");
+		    json_string_value(jpath(j, "branches", i, "state")),
+		    "read_only");
 	json_decref(j);
 	ck_assert_int_eq(w.forced, 0);
 	ck_assert_int_eq(w.all, 0);
@@ -640,7 +633,7 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 	assert_none_prepared(&e);
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(total(e.ci[i]), (long long)ACCOUNTS * BALANCE +
-							 (i == 0 ? -10 : 10));
+						     (i == 0 ? -10 : 10));
 	env_teardown(&e);
 }
 END_TEST
@@ -658,10 +651,10 @@ static void *slow_main(void *arg)
 	struct slow *sl = arg;
 
 	sl->status = coord_request_at(
-		sl->addr, "POST", "/v1/txns",
-		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-		"[\"select count(*) from accounts\"]}]}",
-		30000, NULL);
+	    sl->addr, "POST", "/v1/txns",
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
+	    "[\"select count(*) from accounts\"]}]}",
+	    30000, NULL);
 	return NULL;
 }
 
@@ -679,12 +672,12 @@ START_TEST(limits_bound_rows_and_transactions_in_flight)
 		  "\"limits\":{\"max_rows\":5,\"max_concurrency\":1}");
 	/* 100 rows asked, 5 returned, marked truncated. */
 	ck_assert_int_eq(
-		coord_request(e.c, "POST", "/v1/txns",
-			      "{\"branches\":[{\"resource\":\"bank_b\","
-			      "\"statements\":[\"select id from accounts order "
-			      "by id\"]}]}",
-			      30000, &j),
-		200);
+	    coord_request(e.c, "POST", "/v1/txns",
+			  "{\"branches\":[{\"resource\":\"bank_b\","
+			  "\"statements\":[\"select id from accounts order "
+			  "by id\"]}]}",
+			  30000, &j),
+	    200);
 	res = json_array_get(jpath(j, "branches", 0, "results"), 0);
 	ck_assert_int_eq(json_array_size(json_object_get(res, "rows")), 5);
 	ck_assert(json_is_true(json_object_get(res, "truncated")));
@@ -702,18 +695,17 @@ START_TEST(limits_bound_rows_and_transactions_in_flight)
 	ck_assert_int_eq(pthread_create(&sl.th, NULL, slow_main, &sl), 0);
 	deadline = time(NULL) + 10;
 	while (active < 1 && time(NULL) < deadline) /* bounded poll */
-		ck_assert_int_eq(coord_metric(e.c, "decree_txns_active",
-					      &active),
-				 0);
+		ck_assert_int_eq(
+		    coord_metric(e.c, "decree_txns_active", &active), 0);
 	ck_assert_msg(active == 1, "the slow transaction never showed");
-	ck_assert_int_eq(coord_request(e.c, "POST", "/v1/txns",
-				       "{\"branches\":[{\"resource\":\"bank_a\","
-				       "\"statements\":[\"update accounts set "
-				       "balance = 0 where id = 1\"]}]}",
-				       30000, &j),
-			 429);
-	ck_assert_str_eq(jstr(json_object_get(j, "error"), "code"),
-			 "too_busy");
+	ck_assert_int_eq(
+	    coord_request(e.c, "POST", "/v1/txns",
+			  "{\"branches\":[{\"resource\":\"bank_a\","
+			  "\"statements\":[\"update accounts set "
+			  "balance = 0 where id = 1\"]}]}",
+			  30000, &j),
+	    429);
+	ck_assert_str_eq(jstr(json_object_get(j, "error"), "code"), "too_busy");
 	json_decref(j);
 	r = PQexec(lock, "commit");
 	ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
@@ -733,18 +725,18 @@ START_TEST(refused_prepare_rolls_back_the_prepared_branch)
 	/* PostgreSQL refuses to PREPARE a transaction that touched a
 	 * temporary table: bank_b votes no after bank_a may have prepared. */
 	static const char *const fmt =
-		"{\"protocol\":\"%s\",\"branches\":["
-		"{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
-		"set balance = balance - 9 where id = 6\"]},"
-		"{\"resource\":\"bank_b\",\"statements\":[\"create temp table "
-		"scratch(x int)\",\"update accounts set balance = balance + 9 "
-		"where id = 6\"]}]}";
+	    "{\"protocol\":\"%s\",\"branches\":["
+	    "{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+	    "set balance = balance - 9 where id = 6\"]},"
+	    "{\"resource\":\"bank_b\",\"statements\":[\"create temp table "
+	    "scratch(x int)\",\"update accounts set balance = balance + 9 "
+	    "where id = 6\"]}]}";
 	static const struct {
 		const char *protocol;
 		int forced, all;
 	} cases[] = {
-		{"2pc-pa", 0, 0}, /* presumed abort: nothing to write */
-		{"2pc-pn", 2, 3}, /* BEGIN and ABORT forced, END not */
+	    {"2pc-pa", 0, 0}, /* presumed abort: nothing to write */
+	    {"2pc-pn", 2, 3}, /* BEGIN and ABORT forced, END not */
 	};
 	struct env e;
 	char body[1024];
@@ -760,7 +752,7 @@ START_TEST(refused_prepare_rolls_back_the_prepared_branch)
 				 "bank_b");
 		json_decref(j);
 		ck_assert_msg(w.forced == cases[i].forced &&
-				      w.all == cases[i].all,
+				  w.all == cases[i].all,
 			      "%s: %g forced, %g writes", cases[i].protocol,
 			      w.forced, w.all);
 	}
@@ -787,9 +779,8 @@ static void post_slow_branch(const struct env *e, int id, int sleep_s)
 		 "\"update accounts set balance = 0 where id = %d\","
 		 "\"select pg_sleep(%d)\"]}]}",
 		 id, id, sleep_s);
-	ck_assert_int_eq(coord_request(e->c, "POST", "/v1/txns", body, 30000,
-				       &j),
-			 409);
+	ck_assert_int_eq(
+	    coord_request(e->c, "POST", "/v1/txns", body, 30000, &j), 409);
 	ck_assert_str_eq(jstr(j, "outcome"), "aborted");
 	json_decref(j);
 	/* 300 ms, not the statement's seconds (whole seconds: slack). */
@@ -861,10 +852,10 @@ START_TEST(two_branches_on_one_resource_do_not_starve_its_pool)
 	 * the request at once.  Fails at the time of writing: it aborts
 	 * when prepare_ms (1 s here) runs out. */
 	static const char *const body =
-		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
-		"\"update accounts set balance = balance - 1 where id = 13\"]},"
-		"{\"resource\":\"bank_a\",\"statements\":["
-		"\"update accounts set balance = balance + 1 where id = 14\"]}]}";
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
+	    "\"update accounts set balance = balance - 1 where id = 13\"]},"
+	    "{\"resource\":\"bank_a\",\"statements\":["
+	    "\"update accounts set balance = balance + 1 where id = 14\"]}]}";
 	const char *ci[2];
 	struct env e;
 	json_t *j = NULL;
@@ -882,15 +873,16 @@ START_TEST(two_branches_on_one_resource_do_not_starve_its_pool)
 		FILE *f = fopen(e.cfg, "w");
 
 		ck_assert_ptr_nonnull(f);
-		fprintf(f,
-			"{\"node_id\":\"c1\",\"cluster_id\":\"tpool\","
-			"\"listen\":{\"http\":\"127.0.0.1:0\"},"
-			"\"data_dir\":\"%s\",\"timeouts\":{\"prepare_ms\":1000},"
-			"\"resources\":[{\"name\":\"bank_a\",\"driver\":"
-			"\"postgres\",\"conninfo\":\"%s\",\"pool_size\":1},"
-			"{\"name\":\"bank_b\",\"driver\":\"postgres\","
-			"\"conninfo\":\"%s\"}]}\n",
-			e.data, ci[0], ci[1]);
+		fprintf(
+		    f,
+		    "{\"node_id\":\"c1\",\"cluster_id\":\"tpool\","
+		    "\"listen\":{\"http\":\"127.0.0.1:0\"},"
+		    "\"data_dir\":\"%s\",\"timeouts\":{\"prepare_ms\":1000},"
+		    "\"resources\":[{\"name\":\"bank_a\",\"driver\":"
+		    "\"postgres\",\"conninfo\":\"%s\",\"pool_size\":1},"
+		    "{\"name\":\"bank_b\",\"driver\":\"postgres\","
+		    "\"conninfo\":\"%s\"}]}\n",
+		    e.data, ci[0], ci[1]);
 		ck_assert_int_eq(fclose(f), 0);
 	}
 	ck_assert_int_eq(coord_start(e.cfg, NULL, &e.c), 0);
@@ -921,20 +913,20 @@ START_TEST(transaction_control_in_a_branch_changes_nothing)
 	 * ends it (COMMIT, PREPARE TRANSACTION) must be refused before it
 	 * runs, or the transaction is no longer all-or-nothing. */
 	static const char *const bodies[] = {
-		/* 2PC: bank_a commits its write itself. */
-		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
-		"\"update accounts set balance = balance - 5 where id = 8\","
-		"\"commit\"]},{\"resource\":\"bank_b\",\"statements\":["
-		"\"update accounts set balance = balance + 5 where id = 8\"]}]}",
-		/* One branch: the client must not hear "aborted" for a commit. */
-		"{\"branches\":[{\"resource\":\"bank_b\",\"statements\":["
-		"\"update accounts set balance = balance + 3 where id = 9\","
-		"\"/* hello */ COMMIT\"]}]}",
-		/* PREPARE under a gid of the user's choosing. */
-		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
-		"\"update accounts set balance = balance - 7 where id = 10\","
-		"\"prepare transaction 'sneaky'\"]},{\"resource\":\"bank_b\","
-		"\"statements\":[\"select 1\"]}]}",
+	    /* 2PC: bank_a commits its write itself. */
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
+	    "\"update accounts set balance = balance - 5 where id = 8\","
+	    "\"commit\"]},{\"resource\":\"bank_b\",\"statements\":["
+	    "\"update accounts set balance = balance + 5 where id = 8\"]}]}",
+	    /* One branch: the client must not hear "aborted" for a commit. */
+	    "{\"branches\":[{\"resource\":\"bank_b\",\"statements\":["
+	    "\"update accounts set balance = balance + 3 where id = 9\","
+	    "\"/* hello */ COMMIT\"]}]}",
+	    /* PREPARE under a gid of the user's choosing. */
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":["
+	    "\"update accounts set balance = balance - 7 where id = 10\","
+	    "\"prepare transaction 'sneaky'\"]},{\"resource\":\"bank_b\","
+	    "\"statements\":[\"select 1\"]}]}",
 	};
 	struct env e;
 	json_t *j = NULL;
@@ -968,7 +960,7 @@ END_TEST
 
 /* ------------------------------------------------------- concurrency */
 
-#define CLIENTS 8
+#define CLIENTS	   8
 #define PER_CLIENT 500
 
 struct client {
@@ -1047,16 +1039,16 @@ START_TEST(concurrent_transfers_conserve_the_total)
 	for (int i = 0; i < CLIENTS; i++) {
 		cl[i].addr = coord_addr(e.c);
 		cl[i].seed = seed + (unsigned)i * 7919u;
-		ck_assert_int_eq(pthread_create(&cl[i].th, NULL, client_main,
-						&cl[i]),
-				 0);
+		ck_assert_int_eq(
+		    pthread_create(&cl[i].th, NULL, client_main, &cl[i]), 0);
 	}
 	for (int i = 0; i < CLIENTS; i++) {
 		pthread_join(cl[i].th, NULL);
-		ck_assert_msg(cl[i].errors == 0,
-			      "seed %u client %d: %d unexpected answers, first: "
-			      "%s",
-			      seed, i, cl[i].errors, cl[i].first_error);
+		ck_assert_msg(
+		    cl[i].errors == 0,
+		    "seed %u client %d: %d unexpected answers, first: "
+		    "%s",
+		    seed, i, cl[i].errors, cl[i].first_error);
 		committed += cl[i].committed;
 		doomed += cl[i].aborted_by_design;
 		other += cl[i].aborted_other;
@@ -1087,8 +1079,8 @@ START_TEST(concurrent_transfers_conserve_the_total)
 				      balance(e.ci[db], id), want);
 		}
 	}
-	ck_assert_int_eq(metric(e.c, "decree_txns_total{outcome=\"committed\"}"),
-			 committed);
+	ck_assert_int_eq(
+	    metric(e.c, "decree_txns_total{outcome=\"committed\"}"), committed);
 	ck_assert_int_eq(metric(e.c, "decree_txns_begun_total"),
 			 CLIENTS * PER_CLIENT);
 	ck_assert_int_eq(metric(e.c, "decree_txns_in_doubt"), 0);
@@ -1109,7 +1101,8 @@ int main(void)
 	}
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, commit_across_two_databases);
-	tcase_add_test(tc, check_violation_aborts_everything_and_names_the_branch);
+	tcase_add_test(tc,
+		       check_violation_aborts_everything_and_names_the_branch);
 	tcase_add_test(tc, database_down_before_prepare_aborts);
 	tcase_add_test(tc, database_crash_after_its_statements_aborts);
 	tcase_add_test(tc, bad_requests_get_4xx_and_change_nothing);

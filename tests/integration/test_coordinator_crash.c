@@ -27,7 +27,7 @@
 static struct pg_harness *harness;
 
 #define ACCOUNTS 10
-#define BALANCE 1000
+#define BALANCE	 1000
 #define EXTRA                                                                  \
 	"\"timeouts\":{\"retry_initial_ms\":20,\"retry_max_ms\":200,"          \
 	"\"prepare_ms\":5000,\"statement_ms\":5000}"
@@ -36,11 +36,11 @@ static const struct {
 	const char *point;
 	bool decided; /* the commit decision is durable when it dies */
 } points[] = {
-	{"coordinator.before_prepare", false},
-	{"coordinator.after_prepare_sent", false},
-	{"coordinator.after_decision_forced", true},
-	{"coordinator.after_first_commit_sent", true},
-	{"coordinator.before_end", true},
+    {"coordinator.before_prepare", false},
+    {"coordinator.after_prepare_sent", false},
+    {"coordinator.after_decision_forced", true},
+    {"coordinator.after_first_commit_sent", true},
+    {"coordinator.before_end", true},
 };
 
 struct env {
@@ -58,9 +58,8 @@ static void env_setup(struct env *e, const char *cluster)
 	ck_assert_int_eq(coord_tmpdir_make(e->dir, sizeof(e->dir)), 0);
 	snprintf(e->cfg, sizeof(e->cfg), "%s/config.json", e->dir);
 	snprintf(e->data, sizeof(e->data), "%s/data", e->dir);
-	ck_assert_int_eq(coord_config_write(e->cfg, cluster, e->data, e->ci, 2,
-					    EXTRA),
-			 0);
+	ck_assert_int_eq(
+	    coord_config_write(e->cfg, cluster, e->data, e->ci, 2, EXTRA), 0);
 	ck_assert_int_eq(coord_bank_create(e->ci[0], ACCOUNTS, BALANCE), 0);
 	ck_assert_int_eq(coord_bank_create(e->ci[1], ACCOUNTS, BALANCE), 0);
 }
@@ -84,10 +83,10 @@ static void assert_none_prepared(const struct env *e)
 {
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(
-			coord_pg_wait_int(e->ci[i],
-					  "select count(*) from pg_prepared_xacts",
-					  0, 20000),
-			0);
+		    coord_pg_wait_int(e->ci[i],
+				      "select count(*) from pg_prepared_xacts",
+				      0, 20000),
+		    0);
 }
 
 static void assert_total_conserved(const struct env *e)
@@ -129,8 +128,8 @@ struct transfer {
 	const char *addr;
 	int id, amount;
 	const char *protocol; /* NULL: presumed abort */
-	int status;	   /* HTTP status or negative errno */
-	char outcome[16];  /* from the answer, "" if none */
+	int status;	      /* HTTP status or negative errno */
+	char outcome[16];     /* from the answer, "" if none */
 };
 
 static void *transfer_main(void *arg)
@@ -140,8 +139,8 @@ static void *transfer_main(void *arg)
 	json_t *j = NULL;
 
 	transfer_body(body, sizeof(body), t->id, t->amount, t->protocol);
-	t->status = coord_request_at(t->addr, "POST", "/v1/txns", body, 30000,
-				     &j);
+	t->status =
+	    coord_request_at(t->addr, "POST", "/v1/txns", body, 30000, &j);
 	snprintf(t->outcome, sizeof(t->outcome), "%s", jstr(j, "outcome"));
 	json_decref(j);
 	return NULL;
@@ -153,14 +152,13 @@ static bool applied(const struct env *e, const struct transfer *t)
 	long long a = balance(e->ci[0], t->id), b = balance(e->ci[1], t->id);
 
 	ck_assert_msg((a == BALANCE - t->amount && b == BALANCE + t->amount) ||
-			      (a == BALANCE && b == BALANCE),
+			  (a == BALANCE && b == BALANCE),
 		      "transfer on account %d is half done: a=%lld b=%lld",
 		      t->id, a, b);
 	if (t->status == 200)
-		ck_assert_msg(strcmp(t->outcome, "committed") != 0 ||
-				      a != BALANCE,
-			      "account %d: client told committed, not applied",
-			      t->id);
+		ck_assert_msg(
+		    strcmp(t->outcome, "committed") != 0 || a != BALANCE,
+		    "account %d: client told committed, not applied", t->id);
 	if (t->status == 409)
 		ck_assert_msg(a == BALANCE,
 			      "account %d: client told aborted, applied",
@@ -221,18 +219,20 @@ START_TEST(crash_point_then_restart_is_all_or_nothing)
 	snprintf(gid, sizeof(gid), "%s_1_1", cluster);
 	snprintf(path, sizeof(path), "/v1/txns/%s", gid);
 	if (decided) {
-		ck_assert_int_eq(coord_wait_txn_state(c, gid, "done", 20000), 0);
+		ck_assert_int_eq(coord_wait_txn_state(c, gid, "done", 20000),
+				 0);
 		st = coord_request(c, "GET", path, NULL, 5000, &j);
 		ck_assert_int_eq(st, 200);
 		ck_assert_str_eq(jstr(j, "outcome"), "committed");
 		fprintf(stderr, "%s: after restart GET %s: %s %s%s\n", point,
 			gid, jstr(j, "state"), jstr(j, "outcome"),
 			json_is_true(json_object_get(j, "recovered"))
-				? " recovered"
-				: "");
+			    ? " recovered"
+			    : "");
 		/* Re-driven from the log by this process. */
 		if (_i % np == 2)
-			ck_assert(json_is_true(json_object_get(j, "recovered")));
+			ck_assert(
+			    json_is_true(json_object_get(j, "recovered")));
 	} else {
 		/* Presumed abort: no decision was written, so the restarted
 		 * coordinator knows nothing of it. */
@@ -240,8 +240,8 @@ START_TEST(crash_point_then_restart_is_all_or_nothing)
 		fprintf(stderr, "%s: after restart GET %s: HTTP %d %s\n", point,
 			gid, st, jstr(j, "outcome"));
 		ck_assert_msg(st == 404 ||
-				      (st == 200 &&
-				       strcmp(jstr(j, "outcome"), "aborted") == 0),
+				  (st == 200 &&
+				   strcmp(jstr(j, "outcome"), "aborted") == 0),
 			      "GET %s: %d", gid, st);
 	}
 	json_decref(j);
@@ -257,9 +257,8 @@ START_TEST(crash_point_then_restart_is_all_or_nothing)
 		t[k].id = k + 1;
 		t[k].amount = 10 * (k + 1);
 		t[k].protocol = protocol;
-		ck_assert_int_eq(pthread_create(&t[k].th, NULL, transfer_main,
-						&t[k]),
-				 0);
+		ck_assert_int_eq(
+		    pthread_create(&t[k].th, NULL, transfer_main, &t[k]), 0);
 	}
 	for (int k = 1; k < 5; k++)
 		pthread_join(t[k].th, NULL);
@@ -272,8 +271,9 @@ START_TEST(crash_point_then_restart_is_all_or_nothing)
 		bool a = applied(&e, &t[k]);
 
 		napplied += a;
-		fprintf(stderr, "%s: concurrent transfer %d: client saw %s %s, "
-				"%s\n",
+		fprintf(stderr,
+			"%s: concurrent transfer %d: client saw %s %s, "
+			"%s\n",
 			point, k, seen(t[k].status, buf, sizeof(buf)),
 			t[k].outcome, a ? "applied" : "not applied");
 	}
@@ -302,9 +302,8 @@ START_TEST(database_crash_between_prepare_and_commit_completes_when_back)
 	int st;
 
 	env_setup(&e, "tdbrst");
-	ck_assert_int_eq(coord_start(e.cfg, "coordinator.after_decision_forced",
-				     &c),
-			 0);
+	ck_assert_int_eq(
+	    coord_start(e.cfg, "coordinator.after_decision_forced", &c), 0);
 	memset(&t, 0, sizeof(t));
 	t.addr = coord_addr(c);
 	t.id = 1;
@@ -325,23 +324,21 @@ START_TEST(database_crash_between_prepare_and_commit_completes_when_back)
 	ck_assert_int_eq(pg_harness_kill_server(harness, 1), 0);
 	ck_assert_int_eq(coord_start(e.cfg, NULL, &c), 0);
 	/* bank_a gets its COMMIT PREPARED... */
-	ck_assert_int_eq(coord_pg_wait_int(e.ci[0],
-					   "select count(*) from pg_prepared_xacts",
-					   0, 20000),
-			 0);
+	ck_assert_int_eq(
+	    coord_pg_wait_int(e.ci[0], "select count(*) from pg_prepared_xacts",
+			      0, 20000),
+	    0);
 	ck_assert_int_eq(balance(e.ci[0], 1), BALANCE - 25);
 	/* ...while bank_b's is retried: the txn is in doubt until then. */
-	ck_assert_int_eq(coord_wait_txn_state(c, "tdbrst_1_1", "in_doubt",
-					      20000),
-			 0);
+	ck_assert_int_eq(
+	    coord_wait_txn_state(c, "tdbrst_1_1", "in_doubt", 20000), 0);
 	st = coord_request(c, "GET", "/v1/txns?state=in_doubt", NULL, 5000, &j);
 	ck_assert_int_eq(st, 200);
 	s = jstr(json_array_get(json_object_get(j, "txns"), 0), "gid");
 	ck_assert_str_eq(s, "tdbrst_1_1");
 	json_decref(j);
-	ck_assert_int_eq(coord_metric(c, "decree_phase2_retries_total",
-				      &retries),
-			 0);
+	ck_assert_int_eq(
+	    coord_metric(c, "decree_phase2_retries_total", &retries), 0);
 	ck_assert_msg(retries >= 1, "retries %g", retries);
 	ck_assert_int_eq(coord_metric(c, "decree_txns_in_doubt", &retries), 0);
 	ck_assert_msg(retries == 1, "in doubt %g", retries);
@@ -351,9 +348,8 @@ START_TEST(database_crash_between_prepare_and_commit_completes_when_back)
 	ck_assert_int_eq(coord_stop(c), 0);
 	coord_free(c);
 	ck_assert_int_eq(coord_start(e.cfg, NULL, &c), 0);
-	ck_assert_int_eq(coord_wait_txn_state(c, "tdbrst_1_1", "in_doubt",
-					      20000),
-			 0);
+	ck_assert_int_eq(
+	    coord_wait_txn_state(c, "tdbrst_1_1", "in_doubt", 20000), 0);
 
 	/* bank_b comes back (its prepared branch survived the crash). */
 	ck_assert_int_eq(pg_harness_start_server(harness, 1), 0);
@@ -375,20 +371,19 @@ END_TEST
 START_TEST(idempotent_retry_after_a_crash_runs_nothing_twice)
 {
 	static const char *const body =
-		"{\"idempotency_key\":\"transfer-42\",\"branches\":["
-		"{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
-		"set balance = balance - 42 where id = 1\"]},"
-		"{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
-		"set balance = balance + 42 where id = 1\"]}]}";
+	    "{\"idempotency_key\":\"transfer-42\",\"branches\":["
+	    "{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+	    "set balance = balance - 42 where id = 1\"]},"
+	    "{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
+	    "set balance = balance + 42 where id = 1\"]}]}";
 	struct coord *c = NULL;
 	struct env e;
 	json_t *j = NULL;
 	int st;
 
 	env_setup(&e, "tidem");
-	ck_assert_int_eq(coord_start(e.cfg, "coordinator.after_decision_forced",
-				     &c),
-			 0);
+	ck_assert_int_eq(
+	    coord_start(e.cfg, "coordinator.after_decision_forced", &c), 0);
 	st = coord_request(c, "POST", "/v1/txns", body, 30000, NULL);
 	ck_assert_msg(st < 0, "the client got an answer: %d", st);
 	ck_assert_int_eq(coord_wait_exit(c, 20000), CRASHPOINT_EXIT);
@@ -440,20 +435,19 @@ START_TEST(presumed_nothing_crash_after_begin_rolls_back)
 	 * after them leaves a BEGIN with no decision, which recovery must
 	 * abort (rolling back what was prepared) and record. */
 	static const char *const body =
-		"{\"protocol\":\"2pc-pn\",\"branches\":["
-		"{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
-		"set balance = balance - 5 where id = 2\"]},"
-		"{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
-		"set balance = balance + 5 where id = 2\"]}]}";
+	    "{\"protocol\":\"2pc-pn\",\"branches\":["
+	    "{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+	    "set balance = balance - 5 where id = 2\"]},"
+	    "{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
+	    "set balance = balance + 5 where id = 2\"]}]}";
 	struct coord *c = NULL;
 	struct env e;
 	json_t *j = NULL;
 	int st;
 
 	env_setup(&e, "tpncrash");
-	ck_assert_int_eq(coord_start(e.cfg, "coordinator.after_prepare_sent",
-				     &c),
-			 0);
+	ck_assert_int_eq(
+	    coord_start(e.cfg, "coordinator.after_prepare_sent", &c), 0);
 	st = coord_request(c, "POST", "/v1/txns", body, 30000, NULL);
 	ck_assert_msg(st < 0, "the client got an answer: %d", st);
 	ck_assert_int_eq(coord_wait_exit(c, 20000), CRASHPOINT_EXIT);
@@ -494,7 +488,8 @@ static long long has_prepared(const struct env *e, int i, const char *gid)
 	long long v = -1;
 
 	snprintf(sql, sizeof(sql),
-		 "select count(*) from pg_prepared_xacts where gid = '%s'", gid);
+		 "select count(*) from pg_prepared_xacts where gid = '%s'",
+		 gid);
 	ck_assert_int_eq(coord_pg_int(e->ci[i], sql, &v), 0);
 	return v;
 }
@@ -502,10 +497,10 @@ static long long has_prepared(const struct env *e, int i, const char *gid)
 START_TEST(recovery_rolls_back_only_our_older_epochs)
 {
 	static const char *const keep[] = {
-		"other_1_7_1of2",	/* another cluster */
-		"trecovx_1_7_1of2",	/* a cluster whose name extends ours */
-		"trecov_9_7_1of2",	/* a newer epoch: not ours to judge */
-		"trecov_not_a_gid",	/* our prefix, not a gid */
+	    "other_1_7_1of2",	/* another cluster */
+	    "trecovx_1_7_1of2", /* a cluster whose name extends ours */
+	    "trecov_9_7_1of2",	/* a newer epoch: not ours to judge */
+	    "trecov_not_a_gid", /* our prefix, not a gid */
 	};
 	struct coord *c = NULL;
 	struct env e;
@@ -534,8 +529,9 @@ START_TEST(recovery_rolls_back_only_our_older_epochs)
 	for (int k = 0; k < 4; k++)
 		ck_assert_msg(has_prepared(&e, 0, keep[k]) == 1,
 			      "%s was touched", keep[k]);
-	ck_assert_int_eq(query(e.ci[0], "select count(*) from accounts where "
-					"id = %d",
+	ck_assert_int_eq(query(e.ci[0],
+			       "select count(*) from accounts where "
+			       "id = %d",
 			       101),
 			 0);
 	ck_assert_int_eq(coord_stop(c), 0);
@@ -562,8 +558,8 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, crash_point_then_restart_is_all_or_nothing, 0,
 			    2 * (int)(sizeof(points) / sizeof(points[0])));
-	tcase_add_test(tc,
-		       database_crash_between_prepare_and_commit_completes_when_back);
+	tcase_add_test(
+	    tc, database_crash_between_prepare_and_commit_completes_when_back);
 	tcase_add_test(tc, idempotent_retry_after_a_crash_runs_nothing_twice);
 	tcase_add_test(tc, presumed_nothing_crash_after_begin_rolls_back);
 	tcase_add_test(tc, recovery_rolls_back_only_our_older_epochs);

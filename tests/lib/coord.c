@@ -158,8 +158,8 @@ int coord_start(const char *config_path, const char *crash_point,
 		 (int)parent, starts++);
 	snprintf(c->err_path, sizeof(c->err_path), "%s.err", config_path);
 	fd_out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	fd_err = open(c->err_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-		      0644);
+	fd_err =
+	    open(c->err_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	env = make_env(crash_point);
 	if (fd_out < 0 || fd_err < 0 || env == NULL) {
 		rc = env == NULL ? -ENOMEM : -errno;
@@ -321,8 +321,9 @@ int coord_wait_txn_state(const struct coord *c, const char *gid,
 		if (ok)
 			return 0;
 		if (now_ms() > deadline) {
-			fprintf(stderr, "coord: %s never reached state %s: %s\n",
-				gid, state, last);
+			fprintf(stderr,
+				"coord: %s never reached state %s: %s\n", gid,
+				state, last);
 			return -ETIMEDOUT;
 		}
 		pause_ms(10);
@@ -443,9 +444,9 @@ static int pg_int(const char *conninfo, const char *sql, long long *out,
 	r = PQexec(db, sql);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) >= 1 &&
 	    PQnfields(r) >= 1) {
-		*out = PQgetisnull(r, 0, 0) ? 0
-					    : strtoll(PQgetvalue(r, 0, 0),
-						      NULL, 10);
+		*out = PQgetisnull(r, 0, 0)
+			   ? 0
+			   : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		rc = 0;
 	} else if (report) {
 		fprintf(stderr, "coord: %s: %s\n", sql, PQerrorMessage(db));
@@ -471,9 +472,10 @@ int coord_pg_wait_int(const char *conninfo, const char *sql, long long want,
 		if (rc == 0 && v == want)
 			return 0;
 		if (now_ms() > deadline) {
-			fprintf(stderr,
-				"coord: '%s' stayed %lld (rc %d), wanted %lld\n",
-				sql, v, rc, want);
+			fprintf(
+			    stderr,
+			    "coord: '%s' stayed %lld (rc %d), wanted %lld\n",
+			    sql, v, rc, want);
 			return -ETIMEDOUT;
 		}
 		pause_ms(10);
