@@ -820,9 +820,7 @@ START_TEST(timeout_abort_cancels_the_running_statement)
 {
 	/* After the abort the sleeping statement should be cancelled, not
 	 * left to run (holding its row lock) until it ends by itself or
-	 * statement_ms (60 s here) passes.  Fails at the time of writing:
-	 * the branch is only marked abandoned and rolled back when the
-	 * statement returns. */
+	 * statement_ms (60 s here) passes. */
 	struct env e;
 	time_t t0;
 	int rc;
