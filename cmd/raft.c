@@ -28,6 +28,9 @@
  *    150-300 fits).  Heartbeats go every 3 ticks.
  *  - The first line on stdout, "raft node ID ready raft=H:P client=H:P",
  *    tells scripts the node is up (ports 0 are resolved).
+ *  - A storage failure (DESIGN.md section 9) stops the node and the
+ *    process exits with status 1 within 100 ms, for a supervisor to
+ *    restart it from its data dir.
  *  - SIGINT / SIGTERM stop the node cleanly; SIGKILL is what the failover
  *    benchmark uses, and a restart recovers from --data-dir.
  */
@@ -54,6 +57,8 @@ struct main_state {
 	struct raft_node *node;
 	struct http_server *http;
 	uv_signal_t sigint, sigterm;
+	uv_timer_t watch; /* exits when the node's storage failed */
+	int status;
 	struct peer_client pc[RAFT_MAX_MEMBERS];
 	unsigned n_pc;
 	bool stopping;
@@ -183,6 +188,20 @@ static void stop_all(struct main_state *m)
 	raft_node_stop(m->node, on_node_stopped, m);
 	uv_close((uv_handle_t *)&m->sigint, NULL);
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
+	uv_close((uv_handle_t *)&m->watch, NULL);
+}
+
+static void on_watch(uv_timer_t *t)
+{
+	struct main_state *m = t->data;
+	int rc = raft_node_failed(m->node);
+	if (rc == 0)
+		return;
+	fprintf(stderr, "decree raft node: storage failed: %s; exiting (restart "
+			"to recover from the data dir)\n",
+		raft_storage_strerror(rc));
+	m->status = 1;
+	stop_all(m);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -347,12 +366,15 @@ static int run_node(int argc, char **argv)
 	m.sigint.data = m.sigterm.data = &m;
 	uv_signal_start(&m.sigint, on_signal, SIGINT);
 	uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+	uv_timer_init(&m.loop, &m.watch);
+	m.watch.data = &m;
+	uv_timer_start(&m.watch, on_watch, 100, 100);
 	printf("raft node %" PRIu64 " ready raft=%s client=%s\n", cfg.id,
 	       cfg.listen, client_addr);
 	fflush(stdout);
 	uv_run(&m.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&m.loop);
-	return 0;
+	return m.status;
 }
 
 int cmd_raft(int argc, char **argv)
