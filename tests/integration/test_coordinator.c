@@ -967,7 +967,10 @@ struct client {
 	unsigned seed;
 	long long delta[2][ACCOUNTS + 1]; /* committed changes, per account */
 	int committed, aborted_by_design, aborted_other, errors;
+	int cancelled; /* aborted by a cancel nobody asked for */
+	char first_cancel[256];
 	char first_error[256];
+	char first_other[256]; /* why the first valid transfer aborted */
 };
 
 static void *client_main(void *arg)
@@ -1006,7 +1009,19 @@ static void *client_main(void *arg)
 			/* A lock wait across the two databases (a distributed
 			 * deadlock PostgreSQL cannot see) ends in a timeout
 			 * and an abort: allowed, counted, bounded below. */
-			cl->aborted_other++;
+			if (strstr(jstr(json_object_get(j, "error"), "message"),
+				   "due to user request") != NULL)
+				if (cl->cancelled++ == 0)
+					snprintf(
+					    cl->first_cancel,
+					    sizeof(cl->first_cancel), "%.200s",
+					    jstr(json_object_get(j, "error"),
+						 "message"));
+			if (cl->aborted_other++ == 0)
+				snprintf(cl->first_other,
+					 sizeof(cl->first_other), "%.200s",
+					 jstr(json_object_get(j, "error"),
+					      "message"));
 		} else {
 			char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
@@ -1050,6 +1065,11 @@ START_TEST(concurrent_transfers_conserve_the_total)
 		committed += cl[i].committed;
 		doomed += cl[i].aborted_by_design;
 		other += cl[i].aborted_other;
+		if (cl[i].aborted_other > 0)
+			fprintf(stderr,
+				"concurrent_transfers: client %d: %d valid "
+				"transfers aborted, first: %s\n",
+				i, cl[i].aborted_other, cl[i].first_other);
 	}
 	fprintf(stderr,
 		"concurrent_transfers: %d committed, %d aborted by design, "
@@ -1082,6 +1102,15 @@ START_TEST(concurrent_transfers_conserve_the_total)
 	ck_assert_int_eq(metric(e.c, "decree_txns_begun_total"),
 			 CLIENTS * PER_CLIENT);
 	ck_assert_int_eq(metric(e.c, "decree_txns_in_doubt"), 0);
+	/* A cancel is only ever meant for a branch of an aborted transaction;
+	 * one that lands on another transaction's statement (its connection
+	 * reused too early) aborts an innocent transfer. */
+	for (int i = 0; i < CLIENTS; i++)
+		ck_assert_msg(
+		    cl[i].cancelled == 0,
+		    "seed %u client %d: %d valid transfers aborted by "
+		    "a cancel meant for another transaction: %s",
+		    seed, i, cl[i].cancelled, cl[i].first_cancel);
 	env_teardown(&e);
 }
 END_TEST
