@@ -9,8 +9,8 @@
  * returns -errno; EINTR is retried, short reads and writes are continued.
  *
  * Zero-fill ahead (see f_write): a preallocated file that is written gets a
- * zeroer thread that writes zeros ZERO_AHEAD bytes ahead of the writes and
- * syncs them, so the log's own writes land on blocks that are already
+ * zeroer thread that writes zeros up to ZERO_AHEAD bytes ahead of the writes
+ * and syncs them, so the log's own writes land on blocks that are already
  * written and its fdatasyncs flush only the records.  Its state (zero_to,
  * the chunk it is writing) is under f->mu; the owner of the file calls the
  * ops from one thread at a time, as before.
@@ -25,7 +25,6 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,7 +35,6 @@ struct fs {
 
 struct ff {
 	int fd;
-	int dfd;	  /* same file, O_DIRECT, for the zeroer; -1 if none */
 	uint64_t alloc;	  /* size reserved by allocate, 0 if none */
 	uint64_t zero_to; /* bytes below this are data or zeros (under mu) */
 	/* zeroer (under mu) */
@@ -52,12 +50,10 @@ struct ff {
 
 /* Zero-fill this far ahead of the writes (see f_write), in chunks of
  * ZERO_CHUNK bytes, one write and one fdatasync each. */
-#define ZERO_AHEAD (8u << 20)
+#define ZERO_AHEAD (2u << 20)
 #define ZERO_CHUNK (1u << 20)
-#define DIO_ALIGN  4096u
 
-/* Source of zero bytes, aligned for O_DIRECT. */
-static _Alignas(4096) const unsigned char zeros[64 * 1024];
+static const unsigned char zeros[64 * 1024];
 
 static int f_open(void *data, const char *name, unsigned flags, void **file)
 {
@@ -76,7 +72,6 @@ static int f_open(void *data, const char *name, unsigned flags, void **file)
 	f = mem_calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	f->dfd = -1;
 	do
 		f->fd = openat(fs->dirfd, name, oflags, 0644);
 	while (f->fd < 0 && errno == EINTR);
@@ -93,9 +88,6 @@ static int f_open(void *data, const char *name, unsigned flags, void **file)
 		 * invariant 3), so the zero-fill may start anywhere */
 		if (fstat(f->fd, &sb) == 0)
 			f->alloc = (uint64_t)sb.st_size;
-		/* zeros written around the page cache never make the log's
-		 * fdatasync flush them; without it they are buffered */
-		f->dfd = openat(fs->dirfd, name, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	}
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
@@ -117,8 +109,6 @@ static void f_close(void *data, void *file)
 	}
 	pthread_cond_destroy(&f->cv);
 	pthread_mutex_destroy(&f->mu);
-	if (f->dfd >= 0)
-		close(f->dfd);
 	close(f->fd);
 	mem_free(f);
 }
@@ -179,45 +169,6 @@ static int zero_buffered(int fd, uint64_t from, uint64_t to)
 	return 0;
 }
 
-/* Zeros over [from, to), the aligned blocks with O_DIRECT if possible.  The
- * partial block at from holds log data, so it is already written: skipped. */
-static int zero_direct(struct ff *f, uint64_t from, uint64_t to)
-{
-	struct iovec iov[ZERO_CHUNK / sizeof(zeros)];
-	uint64_t a = (from + DIO_ALIGN - 1) & ~(uint64_t)(DIO_ALIGN - 1);
-	uint64_t b = to & ~(uint64_t)(DIO_ALIGN - 1);
-
-	if (f->dfd < 0 || a >= b)
-		return zero_buffered(f->fd, from, to);
-	while (a < b) {
-		size_t n = 0, len = 0;
-		ssize_t wr;
-
-		while (n < sizeof(iov) / sizeof(iov[0]) && a + len < b) {
-			size_t k = b - a - len < sizeof(zeros)
-				       ? (size_t)(b - a - len)
-				       : sizeof(zeros);
-
-			iov[n].iov_base = (void *)zeros;
-			iov[n++].iov_len = k;
-			len += k;
-		}
-		wr = pwritev(f->dfd, iov, (int)n, (off_t)a);
-		if (wr < 0 && errno == EINTR)
-			continue;
-		if (wr < 0 && errno == EINVAL) {
-			/* O_DIRECT refused after all: buffered from here */
-			close(f->dfd);
-			f->dfd = -1;
-			return zero_buffered(f->fd, a, to);
-		}
-		if (wr <= 0 || (size_t)wr % DIO_ALIGN)
-			return wr < 0 ? -errno : -EIO;
-		a += (uint64_t)wr;
-	}
-	return zero_buffered(f->fd, b, to);
-}
-
 /* The zeroer: keeps the zeros ZERO_AHEAD bytes ahead of the writes, one
  * chunk at a time, each written and synced before zero_to moves past it. */
 static void *zeroer_main(void *arg)
@@ -242,7 +193,7 @@ static void *zeroer_main(void *arg)
 			ze = f->alloc;
 		f->busy = true;
 		pthread_mutex_unlock(&f->mu);
-		rc = zero_direct(f, z, ze);
+		rc = zero_buffered(f->fd, z, ze);
 		if (rc == 0 && fdatasync(f->fd) < 0)
 			rc = -errno;
 		pthread_mutex_lock(&f->mu);
@@ -269,8 +220,10 @@ static void zero_wait(struct ff *f)
  * posix_fallocate leaves unwritten extents: the first write into each block
  * makes the next fdatasync commit an extent conversion to the journal, which
  * costs several times a plain data sync.  So the zeros are written for
- * real.  The zeroer thread does it ahead of the writes (O_DIRECT, then its
- * own fdatasync), off the log's commit path.  A write that reaches bytes the
+ * real.  The zeroer thread does it ahead of the writes (buffered writes,
+ * then its own fdatasync), off the log's commit path.  (O_DIRECT zeros were
+ * tried and measured worse: a direct write into unwritten extents holds the
+ * inode lock for the whole write, stalling the records' pwrite behind it.)  A write that reaches bytes the
  * zeroer has not done yet (the first write after open, or the zeroer fell
  * behind or failed) zero-fills up to the next chunk boundary itself, in the
  * same write path as the records: one conversion per chunk, not per block.
