@@ -804,11 +804,12 @@ struct coordinator_pg_config {
 	uint64_t backoff_min_ms;   /* first reconnect delay; 0 means 100 */
 	uint64_t backoff_max_ms;   /* reconnect delay cap; 0 means 5000 */
 	size_t row_limit;	   /* rows kept per statement; 0 means 1000 */
-	/* After a branch that ran statements, its connection gets DISCARD
-	 * ALL so no SET, advisory lock, temp table or prepared statement
-	 * leaks into the next branch (statement_timeout and application_name
-	 * are startup settings and survive it).  true skips that round trip,
-	 * for statements known not to change the session. */
+	/* After a branch that ran anything but successful plain DML
+	 * (INSERT/UPDATE/DELETE/MERGE), its connection gets DISCARD ALL so
+	 * no SET, advisory lock, temp table or prepared statement leaks into
+	 * the next branch (statement_timeout and application_name are
+	 * startup settings and survive it).  true skips that round trip
+	 * always, for statements known not to change the session. */
 	bool keep_session_state;
 };
 
