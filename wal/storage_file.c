@@ -7,13 +7,6 @@
  * "durable when it returns" holds; allocate uses posix_fallocate, which extends
  * the file size, so later fdatasyncs need not flush a size change.  Every call
  * returns -errno; EINTR is retried, short reads and writes are continued.
- *
- * Zero-fill ahead (see f_write): a preallocated file that is written gets a
- * zeroer thread that writes zeros up to ZERO_AHEAD bytes ahead of the writes
- * and syncs them, so the log's own writes land on blocks that are already
- * written and its fdatasyncs flush only the records.  Its state (zero_to,
- * the chunk it is writing) is under f->mu; the owner of the file calls the
- * ops from one thread at a time, as before.
  */
 #include "common/common.h"
 #include "wal/internal.h"
@@ -21,8 +14,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdbool.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -36,24 +27,11 @@ struct fs {
 struct ff {
 	int fd;
 	uint64_t alloc;	  /* size reserved by allocate, 0 if none */
-	uint64_t zero_to; /* bytes below this are data or zeros (under mu) */
-	/* zeroer (under mu) */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t zt;
-	bool zt_started;
-	bool zt_failed; /* could not start, or a zero write failed: inline */
-	bool stop;
-	bool busy;	/* someone writes zeros at zero_to: wait for it */
-	uint64_t want;	/* the zeroer works up to here */
+	uint64_t zero_to; /* bytes below this were written (data or zeros) */
 };
 
-/* Zero-fill this far ahead of the writes (see f_write), in chunks of
- * ZERO_CHUNK bytes, one write and one fdatasync each. */
-#define ZERO_AHEAD (2u << 20)
-#define ZERO_CHUNK (1u << 20)
-
-static const unsigned char zeros[64 * 1024];
+/* Zero-fill this far ahead of the writes (see f_write). */
+#define ZERO_AHEAD (1u << 20)
 
 static int f_open(void *data, const char *name, unsigned flags, void **file)
 {
@@ -89,8 +67,6 @@ static int f_open(void *data, const char *name, unsigned flags, void **file)
 		if (fstat(f->fd, &sb) == 0)
 			f->alloc = (uint64_t)sb.st_size;
 	}
-	pthread_mutex_init(&f->mu, NULL);
-	pthread_cond_init(&f->cv, NULL);
 	*file = f;
 	return 0;
 }
@@ -100,15 +76,6 @@ static void f_close(void *data, void *file)
 	struct ff *f = file;
 
 	(void)data;
-	if (f->zt_started) {
-		pthread_mutex_lock(&f->mu);
-		f->stop = true;
-		pthread_cond_broadcast(&f->cv);
-		pthread_mutex_unlock(&f->mu);
-		pthread_join(f->zt, NULL);
-	}
-	pthread_cond_destroy(&f->cv);
-	pthread_mutex_destroy(&f->mu);
 	close(f->fd);
 	mem_free(f);
 }
@@ -154,131 +121,40 @@ static int write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Buffered zeros over [from, to). */
-static int zero_buffered(int fd, uint64_t from, uint64_t to)
-{
-	while (from < to) {
-		size_t n = to - from < sizeof(zeros) ? (size_t)(to - from)
-						     : sizeof(zeros);
-		int rc = write_all(fd, zeros, n, from);
-
-		if (rc < 0)
-			return rc;
-		from += n;
-	}
-	return 0;
-}
-
-/* The zeroer: keeps the zeros ZERO_AHEAD bytes ahead of the writes, one
- * chunk at a time, each written and synced before zero_to moves past it. */
-static void *zeroer_main(void *arg)
-{
-	struct ff *f = arg;
-
-	pthread_mutex_lock(&f->mu);
-	for (;;) {
-		uint64_t z, ze, lim;
-		int rc;
-
-		lim = f->want < f->alloc ? f->want : f->alloc;
-		while (!f->stop && (f->busy || f->zt_failed || f->zero_to >= lim)) {
-			pthread_cond_wait(&f->cv, &f->mu);
-			lim = f->want < f->alloc ? f->want : f->alloc;
-		}
-		if (f->stop)
-			break;
-		z = f->zero_to;
-		ze = (z / ZERO_CHUNK + 1) * ZERO_CHUNK;
-		if (ze > f->alloc)
-			ze = f->alloc;
-		f->busy = true;
-		pthread_mutex_unlock(&f->mu);
-		rc = zero_buffered(f->fd, z, ze);
-		if (rc == 0 && fdatasync(f->fd) < 0)
-			rc = -errno;
-		pthread_mutex_lock(&f->mu);
-		f->busy = false;
-		/* on failure the writes zero inline again, and report it */
-		if (rc < 0)
-			f->zt_failed = true;
-		else if (ze > f->zero_to)
-			f->zero_to = ze;
-		pthread_cond_broadcast(&f->cv);
-	}
-	pthread_mutex_unlock(&f->mu);
-	return NULL;
-}
-
-/* Waits for the zeroer to leave zero_to alone (under mu). */
-static void zero_wait(struct ff *f)
-{
-	while (f->busy)
-		pthread_cond_wait(&f->cv, &f->mu);
-}
-
 /*
  * posix_fallocate leaves unwritten extents: the first write into each block
  * makes the next fdatasync commit an extent conversion to the journal, which
- * costs several times a plain data sync.  So the zeros are written for
- * real.  The zeroer thread does it ahead of the writes (buffered writes,
- * then its own fdatasync), off the log's commit path.  (O_DIRECT zeros were
- * tried and measured worse: a direct write into unwritten extents holds the
- * inode lock for the whole write, stalling the records' pwrite behind it.)  A write that reaches bytes the
- * zeroer has not done yet (the first write after open, or the zeroer fell
- * behind or failed) zero-fills up to the next chunk boundary itself, in the
- * same write path as the records: one conversion per chunk, not per block.
- * The zeros only ever go past the end of the log, over bytes that read as
- * zero already (format.c invariant 3): a crash at any point changes nothing.
+ * costs several times a plain data sync.  So the zeros are written for real,
+ * ZERO_AHEAD bytes at a time, in the same write path as the records: one
+ * conversion per megabyte instead of one per 4 KiB block.
  */
 static int f_write(void *data, void *file, const void *buf, size_t len,
 		   uint64_t off)
 {
+	static const unsigned char zeros[64 * 1024];
 	struct ff *f = file;
 	uint64_t end = off + len, zfrom, zto;
 	int rc;
 
 	(void)data;
-	pthread_mutex_lock(&f->mu);
-	if (!f->alloc) {
-		pthread_mutex_unlock(&f->mu);
-		return write_all(f->fd, buf, len, off);
+	rc = write_all(f->fd, buf, len, off);
+	if (rc < 0 || !f->alloc || end <= f->zero_to)
+		return rc;
+	zfrom = end > f->zero_to ? end : f->zero_to;
+	zto = (end + ZERO_AHEAD) & ~(uint64_t)(ZERO_AHEAD - 1);
+	if (zto > f->alloc)
+		zto = f->alloc;
+	while (zfrom < zto) {
+		size_t n = zto - zfrom < sizeof(zeros) ? (size_t)(zto - zfrom)
+						       : sizeof(zeros);
+
+		rc = write_all(f->fd, zeros, n, zfrom);
+		if (rc < 0)
+			return rc;
+		zfrom += n;
 	}
-	if (end > f->zero_to)
-		zero_wait(f);
-	if (end <= f->zero_to) {
-		pthread_mutex_unlock(&f->mu);
-		rc = write_all(f->fd, buf, len, off);
-		pthread_mutex_lock(&f->mu);
-	} else {
-		/* inline: this thread owns zero_to while busy */
-		zfrom = end > f->zero_to ? end : f->zero_to;
-		zto = (end + ZERO_CHUNK - 1) & ~(uint64_t)(ZERO_CHUNK - 1);
-		if (zto > f->alloc)
-			zto = f->alloc;
-		f->busy = true;
-		pthread_mutex_unlock(&f->mu);
-		rc = write_all(f->fd, buf, len, off);
-		if (rc == 0 && zfrom < zto)
-			rc = zero_buffered(f->fd, zfrom, zto);
-		pthread_mutex_lock(&f->mu);
-		f->busy = false;
-		if (rc == 0)
-			f->zero_to = zto > end ? zto : end;
-		pthread_cond_broadcast(&f->cv);
-	}
-	if (rc == 0 && end + ZERO_AHEAD > f->want) {
-		f->want = end + ZERO_AHEAD;
-		if (!f->zt_started && !f->zt_failed) {
-			if (pthread_create(&f->zt, NULL, zeroer_main, f) == 0)
-				f->zt_started = true;
-			else
-				f->zt_failed = true;
-		} else if (f->zero_to < f->alloc) {
-			pthread_cond_broadcast(&f->cv);
-		}
-	}
-	pthread_mutex_unlock(&f->mu);
-	return rc;
+	f->zero_to = zto > end ? zto : end;
+	return 0;
 }
 
 static int f_sync(void *data, void *file)
@@ -305,22 +181,13 @@ static int f_truncate(void *data, void *file, uint64_t size)
 {
 	struct ff *f = file;
 
-	int rc = 0;
-
 	(void)data;
-	pthread_mutex_lock(&f->mu);
-	zero_wait(f);
 	if (ftruncate(f->fd, (off_t)size) < 0)
-		rc = -errno;
+		return -errno;
 	if (f->zero_to > size)
 		f->zero_to = size;
 	if (f->alloc > size)
 		f->alloc = size;
-	if (f->want > size)
-		f->want = size;
-	pthread_mutex_unlock(&f->mu);
-	if (rc < 0)
-		return rc;
 	return fsync(f->fd) < 0 ? -errno : 0;
 }
 
@@ -333,10 +200,8 @@ static int f_allocate(void *data, void *file, uint64_t size)
 	rc = posix_fallocate(f->fd, 0, (off_t)size);
 	if (rc)
 		return -rc;
-	pthread_mutex_lock(&f->mu);
 	if (size > f->alloc)
 		f->alloc = size;
-	pthread_mutex_unlock(&f->mu);
 	return 0;
 }
 
