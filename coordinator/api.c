@@ -256,6 +256,17 @@ static int parse_branch(struct coordinator_server *s, json_t *b, size_t i,
 				     &p->st[i], err, errlen);
 	if (rc < 0)
 		return rc;
+	for (size_t j = 0; j < i; j++) {
+		if (strcmp(p->br[j].resource, json_string_value(res)) == 0) {
+			/* Both branches would wait on one pool and on each
+			 * other's locks: one branch per resource. */
+			snprintf(err, errlen,
+				 "%s.resource: \"%.64s\" is already branch %zu; "
+				 "put all of a resource's statements in one branch",
+				 where, json_string_value(res), j);
+			return -EINVAL;
+		}
+	}
 	p->br[i].resource = json_string_value(res);
 	p->br[i].stmts = p->st[i];
 	p->br[i].read_only = ro == NULL	       ? COORDINATOR_HINT_UNKNOWN

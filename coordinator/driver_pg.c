@@ -2387,6 +2387,10 @@ int coordinator_pg_branch_cancel(struct coordinator_pg_branch *b)
 		return -EINVAL;
 	if (!b->busy || b->conn->state != C_BUSY)
 		return -EALREADY;
+	/* Drop the connection too, as the statement timer does: a cancel
+	 * still in flight must not hit the pooled connection's next user. */
 	send_cancel(b->conn);
+	conn_lost(b->conn, COORDINATOR_PG_ECONNLOST,
+		  "statement cancelled: the coordinator abandoned the branch");
 	return 0;
 }
