@@ -17,5 +17,6 @@
 #include "common/frame.h"
 #include "common/metrics.h"
 #include "common/config.h"
+#include "common/wake.h"
 
 #endif

@@ -11,6 +11,7 @@
 #ifndef DECREE_WAL_INTERNAL_H
 #define DECREE_WAL_INTERNAL_H
 
+#include "common/wake.h"
 #include "wal/wal.h"
 
 #include <pthread.h>
@@ -160,7 +161,7 @@ struct wal {
 	bool threaded;
 	bool thread_started;
 	pthread_t thread;
-	uv_async_t async;
+	struct loop_wake wake;
 };
 
 /* ---- write.c: the writer core, used by both drivers */

@@ -9,7 +9,7 @@
  *   - Threaded hand-off: the loop pushes requests on w->pending under
  *     w->lock and signals the condition variable only if the writer sleeps.
  *     The writer takes the whole queue, performs it (write.c), pushes the
- *     requests on w->done, wakes the loop with uv_async_send, and goes
+ *     requests on w->done, wakes the loop (loop_wake_send), and goes
  *     straight back for whatever queued meanwhile: appends that arrive
  *     while it syncs wait for that sync to end and then share the next
  *     write and sync.
@@ -18,7 +18,7 @@
  *
  * Request lifecycle:
  *   queued (w->pending) -> taken by the writer -> done (w->done)
- *     -> fired (callback, freed)                 [on_async / wal_step]
+ *     -> fired (callback, freed)                 [on_wake / wal_step]
  *   queued -> cancelled with -WAL_ECLOSED -> fired            [wal_close]
  */
 #include "common/common.h"
@@ -158,9 +158,9 @@ static void wal_free(struct wal *w)
 	mem_free(w);
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_closed(struct loop_wake *wk)
 {
-	struct wal *w = h->data;
+	struct wal *w = wk->data;
 	wal_close_cb cb = w->close_cb;
 	void *data = w->close_data;
 
@@ -178,7 +178,7 @@ static void finish_close(struct wal *w)
 		return;
 	w->close_started = true;
 	if (w->threaded) {
-		uv_close((uv_handle_t *)&w->async, on_closed);
+		loop_wake_close(&w->wake, on_closed);
 		return;
 	}
 	wal_free(w);
@@ -248,9 +248,9 @@ static void note_failure(struct wal *w, int fail, const char *msg)
 	}
 }
 
-static void on_async(uv_async_t *a)
+static void on_wake(struct loop_wake *wk)
 {
-	struct wal *w = a->data;
+	struct wal *w = wk->data;
 	struct wal__req_list l = {0};
 	char msg[sizeof(w->wmsg)];
 	int fail;
@@ -288,7 +288,7 @@ static void *writer_main(void *arg)
 		/* wake the loop outside the lock, which its handler takes;
 		 * then straight back for what queued meanwhile */
 		pthread_mutex_unlock(&w->lock);
-		uv_async_send(&w->async);
+		loop_wake_send(&w->wake);
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -388,10 +388,10 @@ int wal_open(const struct wal_config *cfg, struct wal **out,
 	if (rc < 0)
 		goto err_free;
 	if (w->loop && !w->read_only) {
-		rc = uv_async_init(w->loop, &w->async, on_async);
+		w->wake.data = w;
+		rc = loop_wake_init(w->loop, &w->wake, on_wake);
 		if (rc < 0)
 			goto err_free;
-		w->async.data = w;
 		w->threaded = true;
 		rc = -pthread_create(&w->thread, NULL, writer_main, w);
 		if (rc < 0) {
