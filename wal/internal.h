@@ -25,6 +25,8 @@
 #define WAL__START_NAME	 "wal.start"
 #define WAL__START_TMP	 "wal.start.tmp"
 #define WAL__NAME_MAX	 40
+#define WAL__SPARE_NAME	 "wal.spare"
+#define WAL__SPARE_TMP	 "wal.spare.tmp"
 
 uint32_t wal__crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
@@ -142,6 +144,10 @@ struct wal {
 	struct wal__seg *segs; /* segment list, ascending */
 	size_t nsegs, segs_cap;
 	struct wal_stats stats;
+	bool spare_ready;	 /* wal.spare is complete: the next segment */
+	bool spare_wanted;	 /* the preparer should make one */
+	uint64_t spares_made;
+	pthread_cond_t prep_cond; /* wakes the preparer */
 	int wfail_shared; /* writer failure, for the loop */
 	char wmsg[256];	  /* writer failure message */
 
@@ -161,6 +167,8 @@ struct wal {
 	bool threaded;
 	bool thread_started;
 	pthread_t thread;
+	bool prep_started;
+	pthread_t prep_thread; /* makes wal.spare ahead of rotations */
 	struct loop_wake wake;
 };
 
@@ -170,6 +178,8 @@ void wal__process(struct wal *w, struct wal__req_list *list);
 /* Copies writer stats and failure to the locked fields (under lock). */
 void wal__publish(struct wal *w);
 void wal__fail_writer(struct wal *w, int err, const char *what);
+/* The preparer's job: makes wal.spare (zeroed whole, synced). */
+int wal__make_spare(struct wal *w);
 
 /* ---- recover.c */
 /* Scans and repairs the log (see recover.c); fills the writer/loop state. */

@@ -4,7 +4,9 @@
  * leave the writer positioned at the end.
  *
  * Design notes (see format.c for the layout and invariants):
- *   1. Stray *.tmp files are half-made segments or markers: deleted.
+ *   1. Stray *.tmp files are half-made segments, markers or spares:
+ *      deleted.  wal.spare (a zeroed file not yet a segment, write.c) is
+ *      not part of the log and is left to wal_open.
  *   2. The start marker (wal.start), if present, gives the first LSN; a
  *      segment whose successor starts at or below it holds only dropped
  *      records and is deleted (a prefix truncation interrupted by a crash
@@ -263,7 +265,14 @@ int wal__recover(struct wal *w, struct wal_recovery_report *rep)
 	for (size_t k = 0; k < nnames; k++) {
 		uint64_t v;
 
-		if (has_suffix(names[k], ".tmp")) {
+		if (strcmp(names[k], WAL__SPARE_TMP) == 0) {
+			/* a half-made spare: not part of the log */
+			if (!w->read_only) {
+				rc = w->st->ops->unlink(w->st->data, names[k]);
+				if (rc < 0 && rc != -ENOENT)
+					goto err_io;
+			}
+		} else if (has_suffix(names[k], ".tmp")) {
 			if (!w->read_only) {
 				rc = w->st->ops->unlink(w->st->data, names[k]);
 				if (rc < 0 && rc != -ENOENT)

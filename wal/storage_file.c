@@ -63,9 +63,16 @@ static int f_open(void *data, const char *name, unsigned flags, void **file)
 		struct stat sb;
 
 		/* bytes past the end of the log are zero (format.c
-		 * invariant 3), so the zero-fill may start anywhere */
-		if (fstat(f->fd, &sb) == 0)
+		 * invariant 3), so the zero-fill may start anywhere; it
+		 * starts at the first hole (unwritten extents count as
+		 * holes), so a segment written whole when it was made
+		 * (f_zero) is never filled again */
+		if (fstat(f->fd, &sb) == 0) {
+			off_t hole = lseek(f->fd, 0, SEEK_HOLE);
+
 			f->alloc = (uint64_t)sb.st_size;
+			f->zero_to = hole > 0 ? (uint64_t)hole : 0;
+		}
 	}
 	*file = f;
 	return 0;
@@ -121,17 +128,36 @@ static int write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static int write_zeros(int fd, uint64_t from, uint64_t to)
+{
+	static const unsigned char zeros[64 * 1024];
+	int rc;
+
+	while (from < to) {
+		size_t n = to - from < sizeof(zeros) ? (size_t)(to - from)
+						     : sizeof(zeros);
+
+		rc = write_all(fd, zeros, n, from);
+		if (rc < 0)
+			return rc;
+		from += n;
+	}
+	return 0;
+}
+
 /*
  * posix_fallocate leaves unwritten extents: the first write into each block
  * makes the next fdatasync commit an extent conversion to the journal, which
- * costs several times a plain data sync.  So the zeros are written for real,
- * ZERO_AHEAD bytes at a time, in the same write path as the records: one
- * conversion per megabyte instead of one per 4 KiB block.
+ * costs several times a plain data sync.  New segments are therefore
+ * written whole with zeros when they are made (f_zero, write.c), and this
+ * fallback only covers the rest: a segment cut by a suffix truncation and
+ * preallocated again, or one made by an older version.  There the zeros are
+ * written ZERO_AHEAD bytes at a time in the same write path as the records:
+ * one conversion per megabyte instead of one per 4 KiB block.
  */
 static int f_write(void *data, void *file, const void *buf, size_t len,
 		   uint64_t off)
 {
-	static const unsigned char zeros[64 * 1024];
 	struct ff *f = file;
 	uint64_t end = off + len, zfrom, zto;
 	int rc;
@@ -144,16 +170,24 @@ static int f_write(void *data, void *file, const void *buf, size_t len,
 	zto = (end + ZERO_AHEAD) & ~(uint64_t)(ZERO_AHEAD - 1);
 	if (zto > f->alloc)
 		zto = f->alloc;
-	while (zfrom < zto) {
-		size_t n = zto - zfrom < sizeof(zeros) ? (size_t)(zto - zfrom)
-						       : sizeof(zeros);
-
-		rc = write_all(f->fd, zeros, n, zfrom);
-		if (rc < 0)
-			return rc;
-		zfrom += n;
-	}
+	rc = write_zeros(f->fd, zfrom, zto);
+	if (rc < 0)
+		return rc;
 	f->zero_to = zto > end ? zto : end;
+	return 0;
+}
+
+static int f_zero(void *data, void *file, uint64_t off, uint64_t len)
+{
+	struct ff *f = file;
+	int rc;
+
+	(void)data;
+	rc = write_zeros(f->fd, off, off + len);
+	if (rc < 0)
+		return rc;
+	if (off <= f->zero_to && off + len > f->zero_to)
+		f->zero_to = off + len;
 	return 0;
 }
 
@@ -295,6 +329,7 @@ static const struct wal_storage_ops file_ops = {
     .list = f_list,
     .sync_dir = f_sync_dir,
     .destroy = f_destroy,
+    .zero = f_zero,
 };
 
 int wal_file_storage_new(const char *dir, struct wal_storage **out)

@@ -154,6 +154,7 @@ static void wal_free(struct wal *w)
 	mem_free(w->buf);
 	mem_free(w->cuts);
 	pthread_cond_destroy(&w->cond);
+	pthread_cond_destroy(&w->prep_cond);
 	pthread_mutex_destroy(&w->lock);
 	mem_free(w);
 }
@@ -295,6 +296,54 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* The preparer: makes wal.spare whenever the writer asks for one. */
+static void *preparer_main(void *arg)
+{
+	struct wal *w = arg;
+	int rc;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		/* asked for while one was being made: that one will do */
+		while ((!w->spare_wanted || w->spare_ready) && !w->stop)
+			pthread_cond_wait(&w->prep_cond, &w->lock);
+		if (w->stop)
+			break;
+		w->spare_wanted = false;
+		pthread_mutex_unlock(&w->lock);
+		/* a failure (say ENOSPC) only means the next rotation makes
+		 * its segment itself, and reports the error if it fails too */
+		rc = wal__make_spare(w);
+		pthread_mutex_lock(&w->lock);
+		if (rc == 0) {
+			w->spare_ready = true;
+			w->spares_made++;
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* A spare left by an earlier run is used if it has the segment size. */
+static void adopt_spare(struct wal *w)
+{
+	uint64_t size = 0;
+	void *f;
+
+	if (w->st->ops->open(w->st->data, WAL__SPARE_NAME, 0, &f) < 0) {
+		w->spare_wanted = true;
+		return;
+	}
+	if (w->st->ops->size(w->st->data, f, &size) == 0 &&
+	    size == w->seg_size)
+		w->spare_ready = true;
+	w->st->ops->close(w->st->data, f);
+	if (!w->spare_ready) {
+		w->st->ops->unlink(w->st->data, WAL__SPARE_NAME);
+		w->spare_wanted = true;
+	}
+}
+
 static void submit(struct wal *w, struct wal__req *r)
 {
 	bool wake;
@@ -371,6 +420,7 @@ int wal_open(const struct wal_config *cfg, struct wal **out,
 		return -ENOMEM;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
+	pthread_cond_init(&w->prep_cond, NULL);
 	w->sync_mode = cfg->sync_mode;
 	w->seg_size =
 	    cfg->segment_size ? cfg->segment_size : WAL_DEFAULT_SEGMENT_SIZE;
@@ -401,6 +451,10 @@ int wal_open(const struct wal_config *cfg, struct wal **out,
 			return rc;
 		}
 		w->thread_started = true;
+		adopt_spare(w);
+		if (pthread_create(&w->prep_thread, NULL, preparer_main, w) ==
+		    0)
+			w->prep_started = true;
 	}
 	*out = w;
 	return 0;
@@ -556,9 +610,13 @@ void wal_close(struct wal *w, wal_close_cb cb, void *data)
 		wal__list_splice(&cancelled, &w->pending);
 		w->stop = true;
 		pthread_cond_signal(&w->cond);
+		pthread_cond_signal(&w->prep_cond);
 		pthread_mutex_unlock(&w->lock);
 		pthread_join(w->thread, NULL);
 		w->thread_started = false;
+		if (w->prep_started)
+			pthread_join(w->prep_thread, NULL);
+		w->prep_started = false;
 		wal__list_splice(&done, &w->done);
 		note_failure(w, w->wfail_shared, w->wmsg);
 	} else {
@@ -602,5 +660,7 @@ void wal_stats_get(const struct wal *w, struct wal_stats *out)
 
 	pthread_mutex_lock(&mw->lock);
 	*out = w->threaded ? w->stats : w->wstats;
+	out->spares_made = w->spares_made;
+	out->spare_ready = w->spare_ready;
 	pthread_mutex_unlock(&mw->lock);
 }

@@ -103,7 +103,7 @@ const char *wal_strerror(int code);
 
 #define WAL_SEGMENT_HEADER_SIZE	 32u
 #define WAL_RECORD_HEADER_SIZE	 24u
-#define WAL_DEFAULT_SEGMENT_SIZE (64u * 1024u * 1024u)
+#define WAL_DEFAULT_SEGMENT_SIZE (16u * 1024u * 1024u)
 #define WAL_MIN_SEGMENT_SIZE	 4096u
 
 /* ----------------------------------------------------------------- storage */
@@ -149,6 +149,11 @@ struct wal_storage_ops {
 	 * file reads as zero, so recovery need not read a preallocated tail
 	 * to check it.  Added in v1.2. */
 	int (*zero_from)(void *data, void *file, uint64_t *off);
+	/* Optional (may be NULL): writes zeros over [off, off + len) so that
+	 * later writes there are plain overwrites (on real files: no block
+	 * allocation or extent conversion for fdatasync to commit).  Durable
+	 * after the next sync.  Added in v1.3. */
+	int (*zero)(void *data, void *file, uint64_t off, uint64_t len);
 };
 
 struct wal_storage {
@@ -251,7 +256,7 @@ struct wal_config {
 	bool read_only;	       /* recover without cutting; no writes */
 };
 
-/* Fills cfg with defaults (everything zero/NULL, fdatasync, 64 MiB). */
+/* Fills cfg with defaults (everything zero/NULL, fdatasync, 16 MiB). */
 void wal_config_init(struct wal_config *cfg);
 
 enum wal_cut_reason {
@@ -373,6 +378,9 @@ struct wal_stats {
 	uint64_t syncs;	    /* data syncs (sync calls, or DSYNC batches) */
 	uint64_t batches;   /* writer runs that wrote at least one record */
 	uint64_t rotations; /* segments created */
+	uint64_t rotations_spare; /* of which made from a ready spare */
+	uint64_t spares_made;	  /* spares the preparer thread finished */
+	bool spare_ready;	  /* the next rotation finds its file ready */
 };
 void wal_stats_get(const struct wal *w, struct wal_stats *out);
 

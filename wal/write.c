@@ -11,9 +11,14 @@
  *     non-forced records is written and not synced.
  *   - Rotation: a record that does not fit in the rest of the tail segment
  *     starts a new one.  The old tail is synced first (format.c invariant
- *     2), then the new segment is made as <name>.tmp (header, preallocate,
- *     sync), renamed into place and the directory synced, so a segment
- *     file with a segment name always has a valid header.
+ *     2).  The new segment is wal.spare if the preparer thread has one
+ *     ready (a file of the segment size, zeroed whole and synced: header,
+ *     sync, rename), else it is made here as <name>.tmp (header,
+ *     preallocate, zero whole, sync, rename).  Then the directory is
+ *     synced, so a file with a segment name always has a valid header, and
+ *     the preparer is asked for the next spare.  Zeroing whole keeps block
+ *     allocation and extent conversion out of the records' fdatasyncs;
+ *     doing it ahead, in another file, keeps it out of their latency.
  *   - Failure: the first failed write, sync or file operation fails the
  *     writer for good (DESIGN.md section 9: never retry a failed sync).
  *     That request and every later one complete with the error.
@@ -136,13 +141,116 @@ static int flush_tail(struct wal *w)
 	return 0;
 }
 
+/* Takes wal.spare if the preparer finished one. */
+static bool take_spare(struct wal *w)
+{
+	bool ready;
+
+	if (!w->threaded)
+		return false;
+	pthread_mutex_lock(&w->lock);
+	ready = w->spare_ready;
+	w->spare_ready = false;
+	pthread_mutex_unlock(&w->lock);
+	return ready;
+}
+
+static void want_spare(struct wal *w)
+{
+	if (!w->threaded)
+		return;
+	pthread_mutex_lock(&w->lock);
+	if (!w->spare_ready && !w->stop) {
+		w->spare_wanted = true;
+		pthread_cond_signal(&w->prep_cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * Makes the segment from wal.spare: header, sync, rename.  *f stays NULL
+ * (and the spare is dropped) if the spare cannot be opened or has the wrong
+ * size, so the caller makes the segment the long way.
+ */
+static int seg_from_spare(struct wal *w, const unsigned char *hb,
+			  const char *name, void **f, const char **what)
+{
+	uint64_t size = 0;
+	int rc;
+
+	*f = NULL;
+	if (w->st->ops->open(w->st->data, WAL__SPARE_NAME, open_flags(w), f) <
+	    0) {
+		*f = NULL;
+		return 0;
+	}
+	if (w->st->ops->size(w->st->data, *f, &size) < 0 ||
+	    size != w->seg_size) {
+		w->st->ops->close(w->st->data, *f);
+		*f = NULL;
+		w->st->ops->unlink(w->st->data, WAL__SPARE_NAME);
+		return 0;
+	}
+	*what = "cannot write segment header";
+	rc = w->st->ops->write(w->st->data, *f, hb, WAL_SEGMENT_HEADER_SIZE, 0);
+	if (rc < 0)
+		return rc;
+	*what = "cannot sync new segment";
+	if (w->sync_mode != WAL_SYNC_NONE) {
+		rc = w->st->ops->sync(w->st->data, *f);
+		if (rc < 0)
+			return rc;
+	}
+	*what = "cannot rename spare into a segment";
+	return w->st->ops->rename(w->st->data, WAL__SPARE_NAME, name);
+}
+
+/* Makes the segment from scratch as <name>.tmp, zeroed whole. */
+static int seg_fresh(struct wal *w, const unsigned char *hb, const char *name,
+		     void **f, const char **what)
+{
+	char tmp[WAL__NAME_MAX + 4];
+	int rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	*what = "cannot create segment";
+	rc = w->st->ops->open(w->st->data, tmp, WAL_OPEN_CREATE | open_flags(w),
+			      f);
+	if (rc < 0) {
+		*f = NULL;
+		return rc;
+	}
+	*what = "cannot write segment header";
+	rc = w->st->ops->truncate(w->st->data, *f, 0);
+	if (rc == 0)
+		rc = w->st->ops->write(w->st->data, *f, hb,
+				       WAL_SEGMENT_HEADER_SIZE, 0);
+	if (rc < 0)
+		return rc;
+	*what = "cannot preallocate segment";
+	rc = w->st->ops->allocate(w->st->data, *f, w->seg_size);
+	if (rc == 0 && w->st->ops->zero)
+		rc = w->st->ops->zero(w->st->data, *f, WAL_SEGMENT_HEADER_SIZE,
+				      w->seg_size - WAL_SEGMENT_HEADER_SIZE);
+	if (rc < 0)
+		return rc;
+	*what = "cannot sync new segment";
+	if (w->sync_mode != WAL_SYNC_NONE) {
+		rc = w->st->ops->sync(w->st->data, *f);
+		if (rc < 0)
+			return rc;
+	}
+	*what = "cannot rename new segment";
+	return w->st->ops->rename(w->st->data, tmp, name);
+}
+
 static int seg_create(struct wal *w, uint64_t first_lsn)
 {
-	char name[WAL__NAME_MAX], tmp[WAL__NAME_MAX + 4];
+	char name[WAL__NAME_MAX];
 	unsigned char hb[WAL_SEGMENT_HEADER_SIZE];
 	struct wal__seg_header sh = {first_lsn, w->seg_size};
-	const char *what;
-	void *f;
+	const char *what = "cannot create segment";
+	void *f = NULL;
 	int rc;
 
 	rc = flush_tail(w);
@@ -150,31 +258,15 @@ static int seg_create(struct wal *w, uint64_t first_lsn)
 		return rc;
 	close_tail(w);
 	wal__seg_name(name, first_lsn);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
-	what = "cannot create segment";
-	rc = w->st->ops->open(w->st->data, tmp, WAL_OPEN_CREATE | open_flags(w),
-			      &f);
-	if (rc < 0)
-		goto err;
 	wal__seg_header_encode(hb, &sh);
-	what = "cannot write segment header";
-	rc = w->st->ops->truncate(w->st->data, f, 0);
-	if (rc == 0)
-		rc = w->st->ops->write(w->st->data, f, hb, sizeof(hb), 0);
-	if (rc < 0)
-		goto err_close;
-	what = "cannot preallocate segment";
-	rc = w->st->ops->allocate(w->st->data, f, w->seg_size);
-	if (rc < 0)
-		goto err_close;
-	what = "cannot sync new segment";
-	if (w->sync_mode != WAL_SYNC_NONE) {
-		rc = w->st->ops->sync(w->st->data, f);
-		if (rc < 0)
-			goto err_close;
+	rc = 0;
+	if (take_spare(w)) {
+		rc = seg_from_spare(w, hb, name, &f, &what);
+		if (f)
+			w->wstats.rotations_spare++;
 	}
-	what = "cannot rename new segment";
-	rc = w->st->ops->rename(w->st->data, tmp, name);
+	if (rc == 0 && !f)
+		rc = seg_fresh(w, hb, name, &f, &what);
 	if (rc < 0)
 		goto err_close;
 	what = "cannot sync log directory";
@@ -194,12 +286,66 @@ static int seg_create(struct wal *w, uint64_t first_lsn)
 	w->tail_size = w->seg_size;
 	w->wstats.rotations++;
 	w->wstats.bytes += sizeof(hb);
+	want_spare(w);
 	return 0;
 
 err_close:
-	w->st->ops->close(w->st->data, f);
-err:
+	if (f)
+		w->st->ops->close(w->st->data, f);
 	wal__fail_writer(w, rc, what);
+	return rc;
+}
+
+/*
+ * The spare is zeroed SPARE_CHUNK at a time, each chunk synced before the
+ * next is written, so that the flush the writer's fdatasync may queue
+ * behind is one chunk, never the whole file.
+ */
+#define SPARE_CHUNK (256u * 1024u)
+
+static bool stopping(struct wal *w)
+{
+	bool stop;
+
+	pthread_mutex_lock(&w->lock);
+	stop = w->stop;
+	pthread_mutex_unlock(&w->lock);
+	return stop;
+}
+
+int wal__make_spare(struct wal *w)
+{
+	const struct wal_storage_ops *ops = w->st->ops;
+	bool sync = w->sync_mode != WAL_SYNC_NONE;
+	void *f;
+	int rc;
+
+	rc = ops->open(w->st->data, WAL__SPARE_TMP, WAL_OPEN_CREATE, &f);
+	if (rc < 0)
+		return rc;
+	rc = ops->truncate(w->st->data, f, 0);
+	if (rc == 0)
+		rc = ops->allocate(w->st->data, f, w->seg_size);
+	for (uint64_t off = 0; rc == 0 && ops->zero && off < w->seg_size;
+	     off += SPARE_CHUNK) {
+		uint64_t n = w->seg_size - off < SPARE_CHUNK ? w->seg_size - off
+							     : SPARE_CHUNK;
+
+		if (stopping(w))
+			rc = -ECANCELED;
+		if (rc == 0)
+			rc = ops->zero(w->st->data, f, off, n);
+		if (rc == 0 && sync)
+			rc = ops->sync(w->st->data, f);
+	}
+	if (rc == 0 && sync && !ops->zero)
+		rc = ops->sync(w->st->data, f);
+	ops->close(w->st->data, f);
+	/* no directory sync: a spare lost in a crash is made again */
+	if (rc == 0)
+		rc = ops->rename(w->st->data, WAL__SPARE_TMP, WAL__SPARE_NAME);
+	if (rc < 0)
+		ops->unlink(w->st->data, WAL__SPARE_TMP);
 	return rc;
 }
 
