@@ -15,6 +15,11 @@
  *     write and sync.
  *   - Callbacks fire from one place (fire()), in queue order, on the loop
  *     thread; a callback may append, sync, truncate or close.
+ *   - Threaded mode also runs a preparer thread that makes wal.spare, the
+ *     next segment zeroed ahead of time (write.c, wal__make_spare): it
+ *     sleeps on w->prep_cond until the writer, having used a spare (or
+ *     made a segment without one), sets spare_wanted.  Both threads stop
+ *     at wal_close; a spare cut short is deleted and made again later.
  *
  * Request lifecycle:
  *   queued (w->pending) -> taken by the writer -> done (w->done)
