@@ -328,6 +328,10 @@ struct coordinator_branch {
 	void *stmts; /* opaque, see engine config */
 	enum coordinator_hint read_only;
 	enum coordinator_branch_state state;
+	/* Its PREPARE travels with its statements (a RUN with prepare set):
+	 * PREPARING from the start, answered by VOTED (or by RAN with an
+	 * error when a statement failed and nothing was prepared). */
+	bool pipelined;
 	unsigned attempts; /* phase-2 attempts that failed */
 	uint64_t timer_id; /* retry timer armed, or 0 */
 	char sqlstate[6];  /* of the last error, "" if none */
@@ -440,6 +444,11 @@ enum coordinator_fx_type {
 	COORDINATOR_FX_CANCEL_TIMER,
 	COORDINATOR_FX_REPLY, /* tell client the outcome */
 	COORDINATOR_FX_METRIC,
+	/* Stop a pipelined RUN still in flight (the transaction aborted):
+	 * cancel its statement so its locks go now.  Its answer still comes
+	 * (RAN with the cancelled statement's error, or VOTED if it finished
+	 * first) and the engine undoes whatever it says. */
+	COORDINATOR_FX_CANCEL_RUN,
 };
 const char *coordinator_fx_name(enum coordinator_fx_type t);
 
@@ -492,6 +501,14 @@ struct coordinator_effect {
 	char gid[COORDINATOR_GID_SIZE]; /* branch gid (branch effects) */
 	char resource[COORDINATOR_RESOURCE_MAX + 1];
 	void *stmts;			 /* RUN: the branch's statements */
+	/* RUN: send PREPARE TRANSACTION gid in the same pipeline as BEGIN
+	 * and the statements (docs/protocol.md section 2).  The answer is
+	 * then VOTED: YES once prepared, NO if PREPARE failed, LOST if the
+	 * pipeline went out and its answer was lost (may be prepared); or
+	 * RAN with an error status when a statement failed or nothing could
+	 * be sent: then nothing was prepared and the local transaction is
+	 * already rolled back (the runtime ends the branch itself). */
+	bool prepare;
 	enum coordinator_hint read_only; /* RUN, PREPARE */
 	struct coordinator_record *rec;	 /* LOG; owned by the list */
 	bool forced;			 /* LOG */
@@ -565,6 +582,20 @@ struct coordinator_engine_config {
 	 * (coordinator_engine_resolve() with finish_prepared).
 	 */
 	bool log_aborts;
+	/*
+	 * Pipelined phase 1: under presumed abort, a transaction of two or
+	 * more branches asks for each branch's statements and its PREPARE
+	 * TRANSACTION in one RUN effect (prepare set), so the runtime sends
+	 * BEGIN, the statements and PREPARE in one round trip.  Not for
+	 * branches hinted read-only (they keep RUN, then PREPARE with its
+	 * read-only probe), presumed nothing (its BEGIN record must be
+	 * durable before any PREPARE goes out), one-phase commit, or Raft
+	 * mode (an abort after a PREPARE went out must be forced there, so
+	 * a statement error would cost a forced write the two-step path
+	 * does not pay).  A pipelined branch that wrote nothing still
+	 * prepares: correct, one COMMIT PREPARED more than a read-only vote.
+	 */
+	bool pipeline_prepare;
 };
 
 struct coordinator_branch_req {
@@ -844,6 +875,10 @@ struct coordinator_pg_result {
 	const char *const *values;
 	/* begin: the branch (also returned by coordinator_pg_begin). */
 	struct coordinator_pg_branch *branch;
+	/* run_prepare: the index of the statement that failed or could not
+	 * be sent (a failed BEGIN counts as statement 0's failure): nothing
+	 * was prepared.  -1 otherwise, and for every other operation. */
+	int stmt;
 };
 
 /* values[row * ncols + col], or NULL if out of range or SQL NULL. */
@@ -940,13 +975,50 @@ int coordinator_pg_branch_exec(struct coordinator_pg_branch *b, const char *sql,
 int coordinator_pg_branch_prepare(struct coordinator_pg_branch *b,
 				  const char *gid, coordinator_pg_cb cb,
 				  void *data);
+/* One statement of coordinator_pg_branch_run_prepare(). */
+struct coordinator_pg_stmt {
+	const char *sql;
+	int nparams;
+	const char *const *params; /* text values, NULL for SQL NULL */
+};
+
+/*
+ * Phase 1 in one round trip: BEGIN (unless a statement already ran on the
+ * branch), the n statements and PREPARE TRANSACTION gid go out in one
+ * libpq pipeline with one Sync.  In a pipeline the server skips
+ * everything after an error up to the Sync, so PREPARE never runs after a
+ * failed statement.  Ends the branch; its connection goes back to the
+ * pool rolled back if the transaction was left open.
+ *
+ * each (may be NULL) is called for every statement that succeeded, in
+ * order, with its result, right before cb.  cb gets OK once prepared
+ * (there is no read-only probe: a branch that wrote nothing prepares
+ * too), or FAILED with, in the result's stmt, the statement that failed
+ * (nothing prepared; SQLSTATE and message are the statement's); with stmt
+ * -1 either PREPARE itself failed (vote no; the server rolled back) or,
+ * with in_doubt set, the answer was lost after the pipeline went out (it
+ * may be prepared).  A statement that would end the transaction fails
+ * with EENDED before anything is sent.  The statements and parameters are
+ * only read during the call.  COORDINATOR_PG_EBAD_GID for a bad gid,
+ * -EINVAL for bad statements, -EBUSY if an operation of the branch runs.
+ */
+int coordinator_pg_branch_run_prepare(struct coordinator_pg_branch *b,
+				      const struct coordinator_pg_stmt *stmts,
+				      int n, const char *gid,
+				      coordinator_pg_cb each,
+				      coordinator_pg_cb cb, void *data);
 /* One-phase commit (COMMIT); ends the branch.  FAILED with ROLLED_BACK if
  * the server rolled back instead. */
 int coordinator_pg_branch_commit(struct coordinator_pg_branch *b,
 				 coordinator_pg_cb cb, void *data);
-/* Cancels the branch's statement in flight, if any: its callback then
- * reports SQLSTATE 57014 unless it finished first.  -EALREADY if nothing
- * runs.  The branch stays open (roll it back). */
+/* Cancels the branch's statement in flight, if any, and drops the
+ * connection (so the cancel cannot hit its next user): the callback
+ * reports ECONNLOST.  The branch stays open (roll it back).  For a
+ * run_prepare in flight the connection stays until the pipeline answers,
+ * since only the answer says whether PREPARE ran: SQLSTATE 57014 for the
+ * cancelled statement (nothing prepared), or what it came to if it
+ * finished first; the connection is closed then, not pooled.  -EALREADY
+ * if nothing runs. */
 int coordinator_pg_branch_cancel(struct coordinator_pg_branch *b);
 /* ROLLBACK of an unprepared branch; ends the branch.  OK also when the
  * connection was already lost (the server dropped the work). */

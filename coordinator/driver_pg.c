@@ -99,7 +99,21 @@ enum op {
 	OP_COMMIT_PREPARED,
 	OP_ROLLBACK_PREPARED,
 	OP_LIST,
-	OP_RESET /* internal: DISCARD ALL between branches */
+	OP_RESET, /* internal: DISCARD ALL between branches */
+	OP_RUN_PREPARE /* BEGIN, statements, PREPARE TRANSACTION: one pipeline */
+};
+
+/* Which query of a pipeline an answer belongs to. */
+enum qkind { Q_BEGIN, Q_STMT, Q_PREPARE };
+
+/* One statement's answer, kept until delivery (OP_RUN_PREPARE). */
+struct answer {
+	long long rows_affected;
+	int ncols;
+	char **colnames;
+	int nrows;
+	char **values;
+	bool truncated;
 };
 
 /* Steps of OP_PREPARE. */
@@ -127,6 +141,9 @@ struct conn {
 	struct req *req;
 	struct coordinator_pg_branch *branch;
 	bool dirty; /* ran user statements since the last reset */
+	/* A cancel went out for its pipeline: close it once the answer is
+	 * in, so a late cancel cannot hit its next user. */
+	bool doomed;
 	/* A send failed inside an API call: handled by the defer timer. */
 	int fail_code;
 	char fail_msg[256];
@@ -145,13 +162,24 @@ struct req {
 	const char *sql;
 	int nparams;
 	const char *const *params;
+	/* OP_RUN_PREPARE: the statements, borrowed the same way; their
+	 * answers; the statement that failed (-1: none); the per-statement
+	 * callback. */
+	const struct coordinator_pg_stmt *stmts;
+	int nstmts;
+	struct answer *answers;
+	int nanswers;
+	int fail_stmt;
+	coordinator_pg_cb each;
 	char *arg; /* gid or LIKE pattern */
 	uint64_t queued_at;
 	bool sent;
-	/* OP_EXEC: the branch's BEGIN went out in the same pipeline, ahead
-	 * of the statement; ends counts the query ends (NULL results) seen. */
+	/* The branch's BEGIN went out in the same pipeline, ahead of the
+	 * statement(s); nq is the number of queries in the pipeline (0: not
+	 * pipelined), ends the query ends (NULL results) seen so far. */
 	bool with_begin;
 	bool begin_failed;
+	int nq;
 	int ends;
 	size_t row_limit;
 	/* the answer, accumulated */
@@ -305,6 +333,8 @@ static const char *op_action(enum op op)
 		return "list prepared transactions";
 	case OP_RESET:
 		return "reset session";
+	case OP_RUN_PREPARE:
+		return "prepare branch";
 	}
 	return "use resource";
 }
@@ -336,11 +366,24 @@ static void reset_answer(struct req *r)
 	r->sent = false;
 }
 
+static void answer_free(struct answer *a)
+{
+	for (int i = 0; i < a->nrows * a->ncols; i++)
+		mem_free(a->values[i]);
+	mem_free(a->values);
+	for (int i = 0; i < a->ncols; i++)
+		mem_free(a->colnames[i]);
+	mem_free(a->colnames);
+}
+
 static void req_free(struct req *r)
 {
 	if (r == NULL)
 		return;
 	reset_answer(r);
+	for (int i = 0; i < r->nanswers; i++)
+		answer_free(&r->answers[i]);
+	mem_free(r->answers);
 	mem_free(r->arg);
 	mem_free(r);
 }
@@ -359,6 +402,7 @@ static struct req *req_new(struct coordinator_pg *pg, enum op op,
 	r->rows_affected = -1;
 	r->row_limit = SIZE_MAX;
 	r->outcome = COORDINATOR_PG_OK;
+	r->fail_stmt = -1;
 	return r;
 }
 
@@ -371,8 +415,10 @@ static void req_fail(struct req *r, int code, const char *detail)
 	r->outcome = COORDINATOR_PG_FAILED;
 	r->code = code;
 	snprintf(r->msg, sizeof(r->msg), "cannot %s on %s: %s",
-		 op_action(r->begin_failed ? OP_BEGIN : r->op), r->pg->name,
-		 clean[0] ? clean : coordinator_pg_strerror(code));
+		 op_action(r->begin_failed			 ? OP_BEGIN
+			   : r->op == OP_RUN_PREPARE && r->fail_stmt >= 0 ? OP_EXEC
+									 : r->op),
+		 r->pg->name, clean[0] ? clean : coordinator_pg_strerror(code));
 }
 
 static void branch_unlink(struct coordinator_pg_branch *b)
@@ -392,6 +438,7 @@ static bool ends_branch(const struct req *r)
 {
 	switch (r->op) {
 	case OP_PREPARE:
+	case OP_RUN_PREPARE:
 	case OP_COMMIT:
 	case OP_ROLLBACK:
 		return true;
@@ -435,6 +482,24 @@ static void deliver(struct req *r)
 	res.truncated = r->truncated;
 	res.values = (const char *const *)r->values;
 	res.branch = r->op == OP_BEGIN && !end ? b : NULL;
+	res.stmt = r->fail_stmt;
+	for (int i = 0; r->each != NULL && i < r->nanswers; i++) {
+		const struct answer *a = &r->answers[i];
+		struct coordinator_pg_result one;
+
+		memset(&one, 0, sizeof(one));
+		one.outcome = COORDINATOR_PG_OK;
+		one.message = "";
+		one.sqlstate = "";
+		one.rows_affected = a->rows_affected;
+		one.ncols = a->ncols;
+		one.colnames = (const char *const *)a->colnames;
+		one.nrows = a->nrows;
+		one.truncated = a->truncated;
+		one.values = (const char *const *)a->values;
+		one.stmt = -1;
+		r->each(&one, r->data);
+	}
 	if (r->cb != NULL)
 		r->cb(&res, r->data);
 	req_free(r);
@@ -550,6 +615,7 @@ static void close_conn(struct conn *c)
 	c->req = NULL;
 	c->branch = NULL;
 	c->dirty = false;
+	c->doomed = false;
 	c->fail_code = 0;
 }
 
@@ -592,6 +658,8 @@ static void connect_failed(struct conn *c, int code, const char *detail)
 		fail_queue(pg, code, pg->last_detail);
 }
 
+static void evaluate(struct req *r);
+
 /* A live connection broke (or timed out): its request fails (deferred), its
  * branch is broken, and a reconnect is scheduled if nothing is left. */
 static void conn_lost(struct conn *c, int code, const char *detail)
@@ -632,7 +700,17 @@ static void conn_lost(struct conn *c, int code, const char *detail)
 		/* A lost connection is the statement's failure, even when
 		 * the BEGIN ahead of it already reported the loss. */
 		r->begin_failed = false;
-		if (r->op == OP_ROLLBACK) {
+		if (r->op == OP_RUN_PREPARE) {
+			/* PREPARE may have run unless the server already
+			 * answered with an error (it then skips the rest of
+			 * the pipeline) or nothing went out. */
+			doubt = r->sent && r->err == NULL;
+			if (!r->sent)
+				r->fail_stmt = 0;
+		}
+		if (r->op == OP_RUN_PREPARE && r->err != NULL) {
+			evaluate(r); /* the error the server sent first */
+		} else if (r->op == OP_ROLLBACK) {
 			/* The server rolls back a branch whose client went. */
 			r->outcome = COORDINATOR_PG_OK;
 			r->code = 0;
@@ -713,6 +791,36 @@ static const char *gid_statement(struct conn *c, struct req *r, char *buf,
 	return len > 0 && (size_t)len < n ? buf : NULL;
 }
 
+/* Queues OP_RUN_PREPARE's pipeline: BEGIN if the branch has not begun,
+ * the statements, prepare_sql, one Sync.  1 on success (as libpq). */
+static int send_run_prepare(struct conn *c, struct req *r,
+			    const char *prepare_sql)
+{
+	bool begin = r->branch->need_begin;
+	int ok;
+
+	r->branch->need_begin = false;
+	r->with_begin = begin;
+	r->nq = (begin ? 1 : 0) + r->nstmts + 1;
+	ok = PQenterPipelineMode(c->pq) == 1 &&
+	     (!begin || PQsendQueryParams(c->pq, "BEGIN", 0, NULL, NULL, NULL,
+					  NULL, 0) == 1);
+	for (int i = 0; ok && i < r->nstmts; i++) {
+		const struct coordinator_pg_stmt *q = &r->stmts[i];
+
+		ok = PQsendQueryParams(c->pq, q->sql, q->nparams, NULL,
+				       q->params, NULL, NULL, 0) == 1;
+	}
+	/* Extended protocol for PREPARE too: a simple query is not allowed
+	 * in a pipeline. */
+	ok = ok &&
+	     PQsendQueryParams(c->pq, prepare_sql, 0, NULL, NULL, NULL, NULL,
+			       0) == 1 &&
+	     PQpipelineSync(c->pq) == 1;
+	r->stmts = NULL; /* borrowed only for the call */
+	return ok ? 1 : 0;
+}
+
 /* Sends r's (current step's) query on c.  On failure the connection is
  * handed to fail_later(); never calls back. */
 static void send_req(struct conn *c, struct req *r)
@@ -777,6 +885,7 @@ static void send_req(struct conn *c, struct req *r)
 		break;
 	case OP_COMMIT_PREPARED:
 	case OP_ROLLBACK_PREPARED:
+	case OP_RUN_PREPARE: /* PREPARE TRANSACTION, after the statements */
 		sql = gid_statement(c, r, gidsql, sizeof(gidsql), &code);
 		break;
 	case OP_LIST:
@@ -796,11 +905,17 @@ static void send_req(struct conn *c, struct req *r)
 		fail_later(c, code, m);
 		return;
 	}
-	if (r->op == OP_EXEC && r->branch->need_begin) {
+	if (r->op == OP_RUN_PREPARE) {
+		rc = send_run_prepare(c, r, sql);
+		/* The first statement's single-row mode: set now if no
+		 * BEGIN goes ahead of it, else when its turn comes. */
+		single_row = !r->with_begin && r->nstmts > 0;
+	} else if (r->op == OP_EXEC && r->branch->need_begin) {
 		/* BEGIN and the statement in one pipeline, one Sync: one
 		 * round trip.  A failed BEGIN aborts the statement. */
 		r->branch->need_begin = false;
 		r->with_begin = true;
+		r->nq = 2;
 		rc = PQenterPipelineMode(c->pq) == 1 &&
 		     PQsendQueryParams(c->pq, "BEGIN", 0, NULL, NULL, NULL,
 				       NULL, 0) == 1 &&
@@ -900,21 +1015,41 @@ static int copy_rows(struct req *r, const PGresult *res)
 	return 0;
 }
 
+/* The query of r's pipeline whose answer comes next. */
+static enum qkind query_kind(const struct req *r)
+{
+	int base = r->with_begin ? 1 : 0;
+
+	if (r->ends < base)
+		return Q_BEGIN;
+	if (r->op == OP_RUN_PREPARE && r->ends - base >= r->nstmts)
+		return Q_PREPARE;
+	return Q_STMT;
+}
+
 /* Takes one PGresult of the running request (and frees or keeps it).
  * False if the connection must be dropped (COPY, which a branch cannot
  * drive). */
 static bool absorb(struct req *r, PGresult *res)
 {
+	enum qkind kind = query_kind(r);
 	const char *tuples;
 
-	if (r->with_begin && r->ends == 0) {
+	if (kind == Q_BEGIN) {
 		/* The pipelined BEGIN's answer: only a failure matters (the
-		 * statement after it then comes back PIPELINE_ABORTED). */
+		 * statements after it then come back PIPELINE_ABORTED). */
 		if (PQresultStatus(res) != PGRES_COMMAND_OK && r->err == NULL) {
 			r->err = res;
 			r->begin_failed = true;
+			if (r->op == OP_RUN_PREPARE)
+				r->fail_stmt = 0;
 			return true;
 		}
+		PQclear(res);
+		return true;
+	}
+	if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+		/* Skipped: an earlier query of the pipeline failed. */
 		PQclear(res);
 		return true;
 	}
@@ -942,12 +1077,57 @@ static bool absorb(struct req *r, PGresult *res)
 	default:
 		if (r->err == NULL) {
 			r->err = res;
+			if (r->op == OP_RUN_PREPARE && kind == Q_STMT)
+				r->fail_stmt = r->ends - (r->with_begin ? 1 : 0);
 			return true;
 		}
 		break;
 	}
 	PQclear(res);
 	return true;
+}
+
+static bool plain_dml(const struct req *r);
+
+/* A query of an OP_RUN_PREPARE pipeline ended: a statement that
+ * succeeded gets its answer put aside for delivery, and the session is
+ * marked for a reset unless it was plain DML.  0 or -ENOMEM. */
+static int query_ended(struct conn *c, struct req *r, enum qkind kind)
+{
+	struct answer *a, *v;
+
+	if (kind != Q_STMT)
+		return 0;
+	if (r->err != NULL) {
+		c->dirty = true; /* it may have changed the session first */
+		return 0;
+	}
+	if (r->code == -ENOMEM) {
+		/* Rows we could not keep: the statement itself ran. */
+		r->code = 0;
+		r->truncated = true;
+	}
+	if (!plain_dml(r))
+		c->dirty = true;
+	v = mem_realloc(r->answers,
+			(size_t)(r->nanswers + 1) * sizeof(*r->answers));
+	if (v == NULL)
+		return -ENOMEM;
+	r->answers = v;
+	a = &v[r->nanswers++];
+	a->rows_affected = r->rows_affected;
+	a->ncols = r->ncols;
+	a->colnames = r->colnames;
+	a->nrows = r->nrows;
+	a->values = r->values;
+	a->truncated = r->truncated;
+	r->colnames = NULL;
+	r->values = NULL;
+	r->ncols = r->nrows = r->cap = 0;
+	r->truncated = false;
+	r->rows_affected = -1;
+	r->cmd[0] = '\0';
+	return 0;
 }
 
 static bool cmd_is(const struct req *r, const char *tag)
@@ -985,6 +1165,13 @@ static void evaluate(struct req *r)
 			req_fail(r, COORDINATOR_PG_EROLLED_BACK,
 				 "the server rolled the transaction back (an "
 				 "earlier statement failed)");
+		break;
+	case OP_RUN_PREPARE:
+		/* A PREPARE that found no transaction block to prepare (a
+		 * statement ended it) answers ROLLBACK: nothing prepared. */
+		if (!cmd_is(r, "PREPARE TRANSACTION"))
+			req_fail(r, COORDINATOR_PG_EROLLED_BACK,
+				 "the server rolled the transaction back");
 		break;
 	case OP_PREPARE:
 		if (r->step == STEP_PREPARE &&
@@ -1215,11 +1402,17 @@ static void finish(struct conn *c)
 			release(c);
 		break;
 	case OP_PREPARE:
+	case OP_RUN_PREPARE:
 	case OP_COMMIT:
 	case OP_ROLLBACK:
+		/* After a failed statement of a pipeline the transaction is
+		 * open and aborted: release() rolls it back. */
 		if (b != NULL)
 			b->conn = NULL;
-		release(c);
+		if (c->doomed)
+			close_conn(c); /* the server rolls back */
+		else
+			release(c);
 		break;
 	default:
 		release(c);
@@ -1249,24 +1442,30 @@ static void io_step(struct conn *c, int events)
 					  PQerrorMessage(c->pq));
 				return;
 			}
-			if (!r->with_begin) {
+			if (r->nq == 0) {
 				finish(c);
 				return;
 			}
-			/* The end of one query of the pipeline (BEGIN, then
-			 * the statement); the Sync's result follows. */
-			if (++r->ends > 2) {
+			/* The end of one query of the pipeline (BEGIN, the
+			 * statements, PREPARE); the Sync's result follows. */
+			if (r->ends >= r->nq) {
 				conn_lost(c, COORDINATOR_PG_ECONNLOST,
 					  "unexpected end of the pipeline");
 				return;
 			}
-			if (r->ends == 1)
+			if (r->op == OP_RUN_PREPARE &&
+			    query_ended(c, r, query_kind(r)) < 0) {
+				conn_lost(c, -ENOMEM, "out of memory");
+				return;
+			}
+			r->ends++;
+			if (query_kind(r) == Q_STMT && r->ends < r->nq)
 				PQsetSingleRowMode(c->pq);
 			continue;
 		}
 		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
 			PQclear(res);
-			if (!r->with_begin || r->ends != 2 ||
+			if (r->nq == 0 || r->ends != r->nq ||
 			    PQexitPipelineMode(c->pq) != 1) {
 				conn_lost(c, COORDINATOR_PG_ECONNLOST,
 					  "unexpected end of the pipeline");
@@ -2184,12 +2383,14 @@ static int run_on_branch(struct coordinator_pg_branch *b, struct req *r)
 		if (r->op == OP_ROLLBACK) {
 			r->outcome = COORDINATOR_PG_OK;
 		} else {
+			if (r->op == OP_RUN_PREPARE)
+				r->fail_stmt = 0; /* nothing could be sent */
 			req_fail(r, b->broken_code, b->broken_msg);
 		}
 		defer(r);
 		return 0;
 	}
-	if (b->need_begin && r->op != OP_EXEC) {
+	if (b->need_begin && r->op != OP_EXEC && r->op != OP_RUN_PREPARE) {
 		/* Nothing ran, not even BEGIN: there is no transaction to
 		 * prepare, commit or roll back.  Like any branch that wrote
 		 * nothing, a prepare reports it read-only. */
@@ -2254,6 +2455,60 @@ int coordinator_pg_branch_exec(struct coordinator_pg_branch *b, const char *sql,
 	r->sql = sql;
 	r->nparams = nparams;
 	r->params = params;
+	return run_on_branch(b, r);
+}
+
+int coordinator_pg_branch_run_prepare(struct coordinator_pg_branch *b,
+				      const struct coordinator_pg_stmt *stmts,
+				      int n, const char *gid,
+				      coordinator_pg_cb each,
+				      coordinator_pg_cb cb, void *data)
+{
+	struct req *r;
+	int rc = branch_usable(b);
+
+	if (rc < 0)
+		return rc;
+	if (n < 0 || (n > 0 && stmts == NULL))
+		return -EINVAL;
+	for (int i = 0; i < n; i++) {
+		if (stmts[i].sql == NULL || stmts[i].nparams < 0 ||
+		    stmts[i].nparams > 65535 ||
+		    (stmts[i].nparams > 0 && stmts[i].params == NULL))
+			return -EINVAL;
+	}
+	if (!gid_ok(gid))
+		return COORDINATOR_PG_EBAD_GID;
+	r = req_new(b->pg, OP_RUN_PREPARE, cb, data);
+	if (r == NULL)
+		return -ENOMEM;
+	r->each = each;
+	r->row_limit = b->pg->row_limit;
+	r->arg = mem_strdup(gid);
+	if (r->arg == NULL) {
+		req_free(r);
+		return -ENOMEM;
+	}
+	for (int i = 0; b->state != B_BROKEN && i < n; i++) {
+		static const char why[] =
+		    "the statement would end the branch's transaction "
+		    "(COMMIT, ROLLBACK and PREPARE TRANSACTION are not "
+		    "allowed in a branch)";
+
+		if (!ends_transaction(stmts[i].sql))
+			continue;
+		/* Refused before anything is sent, as in exec. */
+		r->branch = b;
+		b->busy = true;
+		r->fail_stmt = i;
+		req_fail(r, COORDINATOR_PG_EENDED, why);
+		break_branch(b, COORDINATOR_PG_EENDED, why);
+		defer(r);
+		return 0;
+	}
+	/* Sent before this returns (or failed at once): no copies. */
+	r->stmts = stmts;
+	r->nstmts = n;
 	return run_on_branch(b, r);
 }
 
@@ -2387,6 +2642,18 @@ int coordinator_pg_branch_cancel(struct coordinator_pg_branch *b)
 		return -EINVAL;
 	if (!b->busy || b->conn->state != C_BUSY)
 		return -EALREADY;
+	if (b->conn->req != NULL && b->conn->req->op == OP_RUN_PREPARE) {
+		/* Keep the connection until the pipeline answers: only the
+		 * answer says whether PREPARE ran (a lost one would leave a
+		 * PREPARE that lands after its rollback to the reconciler).
+		 * The server skips the rest of the pipeline after the
+		 * cancelled statement; the connection is closed afterwards. */
+		if (!b->conn->doomed) {
+			b->conn->doomed = true;
+			send_cancel(b->conn);
+		}
+		return 0;
+	}
 	/* Drop the connection too, as the statement timer does: a cancel
 	 * still in flight must not hit the pooled connection's next user. */
 	send_cancel(b->conn);

@@ -91,6 +91,7 @@ struct coordinator_engine {
 	enum coordinator_protocol protocol;
 	uint64_t timeout_ms;
 	bool log_aborts;
+	bool pipeline_prepare;
 	uint64_t *backoff;
 	size_t nbackoff;
 	void (*free_stmts)(void *);
@@ -158,6 +159,7 @@ int coordinator_engine_new(const struct coordinator_engine_config *cfg,
 	e->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
 	e->free_stmts = cfg->free_stmts;
 	e->log_aborts = cfg->log_aborts;
+	e->pipeline_prepare = cfg->pipeline_prepare;
 	*out = e;
 	return 0;
 
@@ -314,8 +316,10 @@ static void branch_op(struct coordinator_fx *fx, struct coordinator_txn *x,
 {
 	struct coordinator_effect *f = fx_push(fx, type, x, (int)i);
 
-	if (f != NULL && type == COORDINATOR_FX_RUN)
+	if (f != NULL && type == COORDINATOR_FX_RUN) {
 		f->stmts = x->branches[i].stmts;
+		f->prepare = x->branches[i].pipelined;
+	}
 }
 
 static uint64_t set_timer(struct coordinator_engine *e,
@@ -612,6 +616,19 @@ static bool any_preparing(const struct coordinator_txn *x)
 	return false;
 }
 
+/* Rule 1's precondition: every branch answered its PREPARE with yes or
+ * read-only (in a pipelined txn a read-only-hinted branch may still be
+ * running its statements while the others already voted). */
+static bool all_voted(const struct coordinator_txn *x)
+{
+	for (size_t i = 0; i < x->nbranches; i++) {
+		if (x->branches[i].state != COORDINATOR_BR_PREPARED &&
+		    x->branches[i].state != COORDINATOR_BR_READ_ONLY)
+			return false;
+	}
+	return true;
+}
+
 /*
  * Decides abort.  Precondition: no decision yet.  With a BEGIN record (PN,
  * or a keyed txn in Raft mode), or in Raft mode once PREPAREs went out
@@ -640,6 +657,11 @@ static void abort_txn(struct coordinator_engine *e, struct coordinator_fx *fx,
 			b->state = COORDINATOR_BR_ROLLED_BACK;
 			break;
 		case COORDINATOR_BR_PREPARING:
+			/* A pipelined branch may still be running statements
+			 * that hold locks: stop them.  Its answer still comes
+			 * and says what to undo. */
+			if (b->pipelined)
+				branch_op(fx, x, k, COORDINATOR_FX_CANCEL_RUN);
 			if (timed_out)
 				b->state = COORDINATOR_BR_LOST;
 			break;
@@ -680,9 +702,13 @@ static void abort_txn(struct coordinator_engine *e, struct coordinator_fx *fx,
 	check_finish(e, fx, x, now);
 }
 
+/* PREPARE for every branch whose statements ran (pipelined branches sent
+ * theirs with the statements). */
 static void send_prepares(struct coordinator_fx *fx, struct coordinator_txn *x)
 {
 	for (size_t i = 0; i < x->nbranches; i++) {
+		if (x->branches[i].state != COORDINATOR_BR_RAN)
+			continue;
 		x->branches[i].state = COORDINATOR_BR_PREPARING;
 		branch_op(fx, x, i, COORDINATOR_FX_PREPARE);
 	}
@@ -702,8 +728,9 @@ static void after_run(struct coordinator_engine *e, struct coordinator_fx *fx,
 		branch_op(fx, x, 0, COORDINATOR_FX_COMMIT_ONE_PHASE);
 		return;
 	}
+	if (x->state != COORDINATOR_TXN_PREPARING)
+		x->prepare_at = now; /* a pipelined txn's phase 1 began with it */
 	set_state(fx, x, COORDINATOR_TXN_PREPARING);
-	x->prepare_at = now;
 	for (size_t i = 0; i < x->nbranches; i++) {
 		if (x->branches[i].read_only != COORDINATOR_HINT_READ_ONLY)
 			all_ro = false;
@@ -835,6 +862,20 @@ static int check_begin(struct coordinator_engine *e,
 	return 0;
 }
 
+/*
+ * True if x's branches not hinted read-only send PREPARE with their
+ * statements (coordinator_engine_config.pipeline_prepare says when).  The
+ * conditions are those under which after_run() would send the PREPAREs at
+ * once, with no record forced first: presumed abort, two or more branches,
+ * not Raft mode.
+ */
+static bool pipelines(const struct coordinator_engine *e,
+		      const struct coordinator_txn *x)
+{
+	return e->pipeline_prepare && !e->log_aborts &&
+	       x->protocol == COORDINATOR_PROTO_2PC_PA && x->nbranches >= 2;
+}
+
 /* The same idempotency key again: answer with the same transaction. */
 static int begin_existing(struct coordinator_engine *e,
 			  struct coordinator_txn *x, uint64_t client,
@@ -918,6 +959,20 @@ int coordinator_engine_begin(struct coordinator_engine *e,
 	x->timeout_ms = req->timeout_ms ? req->timeout_ms : e->timeout_ms;
 	x->state = COORDINATOR_TXN_ACTIVE;
 	x->begun_at = now;
+	if (pipelines(e, x)) {
+		/* Phase 1 starts now: these PREPAREs go out with the
+		 * statements, so the txn is PREPARING from the start. */
+		for (size_t i = 0; i < x->nbranches; i++) {
+			struct coordinator_branch *b = &x->branches[i];
+
+			if (b->read_only == COORDINATOR_HINT_READ_ONLY)
+				continue;
+			b->pipelined = true;
+			b->state = COORDINATOR_BR_PREPARING;
+			x->state = COORDINATOR_TXN_PREPARING;
+		}
+		x->prepare_at = now;
+	}
 	metric(fx, x, COORDINATOR_M_TXN_BEGUN, 1);
 	x->timer_id = set_timer(e, fx, x, -1, now + x->timeout_ms);
 	for (size_t i = 0; i < x->nbranches; i++)
@@ -928,14 +983,50 @@ int coordinator_engine_begin(struct coordinator_engine *e,
 
 /* -------------------------------------------------------------- events */
 
+/*
+ * RAN for a pipelined branch: only a failure (success answers with
+ * VOTED).  A statement failed or the pipeline never went out, so nothing
+ * was prepared and the runtime already ended the local transaction: the
+ * branch is rolled back, and the transaction aborts naming it, unless it
+ * was aborted already.
+ */
+static int on_pipeline_failed(struct coordinator_engine *e,
+			      struct coordinator_fx *fx,
+			      struct coordinator_txn *x, size_t i,
+			      const struct coordinator_event *ev, uint64_t now)
+{
+	struct coordinator_branch *b = &x->branches[i];
+
+	if (ev->status == COORDINATOR_ST_OK)
+		return COORDINATOR_EBAD_EVENT;
+	if (b->state != COORDINATOR_BR_PREPARING)
+		return COORDINATOR_ESTALE;
+	copy_result(b, ev);
+	if (ev->status == COORDINATOR_ST_LOST && b->message[0] == '\0')
+		snprintf(b->message, sizeof(b->message), "connection lost");
+	b->state = COORDINATOR_BR_ROLLED_BACK;
+	if (x->decision == COORDINATOR_OUTCOME_ABORTED) {
+		if (!any_preparing(x))
+			cancel_timer(fx, x, -1, &x->timer_id);
+		check_finish(e, fx, x, now);
+		return 0;
+	}
+	abort_txn(e, fx, x, COORDINATOR_ESTATEMENT, (int)i,
+		  "statement failed", false, now);
+	return 0;
+}
+
 static int on_ran(struct coordinator_engine *e, struct coordinator_fx *fx,
 		  struct coordinator_txn *x, size_t i,
 		  const struct coordinator_event *ev, uint64_t now)
 {
 	struct coordinator_branch *b = &x->branches[i];
 
+	if (b->pipelined)
+		return on_pipeline_failed(e, fx, x, i, ev, now);
 	if (b->state != COORDINATOR_BR_RUNNING ||
-	    x->state != COORDINATOR_TXN_ACTIVE)
+	    (x->state != COORDINATOR_TXN_ACTIVE &&
+	     x->state != COORDINATOR_TXN_PREPARING))
 		return COORDINATOR_ESTALE;
 	if (ev->status != COORDINATOR_ST_OK) {
 		copy_result(b, ev);
@@ -949,7 +1040,9 @@ static int on_ran(struct coordinator_engine *e, struct coordinator_fx *fx,
 	}
 	b->state = COORDINATOR_BR_RAN;
 	for (size_t k = 0; k < x->nbranches; k++) {
-		if (x->branches[k].state != COORDINATOR_BR_RAN)
+		/* Pipelined branches are in phase 1 already. */
+		if (x->branches[k].state != COORDINATOR_BR_RAN &&
+		    !x->branches[k].pipelined)
 			return 0;
 	}
 	after_run(e, fx, x, now);
@@ -1015,7 +1108,7 @@ static int on_voted(struct coordinator_engine *e, struct coordinator_fx *fx,
 			  "the answer to PREPARE was lost", false, now);
 		return 0;
 	}
-	if (!any_preparing(x))
+	if (all_voted(x))
 		decide_commit(e, fx, x, now);
 	return 0;
 }

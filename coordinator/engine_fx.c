@@ -123,6 +123,7 @@ const char *coordinator_fx_name(enum coordinator_fx_type t)
 	    "cancel_timer",
 	    "reply",
 	    "metric",
+	    "cancel_run",
 	};
 
 	if ((unsigned)t >= sizeof(names) / sizeof(names[0]))

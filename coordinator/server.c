@@ -60,6 +60,7 @@ struct srv_timer {
 enum op_kind {
 	OP_BEGIN,
 	OP_EXEC,
+	OP_RUN_PREPARE,
 	OP_PREPARE,
 	OP_COMMIT_1PC,
 	OP_ROLLBACK_LOCAL,
@@ -376,6 +377,135 @@ static void run_next(struct coordinator_server *s, struct srv_op *op,
 	st->busy = true;
 }
 
+/* ------------------------------ pipelined phase 1 (RUN with prepare) */
+
+/* True once a pipeline with PREPARE went out for some branch of x. */
+static bool pipelines_sent(const struct coordinator_txn *x)
+{
+	for (size_t i = 0; x != NULL && i < x->nbranches; i++) {
+		const struct coordinator_stmts *st = x->branches[i].stmts;
+
+		if (st != NULL && st->prep_sent)
+			return true;
+	}
+	return false;
+}
+
+/* True once every pipelined branch of x sent its pipeline. */
+static bool pipelines_all_sent(const struct coordinator_txn *x)
+{
+	for (size_t i = 0; i < x->nbranches; i++) {
+		const struct coordinator_stmts *st = x->branches[i].stmts;
+
+		if (st != NULL && st->pipelined && !st->prep_sent)
+			return false;
+	}
+	return true;
+}
+
+static void run_prepare_each(const struct coordinator_pg_result *r,
+			     void *data)
+{
+	struct srv_op *op = data;
+	struct coordinator_stmts *st =
+		branch_stmts(op->srv, op->txn, op->branch, NULL);
+
+	if (st != NULL)
+		json_array_append_new(st->results, result_json(r));
+}
+
+/*
+ * The pipeline's answer, as the engine wants it: VOTED yes once prepared;
+ * RAN with an error when a statement failed or nothing was sent (nothing
+ * prepared, the driver rolled back); VOTED lost when the answer was lost
+ * after sending (it may be prepared); VOTED no when PREPARE failed.
+ */
+static void run_prepare_done(const struct coordinator_pg_result *r,
+			     void *data)
+{
+	struct srv_op *op = data;
+	struct coordinator_server *s = op->srv;
+	struct coordinator_stmts *st =
+		branch_stmts(s, op->txn, op->branch, NULL);
+	struct coordinator_event ev;
+
+	if (st != NULL) {
+		st->busy = false;
+		st->pgb = NULL; /* the operation ended the branch */
+	}
+	if (r->outcome == COORDINATOR_PG_OK) {
+		event_init(&ev, COORDINATOR_EV_VOTED, op->txn, op->branch);
+		ev.vote = COORDINATOR_VOTE_YES;
+	} else if (r->stmt >= 0) {
+		event_init(&ev, COORDINATOR_EV_RAN, op->txn, op->branch);
+		ev.status = COORDINATOR_ST_ERROR;
+		event_error(&ev, r);
+	} else {
+		event_init(&ev, COORDINATOR_EV_VOTED, op->txn, op->branch);
+		ev.vote = r->in_doubt ? COORDINATOR_VOTE_LOST
+				      : COORDINATOR_VOTE_NO;
+		event_error(&ev, r);
+	}
+	mem_free(op);
+	step(s, &ev);
+}
+
+/* The pinned session is there: BEGIN, the statements and PREPARE go out
+ * in one pipeline. */
+static void run_pipeline(struct coordinator_server *s, struct srv_op *op,
+			 struct coordinator_stmts *st)
+{
+	struct coordinator_pg_stmt small[16], *v = small;
+	struct coordinator_pg_result fake;
+	struct coordinator_txn *x;
+	const char *why = NULL;
+	int rc = -ENOMEM;
+
+	branch_stmts(s, op->txn, op->branch, &x);
+	if (st->n > sizeof(small) / sizeof(small[0]))
+		v = mem_calloc(st->n, sizeof(*v));
+	if (v != NULL) {
+		for (size_t i = 0; i < st->n; i++) {
+			v[i].sql = st->v[i].sql;
+			v[i].nparams = st->v[i].nparams;
+			v[i].params = (const char *const *)st->v[i].params;
+		}
+		/* Before the first PREPARE of the txn leaves. */
+		if (!pipelines_sent(x))
+			crashpoint_hit("coordinator.before_prepare");
+		op->kind = OP_RUN_PREPARE;
+		st->busy = true;
+		rc = coordinator_pg_branch_run_prepare(
+			st->pgb, v, (int)st->n, x->branches[op->branch].gid,
+			run_prepare_each, run_prepare_done, op);
+	}
+	if (v != small)
+		mem_free(v);
+	if (rc == 0) {
+		st->prep_sent = true;
+		if (pipelines_all_sent(x))
+			crashpoint_hit("coordinator.after_prepare_sent");
+		return;
+	}
+	/* Nothing sent: end the session, the statement "failed". */
+	st->busy = false;
+	why = coordinator_pg_strerror(rc);
+	{
+		struct srv_op *rb =
+			op_new(s, OP_ROLLBACK_LOCAL, op->txn, op->branch);
+
+		if (rb == NULL ||
+		    coordinator_pg_branch_rollback(st->pgb, rollback_done,
+						   rb) < 0)
+			mem_free(rb);
+		st->pgb = NULL;
+	}
+	memset(&fake, 0, sizeof(fake));
+	fake.message = why;
+	fake.sqlstate = "";
+	ran(s, op, COORDINATOR_ST_ERROR, &fake);
+}
+
 static void begin_done(const struct coordinator_pg_result *r, void *data)
 {
 	struct srv_op *op = data;
@@ -387,7 +517,9 @@ static void begin_done(const struct coordinator_pg_result *r, void *data)
 	if (r->outcome != COORDINATOR_PG_OK) {
 		if (st != NULL)
 			st->pgb = NULL;
-		if (st == NULL || st->abandon) {
+		/* A pipelined branch is answered even when abandoned: the
+		 * engine waits for every PREPARE it asked for. */
+		if (st == NULL || (st->abandon && !st->pipelined)) {
 			mem_free(op);
 			return;
 		}
@@ -404,6 +536,28 @@ static void begin_done(const struct coordinator_pg_result *r, void *data)
 		return;
 	}
 	st->pgb = r->branch;
+	if (st->pipelined && st->abandon) {
+		/* Aborted while waiting for a connection: send nothing, and
+		 * tell the engine nothing was prepared. */
+		struct coordinator_pg_result fake;
+		struct srv_op *rb =
+			op_new(s, OP_ROLLBACK_LOCAL, op->txn, op->branch);
+
+		if (rb == NULL ||
+		    coordinator_pg_branch_rollback(st->pgb, rollback_done,
+						   rb) < 0)
+			mem_free(rb);
+		st->pgb = NULL;
+		memset(&fake, 0, sizeof(fake));
+		fake.message = "not run: the transaction was aborted first";
+		fake.sqlstate = "";
+		ran(s, op, COORDINATOR_ST_ERROR, &fake);
+		return;
+	}
+	if (st->pipelined) {
+		run_pipeline(s, op, st);
+		return;
+	}
 	if (abandoned(s, op, st))
 		return;
 	op->kind = OP_EXEC;
@@ -423,6 +577,7 @@ static void fx_run(struct coordinator_server *s,
 	if (op != NULL && pg != NULL && st != NULL) {
 		st->next = 0;
 		st->busy = true;
+		st->pipelined = f->prepare;
 		rc = coordinator_pg_begin(pg, begin_done, op, &b);
 	} else if (pg == NULL || st == NULL) {
 		rc = -EINVAL;
@@ -549,6 +704,23 @@ static void fx_end_branch(struct coordinator_server *s,
 		prepare_done(&fake, op);
 	else
 		one_phase_done(&fake, op);
+}
+
+/* A pipelined RUN the engine gave up on (the txn aborted): cancel what
+ * runs so its locks go now.  Its answer still reaches the engine (the
+ * driver keeps the connection until it is in): the cancelled statement's
+ * error, or the vote if the pipeline finished first. */
+static void fx_cancel_run(struct coordinator_server *s,
+			  const struct coordinator_effect *f)
+{
+	struct coordinator_stmts *st =
+		branch_stmts(s, f->txn, f->branch, NULL);
+
+	if (st == NULL || !st->busy)
+		return;
+	st->abandon = true; /* still waiting for a connection: send nothing */
+	if (st->pgb != NULL)
+		coordinator_pg_branch_cancel(st->pgb);
 }
 
 /* ------------------------------------------------------------ phase 2 */
@@ -824,7 +996,11 @@ static void apply(struct coordinator_server *s, struct coordinator_fx *fx)
 			fx_run(s, f);
 			break;
 		case COORDINATOR_FX_PREPARE:
-			if (!prepared_sent)
+			/* (A read-only-hinted branch of a pipelined txn
+			 * prepares after the pipelines went out.) */
+			if (!prepared_sent &&
+			    !pipelines_sent(coordinator_table_find(
+				coordinator_engine_table(s->engine), f->txn)))
 				crashpoint_hit("coordinator.before_prepare");
 			fx_end_branch(s, f);
 			prepared_sent = true;
@@ -849,6 +1025,9 @@ static void apply(struct coordinator_server *s, struct coordinator_fx *fx)
 			break;
 		case COORDINATOR_FX_METRIC:
 			fx_metric(s, f);
+			break;
+		case COORDINATOR_FX_CANCEL_RUN:
+			fx_cancel_run(s, f);
 			break;
 		}
 	}
@@ -1215,6 +1394,7 @@ int coordinator_server_new(struct uv_loop_s *loop,
 	ec.backoff_ms = backoff;
 	ec.nbackoff = nb;
 	ec.free_stmts = coordinator_stmts_free;
+	ec.pipeline_prepare = true; /* one round trip for phase 1 */
 	rc = coordinator_engine_new(&ec, &s->engine);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot create engine: %s",

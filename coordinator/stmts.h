@@ -26,6 +26,10 @@ struct coordinator_stmts {
 	bool busy;    /* a driver call on pgb is in flight */
 	bool abandon; /* roll back pgb as soon as the call in flight ends */
 	size_t next;  /* next statement to run */
+	/* The engine asked for the statements and PREPARE in one pipeline
+	 * (RUN with prepare); prep_sent once that pipeline went out. */
+	bool pipelined;
+	bool prep_sent;
 	unsigned long long started_ns;
 };
 

@@ -346,15 +346,23 @@ static void *bg_post_main(void *arg)
 
 START_TEST(database_crash_after_its_statements_aborts)
 {
-	/* bank_b has run its statement; bank_a's is held up by our lock.
+	/* bank_b has run its first statement and waits in its second on
+	 * our row lock there, so its PREPARE (pipelined after the
+	 * statements) has not run; bank_a's is held up by our table lock.
 	 * bank_b crashes (its open branch dies with it), then bank_a goes
 	 * on: the transaction cannot prepare bank_b and must abort, undoing
 	 * bank_a's branch whatever state it reached. */
+	static const char body[] =
+	    "{\"branches\":["
+	    "{\"resource\":\"bank_a\",\"statements\":[\"update accounts "
+	    "set balance = balance - 10 where id = 11\"]},"
+	    "{\"resource\":\"bank_b\",\"statements\":[\"update accounts "
+	    "set balance = balance + 10 where id = 11\",\"update accounts set "
+	    "balance = balance where id = 12\"]}]}";
 	struct env e;
 	struct bg_post p;
-	PGconn *lock;
+	PGconn *lock, *rowlock;
 	PGresult *r;
-	char body[1024];
 
 	env_setup(&e, "tcrashb", NULL);
 	lock = PQconnectdb(e.ci[0]);
@@ -362,21 +370,25 @@ START_TEST(database_crash_after_its_statements_aborts)
 	r = PQexec(lock, "begin; lock table accounts in access exclusive mode");
 	ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
 	PQclear(r);
-	transfer_body(body, sizeof(body), 'a', 11, 'b', 11, 10, NULL);
+	rowlock = PQconnectdb(e.ci[1]);
+	ck_assert_int_eq(PQstatus(rowlock), CONNECTION_OK);
+	r = PQexec(rowlock,
+		   "begin; select 1 from accounts where id = 12 for update");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
 	memset(&p, 0, sizeof(p));
 	p.addr = coord_addr(e.c);
 	p.body = body;
 	ck_assert_int_eq(pthread_create(&p.th, NULL, bg_post_main, &p), 0);
-	/* bank_b's branch has run once its row is locked by an update. */
+	/* bank_b's branch ran its first statement and waits for our row
+	 * lock in its second. */
 	ck_assert_int_eq(
 	    coord_pg_wait_int(e.ci[1],
-			      "select count(*) from pg_locks l join pg_class "
-			      "c on c.oid = l.relation where c.relname = "
-			      "'accounts' and l.mode = 'RowExclusiveLock' "
-			      "and l.granted",
+			      "select count(*) from pg_locks where not granted",
 			      1, 15000),
 	    0);
 	ck_assert_int_eq(pg_harness_kill_server(harness, 1), 0);
+	PQfinish(rowlock);
 	r = PQexec(lock, "commit");
 	ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
 	PQclear(r);
@@ -588,13 +600,14 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 	ck_assert_int_eq(w.all, 0);
 	ck_assert_int_eq(balance(e.ci[0], 4), BALANCE - 7);
 
-	/* A SELECT-only branch leaves after phase 1: it is read_only, and
-	 * the COMMIT decision lists the writing branch only. */
+	/* A SELECT-only branch hinted read-only leaves after phase 1: it is
+	 * read_only, and the COMMIT decision lists the writing branch only. */
 	w = run_counted(
 	    e.c,
 	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
 	    "[\"update accounts set balance = balance + 7 where "
-	    "id = 4\"]},{\"resource\":\"bank_b\",\"statements\":"
+	    "id = 4\"]},{\"resource\":\"bank_b\",\"read_only\":true,"
+	    "\"statements\":"
 	    "[\"select balance from accounts where id = 4\"]}]}",
 	    200, &j);
 	ck_assert_str_eq(json_string_value(jpath(j, "branches", 1, "state")),
@@ -604,12 +617,29 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 	ck_assert_int_eq(w.all, 2);
 	ck_assert_int_eq(balance(e.ci[0], 4), BALANCE);
 
-	/* Every branch read-only under presumed abort: nothing written. */
+	/* Unhinted, the same branch prepares with its statement (one round
+	 * trip): it votes yes, and the commit still costs 1/2. */
 	w = run_counted(
 	    e.c,
 	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":"
-	    "[\"select 1\"]},{\"resource\":\"bank_b\",\"statements\":"
-	    "[\"select 2\"]}]}",
+	    "[\"update accounts set balance = balance - 7 where "
+	    "id = 4\"]},{\"resource\":\"bank_b\",\"statements\":"
+	    "[\"select balance from accounts where id = 4\"]}]}",
+	    200, &j);
+	ck_assert_str_eq(json_string_value(jpath(j, "branches", 1, "state")),
+			 "prepared"); /* as the answer left, before phase 2 */
+	json_decref(j);
+	ck_assert_int_eq(w.forced, 1);
+	ck_assert_int_eq(w.all, 2);
+	ck_assert_int_eq(balance(e.ci[0], 4), BALANCE - 7);
+
+	/* Every branch hinted read-only under presumed abort: nothing
+	 * written. */
+	w = run_counted(
+	    e.c,
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"read_only\":true,"
+	    "\"statements\":[\"select 1\"]},{\"resource\":\"bank_b\","
+	    "\"read_only\":true,\"statements\":[\"select 2\"]}]}",
 	    200, &j);
 	for (size_t i = 0; i < 2; i++)
 		ck_assert_str_eq(
@@ -633,7 +663,7 @@ START_TEST(forced_writes_per_commit_match_the_protocol_table)
 	assert_none_prepared(&e);
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(total(e.ci[i]), (long long)ACCOUNTS * BALANCE +
-						     (i == 0 ? -10 : 10));
+						     (i == 0 ? -17 : 10));
 	env_teardown(&e);
 }
 END_TEST
