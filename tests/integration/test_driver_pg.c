@@ -851,6 +851,238 @@ START_TEST(begin_goes_out_with_the_first_statement)
 }
 END_TEST
 
+/* ---- run_prepare: statements and PREPARE in one pipeline --------------- */
+
+/* What the per-statement callback saw. */
+struct each_got {
+	int n;
+	long long rows[8];
+	int nrows[8];
+	char first[8][32]; /* first value of the first row */
+};
+
+/* on_result, plus the failed statement's index and what each saw. */
+struct rp_got {
+	struct got g;
+	struct each_got each;
+	int stmt;
+};
+
+static void on_each(const struct coordinator_pg_result *r, void *data)
+{
+	struct each_got *e = &((struct rp_got *)data)->each;
+
+	ck_assert(r->outcome == COORDINATOR_PG_OK);
+	ck_assert_int_eq(r->stmt, -1);
+	if (e->n < 8) {
+		const char *v = coordinator_pg_result_value(r, 0, 0);
+
+		e->rows[e->n] = r->rows_affected;
+		e->nrows[e->n] = r->nrows;
+		snprintf(e->first[e->n], sizeof(e->first[0]), "%s",
+			 v ? v : "");
+	}
+	e->n++;
+}
+
+static void on_rp_result(const struct coordinator_pg_result *r, void *data)
+{
+	struct rp_got *rg = data;
+
+	rg->stmt = r->stmt;
+	on_result(r, &rg->g);
+}
+
+static void run_prepare_got(struct ctx *t, struct coordinator_pg_branch *b,
+			    const struct coordinator_pg_stmt *v, int n,
+			    const char *gid, struct rp_got *rg)
+{
+	memset(rg, 0, sizeof(*rg));
+	rg->g.loop = &t->loop;
+	ck_assert_int_eq(coordinator_pg_branch_run_prepare(
+			     b, v, n, gid, on_each, on_rp_result, rg),
+			 0);
+	wait_got(t, &rg->g);
+}
+
+static int prepared_count(struct ctx *t, const char *gid)
+{
+	struct got g;
+
+	list_got(t, gid, &g);
+	return g.nrows;
+}
+
+START_TEST(run_prepare_prepares_in_one_round_trip)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	const char *p[1] = {"piped"};
+	struct coordinator_pg_stmt v[2] = {
+	    {"INSERT INTO rp_t VALUES ($1)", 1, p},
+	    {"SELECT count(*) FROM rp_t WHERE v = 'piped'", 0, NULL},
+	};
+	struct rp_got rg;
+	struct got g;
+	uint64_t q0;
+	char out[64];
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS rp_t (v text)", 0, NULL);
+	b = begin_ok(&t);
+	q0 = queries_sent(&t) - resets_sent(&t);
+	run_prepare_got(&t, b, v, 2, "rp_gid_1", &rg);
+	ck_assert_msg(rg.g.outcome == COORDINATOR_PG_OK, "%s", rg.g.msg);
+	ck_assert_int_eq(rg.stmt, -1);
+	/* BEGIN, both statements and PREPARE: one round trip (the SELECT
+	 * then costs the connection a DISCARD ALL, counted apart) */
+	ck_assert_uint_eq(queries_sent(&t) - resets_sent(&t), q0 + 1);
+	/* each statement's result, in order, before the outcome */
+	ck_assert_int_eq(rg.each.n, 2);
+	ck_assert_int_eq(rg.each.rows[0], 1);
+	ck_assert_int_eq(rg.each.nrows[1], 1);
+	ck_assert_str_eq(rg.each.first[1], "1"); /* same transaction */
+	ck_assert_int_eq(prepared_count(&t, "rp_gid_1"), 1);
+	/* not visible until committed */
+	query_one(&t, "SELECT count(*) FROM rp_t WHERE v = 'piped'", out,
+		  sizeof(out));
+	ck_assert_str_eq(out, "0");
+	gid_op(&t, coordinator_pg_commit_prepared, "rp_gid_1", &g);
+	ck_assert(g.outcome == COORDINATOR_PG_OK);
+	query_one(&t, "SELECT count(*) FROM rp_t WHERE v = 'piped'", out,
+		  sizeof(out));
+	ck_assert_str_eq(out, "1");
+	run_committed(&t, "DELETE FROM rp_t", 0, NULL);
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(run_prepare_statement_error_prepares_nothing)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_stats st;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	const char *one[1] = {"1"}, *two[1] = {"2"};
+	struct coordinator_pg_stmt v[3] = {
+	    {"INSERT INTO rpe_t VALUES ($1)", 1, two},
+	    {"INSERT INTO rpe_t VALUES ($1)", 1, one}, /* duplicate key */
+	    {"INSERT INTO rpe_t VALUES (3)", 0, NULL},
+	};
+	struct rp_got rg;
+	char out[64];
+
+	/* One connection: it must come back clean (rolled back). */
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	run_committed(&t,
+		      "CREATE TABLE IF NOT EXISTS rpe_t (id int PRIMARY KEY)",
+		      0, NULL);
+	run_committed(
+	    &t, "INSERT INTO rpe_t VALUES ($1) ON CONFLICT DO NOTHING", 1, one);
+	b = begin_ok(&t);
+	run_prepare_got(&t, b, v, 3, "rpe_gid_1", &rg);
+	ck_assert(rg.g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_int_eq(rg.g.code, COORDINATOR_PG_ESQL);
+	ck_assert_int_eq(rg.stmt, 1);
+	ck_assert_str_eq(rg.g.sqlstate, "23505");
+	ck_assert(!rg.g.in_doubt);
+	ck_assert_msg(strstr(rg.g.msg, "cannot run statement on bank_a:") ==
+			  rg.g.msg,
+		      "%s", rg.g.msg);
+	ck_assert_int_eq(rg.each.n, 1); /* the first one ran */
+	ck_assert_int_eq(prepared_count(&t, "rpe_gid_1"), 0);
+	/* nothing of it stayed, and the one connection works */
+	query_one(&t, "SELECT count(*) FROM rpe_t", out, sizeof(out));
+	ck_assert_str_eq(out, "1");
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_eq(st.open, 1);
+
+	/* PREPARE itself refused (a temporary object): a "no" vote, stmt
+	 * -1, not in doubt, nothing prepared */
+	{
+		struct coordinator_pg_stmt tv[1] = {
+		    {"CREATE TEMP TABLE rpe_tmp (x int)", 0, NULL}};
+
+		b = begin_ok(&t);
+		run_prepare_got(&t, b, tv, 1, "rpe_gid_2", &rg);
+		ck_assert(rg.g.outcome == COORDINATOR_PG_FAILED);
+		ck_assert_int_eq(rg.stmt, -1);
+		ck_assert(!rg.g.in_doubt);
+		ck_assert_str_eq(rg.g.sqlstate, "0A000");
+		ck_assert_msg(strstr(rg.g.msg,
+				     "cannot prepare branch on bank_a:") ==
+				  rg.g.msg,
+			      "%s", rg.g.msg);
+		ck_assert_int_eq(prepared_count(&t, "rpe_gid_2"), 0);
+	}
+	/* a statement that would end the transaction: refused, unsent */
+	{
+		struct coordinator_pg_stmt cv[2] = {
+		    {"INSERT INTO rpe_t VALUES (5)", 0, NULL},
+		    {" commit", 0, NULL}};
+		uint64_t q0 = queries_sent(&t);
+
+		b = begin_ok(&t);
+		run_prepare_got(&t, b, cv, 2, "rpe_gid_3", &rg);
+		ck_assert(rg.g.outcome == COORDINATOR_PG_FAILED);
+		ck_assert_int_eq(rg.g.code, COORDINATOR_PG_EENDED);
+		ck_assert_int_eq(rg.stmt, 1);
+		ck_assert_uint_eq(queries_sent(&t), q0);
+		ck_assert_int_eq(prepared_count(&t, "rpe_gid_3"), 0);
+	}
+	query_one(&t, "SELECT count(*) FROM rpe_t", out, sizeof(out));
+	ck_assert_str_eq(out, "1");
+	ctx_close(&t);
+}
+END_TEST
+
+START_TEST(run_prepare_cancel_keeps_the_answer)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_stats st0, st;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	struct coordinator_pg_stmt v[1] = {{"SELECT pg_sleep(20)", 0, NULL}};
+	struct rp_got rg;
+	uint64_t t0;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	b = begin_ok(&t);
+	coordinator_pg_stats_get(t.pg, &st0);
+	memset(&rg, 0, sizeof(rg));
+	rg.g.loop = &t.loop;
+	ck_assert_int_eq(coordinator_pg_branch_run_prepare(
+			     b, v, 1, "rpc_gid_1", on_each, on_rp_result, &rg),
+			 0);
+	t0 = uv_now(&t.loop);
+	ck_assert_int_eq(coordinator_pg_branch_cancel(b), 0);
+	ck_assert_int_eq(coordinator_pg_branch_cancel(b), 0); /* once */
+	wait_got(&t, &rg.g);
+	/* the statement's own answer, not a lost connection: nothing
+	 * prepared, and the engine need not roll back by gid */
+	ck_assert(rg.g.outcome == COORDINATOR_PG_FAILED);
+	ck_assert_str_eq(rg.g.sqlstate, "57014");
+	ck_assert_int_eq(rg.stmt, 0);
+	ck_assert(!rg.g.in_doubt);
+	ck_assert_msg(rg.g.at - t0 < 5000, "took %llu ms",
+		      (unsigned long long)(rg.g.at - t0));
+	/* the connection is closed, not pooled (a late cancel must not hit
+	 * its next user), and not counted as lost */
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_eq(st.open, 0);
+	ck_assert_uint_eq(st.lost, st0.lost);
+	ck_assert_int_eq(prepared_count(&t, "rpc_gid_1"), 0);
+	ctx_close(&t);
+}
+END_TEST
+
 START_TEST(branch_without_statements_sends_nothing)
 {
 	struct coordinator_pg_config cfg;
@@ -1815,6 +2047,9 @@ int main(void)
 	tcase_add_test(tc, read_only_branch_commits_locally);
 	tcase_add_test(tc, prepare_then_commit_prepared);
 	tcase_add_test(tc, written_branch_prepares_in_one_round_trip);
+	tcase_add_test(tc, run_prepare_prepares_in_one_round_trip);
+	tcase_add_test(tc, run_prepare_statement_error_prepares_nothing);
+	tcase_add_test(tc, run_prepare_cancel_keeps_the_answer);
 	tcase_add_test(tc, prepare_then_rollback_prepared);
 	tcase_add_test(tc, unknown_gid_is_not_found);
 	tcase_add_test(tc, gid_is_an_escaped_literal);

@@ -1054,6 +1054,362 @@ START_TEST(raft_mode_forces_aborts_after_prepare)
 }
 END_TEST
 
+/* ------------------------------------------- pipelined phase 1 (RUN+PREPARE) */
+
+/* A ready engine with pipeline_prepare set. */
+static struct coordinator_engine *pipe_engine(enum coordinator_protocol proto,
+					      struct coordinator_fx *fx)
+{
+	return ready_engine_opts(proto, false, true, fx);
+}
+
+/* Begins a 2-branch PA txn on a pipelining engine and checks that both
+ * branches got one RUN each carrying their PREPARE. */
+static void begin_pipelined(struct coordinator_engine *e,
+			    struct coordinator_fx *fx, char *id)
+{
+	ck_assert_int_eq(
+	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 7, NULL, fx, id),
+	    0);
+	ck_assert_uint_eq(fx_count_type(fx, COORDINATOR_FX_RUN), 2);
+	for (int i = 0; i < 2; i++) {
+		struct coordinator_effect *f =
+		    fx_find(fx, COORDINATOR_FX_RUN, i, 0);
+
+		ck_assert(f->prepare);
+		ck_assert_str_eq(f->gid, i == 0 ? "bank_1_1_1of2"
+						: "bank_1_1_2of2");
+		ck_assert_int_eq(txn(e, id)->branches[i].state,
+				 COORDINATOR_BR_PREPARING);
+	}
+	ck_assert_uint_eq(fx_count_type(fx, COORDINATOR_FX_PREPARE), 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_PREPARING);
+	ck_assert_uint_eq(fx_count_type(fx, COORDINATOR_FX_LOG), 0);
+}
+
+START_TEST(pipelined_votes_yes_commit_with_one_forced_write)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e =
+	    pipe_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect *f, logf;
+	char id[COORDINATOR_GID_SIZE];
+
+	begin_pipelined(e, &fx, id);
+	coordinator_fx_clear(&fx);
+	/* success answers with VOTED only; a RAN ok is malformed */
+	ck_assert_int_eq(feed_ran(e, id, 0, COORDINATOR_ST_OK, NULL, NULL, &fx),
+			 COORDINATOR_EBAD_EVENT);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_uint_eq(fx.n, 0);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_YES, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_ptr_nonnull(f);
+	ck_assert(f->forced);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_COMMIT);
+	ck_assert_uint_eq(f->rec->nbranches, 2);
+	ck_assert_uint_eq(coordinator_fx_count(&fx, COORDINATOR_FX_LOG, true),
+			  1);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_REPLY), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_CANCEL_TIMER), 1);
+	logf = *f;
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, 0, 30, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_COMMITTED);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_PREPARED),
+			  2);
+	coordinator_fx_clear(&fx);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_COMMITTED_PREPARED,
+					 id, i, COORDINATOR_ST_OK, 40, &fx),
+				 0);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_ptr_nonnull(f);
+	ck_assert(!f->forced);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_END);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 1);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(pipelined_statement_error_rolls_back_the_prepared_branch)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e =
+	    pipe_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect *f;
+	char id[COORDINATOR_GID_SIZE];
+
+	begin_pipelined(e, &fx, id);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_int_eq(feed_ran(e, id, 1, COORDINATOR_ST_ERROR, "23514",
+				  "new row violates check constraint", &fx),
+			 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_ABORTED);
+	ck_assert_int_eq(f->reply->error, COORDINATOR_ESTATEMENT);
+	ck_assert_int_eq(f->reply->err_branch, 1);
+	ck_assert_str_eq(f->reply->sqlstate, "23514");
+	ck_assert_ptr_nonnull(strstr(f->reply->errmsg, "branch 2 (r2)"));
+	ck_assert_ptr_nonnull(strstr(f->reply->errmsg, "23514 new row"));
+	/* the prepared one is rolled back by gid; the failed one has no
+	 * local txn left to roll back; nothing logged */
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED),
+			  1);
+	ck_assert_str_eq(
+	    fx_find(&fx, COORDINATOR_FX_ROLLBACK_PREPARED, 0, 0)->gid,
+	    "bank_1_1_1of2");
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_LOCAL), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_CANCEL_RUN), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_int_eq(txn(e, id)->branches[1].state,
+			 COORDINATOR_BR_ROLLED_BACK);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_ABORTING);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 0,
+				 COORDINATOR_ST_OK, 30, &fx),
+			 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	ck_assert_int_eq(txn(e, id)->outcome, COORDINATOR_OUTCOME_ABORTED);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(pipelined_statement_error_cancels_the_branch_in_flight)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e =
+	    pipe_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect *f;
+	char id[COORDINATOR_GID_SIZE];
+
+	/* branch 1 fails while branch 2's pipeline is in flight: it is
+	 * cancelled, and whatever it answers is undone */
+	begin_pipelined(e, &fx, id);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_ran(e, id, 0, COORDINATOR_ST_ERROR, "23505",
+				  "duplicate key", &fx),
+			 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->err_branch, 0);
+	ck_assert_ptr_nonnull(fx_find(&fx, COORDINATOR_FX_CANCEL_RUN, 1, 0));
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_CANCEL_RUN), 1);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED),
+			  0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_ABORTING);
+	coordinator_fx_clear(&fx);
+	/* it had prepared before the cancel landed: rolled back by gid */
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_ptr_nonnull(
+	    fx_find(&fx, COORDINATOR_FX_ROLLBACK_PREPARED, 1, 0));
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_CANCEL_TIMER), 1);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 1,
+				 COORDINATOR_ST_OK, 30, &fx),
+			 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+
+	/* the same, but the cancel stopped its statement: nothing to undo */
+	e = pipe_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	begin_pipelined(e, &fx, id);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_ran(e, id, 0, COORDINATOR_ST_ERROR, "23505",
+				  "duplicate key", &fx),
+			 0);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_ran(e, id, 1, COORDINATOR_ST_ERROR, "57014",
+				  "canceling statement", &fx),
+			 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED),
+			  0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_CANCEL_TIMER), 1);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_REPLY), 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	/* the first error stays the one reported */
+	ck_assert_int_eq(txn(e, id)->err_branch, 0);
+	coordinator_fx_clear(&fx);
+	/* a yes after that (impossible from one pipeline, but a late
+	 * answer looks the same) is undone by gid, to be safe */
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_ptr_nonnull(
+	    fx_find(&fx, COORDINATOR_FX_ROLLBACK_PREPARED, 1, 0));
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(pipelined_lost_vote_rolls_back_by_gid)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e =
+	    pipe_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect *f;
+	char id[COORDINATOR_GID_SIZE];
+
+	begin_pipelined(e, &fx, id);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_LOST, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_ABORTED);
+	ck_assert_int_eq(f->reply->error, COORDINATOR_EPREPARE_LOST);
+	ck_assert_int_eq(f->reply->err_branch, 1);
+	/* both may be prepared */
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED),
+			  2);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	coordinator_fx_clear(&fx);
+	/* the lost one was never prepared (42704): done, and retried
+	 * rollbacks are not needed */
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 1,
+				 COORDINATOR_ST_NOT_FOUND, 30, &fx),
+			 0);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 0,
+				 COORDINATOR_ST_OK, 30, &fx),
+			 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(pipelined_timeout_aborts_and_cancels)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e =
+	    pipe_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect timer, *f;
+	char id[COORDINATOR_GID_SIZE];
+
+	begin_pipelined(e, &fx, id);
+	timer = *fx_find(&fx, COORDINATOR_FX_SET_TIMER, -1, 0);
+	ck_assert_uint_eq(timer.at, 1000);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_timer(e, &timer, 1000, &fx), 0);
+	f = fx_find(&fx, COORDINATOR_FX_REPLY, -2, 0);
+	ck_assert_int_eq(f->reply->outcome, COORDINATOR_OUTCOME_ABORTED);
+	ck_assert_int_eq(f->reply->error, COORDINATOR_ETIMEOUT);
+	ck_assert_int_eq(f->reply->err_branch, 1);
+	/* the silent one is stopped, and both may be prepared */
+	ck_assert_ptr_nonnull(fx_find(&fx, COORDINATOR_FX_CANCEL_RUN, 1, 0));
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_ROLLBACK_PREPARED),
+			  2);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_int_eq(txn(e, id)->branches[1].state,
+			 COORDINATOR_BR_ROLLING_BACK);
+	coordinator_fx_clear(&fx);
+	/* its late answer (the cancelled statement) is stale */
+	ck_assert_int_eq(feed_ran(e, id, 1, COORDINATOR_ST_ERROR, "57014",
+				  "canceling statement", &fx),
+			 COORDINATOR_ESTALE);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 0,
+				 COORDINATOR_ST_OK, 1001, &fx),
+			 0);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 1,
+				 COORDINATOR_ST_NOT_FOUND, 1001, &fx),
+			 0);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_DONE);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
+START_TEST(pipelining_leaves_pn_one_phase_raft_and_hints_two_step)
+{
+	static const enum coordinator_hint hints[2] = {
+	    COORDINATOR_HINT_UNKNOWN, COORDINATOR_HINT_READ_ONLY};
+	struct coordinator_fx fx;
+	struct coordinator_engine *e =
+	    pipe_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	struct coordinator_effect *f, logf;
+	char id[COORDINATOR_GID_SIZE];
+
+	/* presumed nothing: RUN alone, then BEGIN forced, then PREPAREs */
+	ck_assert_int_eq(
+	    begin_n(e, 2, COORDINATOR_PROTO_2PC_PN, NULL, 1, NULL, &fx, id),
+	    0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_RUN), 2);
+	for (int i = 0; i < 2; i++)
+		ck_assert(!fx_find(&fx, COORDINATOR_FX_RUN, i, 0)->prepare);
+	ck_assert_int_eq(txn(e, id)->state, COORDINATOR_TXN_ACTIVE);
+	coordinator_fx_clear(&fx);
+	all_ran(e, id, 2, &fx);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_ptr_nonnull(f);
+	ck_assert(f->forced);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_BEGIN);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_PREPARE), 0);
+	logf = *f;
+	logf.rec = NULL;
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_log(e, &logf, 0, 15, &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_PREPARE), 2);
+	coordinator_fx_clear(&fx);
+
+	/* a single branch: RUN alone, then one-phase COMMIT */
+	ck_assert_int_eq(
+	    begin_n(e, 1, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id),
+	    0);
+	ck_assert(!fx_find(&fx, COORDINATOR_FX_RUN, 0, 0)->prepare);
+	coordinator_fx_clear(&fx);
+	all_ran(e, id, 1, &fx);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_COMMIT_ONE_PHASE),
+			  1);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_PREPARE), 0);
+	coordinator_fx_clear(&fx);
+
+	/* a branch hinted read-only keeps RUN then PREPARE (with its probe)
+	 * next to a pipelined one; the decision waits for both */
+	ck_assert_int_eq(
+	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, hints, &fx, id),
+	    0);
+	ck_assert(fx_find(&fx, COORDINATOR_FX_RUN, 0, 0)->prepare);
+	ck_assert(!fx_find(&fx, COORDINATOR_FX_RUN, 1, 0)->prepare);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_YES, &fx), 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	ck_assert_int_eq(feed_ran(e, id, 1, COORDINATOR_ST_OK, NULL, NULL, &fx),
+			 0);
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_PREPARE), 1);
+	ck_assert_ptr_nonnull(fx_find(&fx, COORDINATOR_FX_PREPARE, 1, 0));
+	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_LOG), 0);
+	coordinator_fx_clear(&fx);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_READ_ONLY, &fx),
+			 0);
+	f = fx_find(&fx, COORDINATOR_FX_LOG, -2, 0);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_COMMIT);
+	ck_assert_uint_eq(f->rec->nbranches, 1); /* the yes branch only */
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+
+	/* Raft mode: the two-step path (no forced abort for a statement
+	 * error that a pipeline would have made "after PREPARE") */
+	e = ready_engine_opts(COORDINATOR_PROTO_DEFAULT, true, true, &fx);
+	ck_assert_int_eq(
+	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id),
+	    0);
+	for (int i = 0; i < 2; i++)
+		ck_assert(!fx_find(&fx, COORDINATOR_FX_RUN, i, 0)->prepare);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("coordinator_engine");
@@ -1079,6 +1435,13 @@ int main(void)
 	tcase_add_test(tc, begin_survives_every_failed_allocation);
 	tcase_add_test(tc, every_allocation_failure_in_a_commit_is_survived);
 	tcase_add_test(tc, raft_mode_forces_aborts_after_prepare);
+	tcase_add_test(tc, pipelined_votes_yes_commit_with_one_forced_write);
+	tcase_add_test(tc,
+		       pipelined_statement_error_rolls_back_the_prepared_branch);
+	tcase_add_test(tc, pipelined_statement_error_cancels_the_branch_in_flight);
+	tcase_add_test(tc, pipelined_lost_vote_rolls_back_by_gid);
+	tcase_add_test(tc, pipelined_timeout_aborts_and_cancels);
+	tcase_add_test(tc, pipelining_leaves_pn_one_phase_raft_and_hints_two_step);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

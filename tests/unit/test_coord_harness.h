@@ -15,11 +15,11 @@
 
 static const uint64_t test_backoff[] = {10, 20, 40};
 
-/* A new engine (log_aborts: Raft mode) whose epoch (1) is durable; fx is
- * cleared. */
+/* A new engine (log_aborts: Raft mode; pipeline: pipeline_prepare) whose
+ * epoch (1) is durable; fx is cleared. */
 static inline struct coordinator_engine *
-ready_engine_mode(enum coordinator_protocol proto, bool log_aborts,
-		  struct coordinator_fx *fx)
+ready_engine_opts(enum coordinator_protocol proto, bool log_aborts,
+		  bool pipeline, struct coordinator_fx *fx)
 {
 	struct coordinator_engine_config cfg = {
 	    .cluster = "bank",
@@ -28,6 +28,7 @@ ready_engine_mode(enum coordinator_protocol proto, bool log_aborts,
 	    .backoff_ms = test_backoff,
 	    .nbackoff = 3,
 	    .log_aborts = log_aborts,
+	    .pipeline_prepare = pipeline,
 	};
 	struct coordinator_recovery *r;
 	struct coordinator_engine *e;
@@ -52,6 +53,13 @@ ready_engine_mode(enum coordinator_protocol proto, bool log_aborts,
 	ck_assert(coordinator_table_is_ready(coordinator_engine_table(e)));
 	coordinator_fx_clear(fx);
 	return e;
+}
+
+static inline struct coordinator_engine *
+ready_engine_mode(enum coordinator_protocol proto, bool log_aborts,
+		  struct coordinator_fx *fx)
+{
+	return ready_engine_opts(proto, log_aborts, false, fx);
 }
 
 static inline struct coordinator_engine *
