@@ -252,10 +252,8 @@ static int parse_branch(struct coordinator_server *s, json_t *b, size_t i,
 		snprintf(err, errlen, "%s.read_only: must be a boolean", where);
 		return -EINVAL;
 	}
-	rc = coordinator_stmts_parse(json_object_get(b, "statements"), where,
-				     &p->st[i], err, errlen);
-	if (rc < 0)
-		return rc;
+	/* Checked before the statements are parsed: p->n does not count
+	 * this branch yet, so its statements would leak on this error. */
 	for (size_t j = 0; j < i; j++) {
 		if (strcmp(p->br[j].resource, json_string_value(res)) == 0) {
 			/* Both branches would wait on one pool and on each
@@ -267,6 +265,10 @@ static int parse_branch(struct coordinator_server *s, json_t *b, size_t i,
 			return -EINVAL;
 		}
 	}
+	rc = coordinator_stmts_parse(json_object_get(b, "statements"), where,
+				     &p->st[i], err, errlen);
+	if (rc < 0)
+		return rc;
 	p->br[i].resource = json_string_value(res);
 	p->br[i].stmts = p->st[i];
 	p->br[i].read_only = ro == NULL	       ? COORDINATOR_HINT_UNKNOWN
