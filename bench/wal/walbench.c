@@ -8,7 +8,7 @@
  * p50/p99 completion latency, and each figure's ratio to the baseline.
  *
  *   walbench --dir DIR [--seconds S] [--appenders 1,8,64,256]
- *            [--sync fdatasync|dsync|none]
+ *            [--sync fdatasync|dsync|none] [--segment-size BYTES]
  *
  * DIR must be on a real file system (not tmpfs) for the figures to mean
  * anything; it is created and its contents removed afterwards.
@@ -152,6 +152,8 @@ static void on_append(struct wal *w, int64_t result, void *data)
 		wal_close(w, on_closed, r);
 }
 
+static uint64_t segment_size; /* 0: the log's default */
+
 /* One slice: a fresh log, `appenders` in flight for `seconds`. */
 static int bench_wal(const char *dir, size_t appenders, double seconds,
 		     enum wal_sync_mode mode, struct result *res)
@@ -173,6 +175,7 @@ static int bench_wal(const char *dir, size_t appenders, double seconds,
 	cfg.dir = dir;
 	cfg.loop = &loop;
 	cfg.sync_mode = mode;
+	cfg.segment_size = segment_size;
 	rc = wal_open(&cfg, &r.w, NULL);
 	if (rc < 0)
 		goto out;
@@ -311,6 +314,9 @@ int main(int argc, char **argv)
 			rounds = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--appenders") == 0 && i + 1 < argc)
 			list = argv[++i];
+		else if (strcmp(argv[i], "--segment-size") == 0 &&
+			 i + 1 < argc)
+			segment_size = strtoull(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--sync") == 0 && i + 1 < argc) {
 			if (wal_sync_mode_parse(argv[++i], &mode) < 0) {
 				fprintf(stderr, "walbench: bad sync mode\n");
@@ -320,7 +326,7 @@ int main(int argc, char **argv)
 			fprintf(stderr,
 				"usage: walbench --dir DIR [--seconds S] "
 				"[--rounds R] [--appenders 1,8,64,256] "
-				"[--sync MODE]\n");
+				"[--sync MODE] [--segment-size BYTES]\n");
 			return 2;
 		}
 	}
