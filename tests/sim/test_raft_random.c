@@ -12,6 +12,7 @@
 #include "sim/raft_sim.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,19 +124,12 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("raft_random");
-	TCase *tc = tcase_create("random");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    random_seeds_keep_raft_safe_and_live,
+	    a_caller_that_acks_before_persisting_is_caught,
+	    a_seed_replays_exactly_with_a_readable_trace,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 900);
-	tcase_add_test(tc, random_seeds_keep_raft_safe_and_live);
-	tcase_add_test(tc, a_caller_that_acks_before_persisting_is_caught);
-	tcase_add_test(tc, a_seed_replays_exactly_with_a_readable_trace);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("raft_random", 900, tests);
 }

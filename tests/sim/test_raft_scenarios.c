@@ -8,6 +8,7 @@
 #include "sim/raft_sim.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -697,35 +698,25 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("raft_scenarios");
-	TCase *tc = tcase_create("paper");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    figure7_divergent_logs_are_reconciled,
+	    figure8_old_term_entry_is_not_committed_by_counting,
+	    leader_crash_after_commit_keeps_the_entry,
+	    leader_crash_before_commit_loses_only_uncommitted_entry,
+	    split_votes_are_resolved_by_a_later_election,
+	    pre_vote_lets_a_partitioned_node_rejoin_without_disruption,
+	    check_quorum_makes_a_minority_leader_step_down,
+	    without_check_quorum_a_minority_leader_stays,
+	    lagging_follower_receives_a_snapshot,
+	    members_are_added_and_removed_one_at_a_time,
+	    leadership_transfers_to_the_chosen_voter,
+	    transfer_to_a_lagging_voter_catches_it_up_first,
+	    transfer_to_a_dead_voter_is_abandoned,
+	    removed_server_does_not_disrupt_with_pre_vote_and_check_quorum,
+	    learner_catches_up_before_promotion,
+	    followers_name_the_leader_for_redirects,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, figure7_divergent_logs_are_reconciled);
-	tcase_add_test(tc, figure8_old_term_entry_is_not_committed_by_counting);
-	tcase_add_test(tc, leader_crash_after_commit_keeps_the_entry);
-	tcase_add_test(tc,
-		       leader_crash_before_commit_loses_only_uncommitted_entry);
-	tcase_add_test(tc, split_votes_are_resolved_by_a_later_election);
-	tcase_add_test(
-	    tc, pre_vote_lets_a_partitioned_node_rejoin_without_disruption);
-	tcase_add_test(tc, check_quorum_makes_a_minority_leader_step_down);
-	tcase_add_test(tc, without_check_quorum_a_minority_leader_stays);
-	tcase_add_test(tc, lagging_follower_receives_a_snapshot);
-	tcase_add_test(tc, members_are_added_and_removed_one_at_a_time);
-	tcase_add_test(tc, leadership_transfers_to_the_chosen_voter);
-	tcase_add_test(tc, transfer_to_a_lagging_voter_catches_it_up_first);
-	tcase_add_test(tc, transfer_to_a_dead_voter_is_abandoned);
-	tcase_add_test(
-	    tc, removed_server_does_not_disrupt_with_pre_vote_and_check_quorum);
-	tcase_add_test(tc, learner_catches_up_before_promotion);
-	tcase_add_test(tc, followers_name_the_leader_for_redirects);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("raft_scenarios", 60, tests);
 }

@@ -12,6 +12,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -826,41 +827,26 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("cmd_txn");
-	TCase *tc = tcase_create("txn");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    run_committed_prints_outcome_branches_rows_and_exits_0,
+	    run_aborted_names_branch_sqlstate_and_message_and_exits_1,
+	    run_unknown_outcome_exits_3_and_says_how_to_look_it_up,
+	    run_json_prints_the_answer_as_it_came,
+	    run_reads_stdin_and_sets_key_and_protocol,
+	    run_bad_spec_is_reported_with_its_place_and_nothing_is_sent,
+	    run_rejected_request_exits_2_with_the_coordinator_message,
+	    run_plain_answers_decide_between_rejected_and_unknown,
+	    run_unreachable_coordinator_exits_2_connection_refused,
+	    run_timeout_after_sending_is_outcome_unknown,
+	    redirect_to_the_leader_is_followed_once_with_the_body,
+	    second_redirect_is_an_error,
+	    status_by_gid_and_by_key,
+	    list_sends_state_and_limit_and_prints_a_table,
+	    list_bad_state_answer_exits_2,
+	    usage_errors_exit_2_and_say_why,
+	    help_describes_every_subcommand_and_option,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 20);
-	tcase_add_test(tc,
-		       run_committed_prints_outcome_branches_rows_and_exits_0);
-	tcase_add_test(
-	    tc, run_aborted_names_branch_sqlstate_and_message_and_exits_1);
-	tcase_add_test(tc,
-		       run_unknown_outcome_exits_3_and_says_how_to_look_it_up);
-	tcase_add_test(tc, run_json_prints_the_answer_as_it_came);
-	tcase_add_test(tc, run_reads_stdin_and_sets_key_and_protocol);
-	tcase_add_test(
-	    tc, run_bad_spec_is_reported_with_its_place_and_nothing_is_sent);
-	tcase_add_test(
-	    tc, run_rejected_request_exits_2_with_the_coordinator_message);
-	tcase_add_test(tc,
-		       run_plain_answers_decide_between_rejected_and_unknown);
-	tcase_add_test(tc,
-		       run_unreachable_coordinator_exits_2_connection_refused);
-	tcase_add_test(tc, run_timeout_after_sending_is_outcome_unknown);
-	tcase_add_test(tc,
-		       redirect_to_the_leader_is_followed_once_with_the_body);
-	tcase_add_test(tc, second_redirect_is_an_error);
-	tcase_add_test(tc, status_by_gid_and_by_key);
-	tcase_add_test(tc, list_sends_state_and_limit_and_prints_a_table);
-	tcase_add_test(tc, list_bad_state_answer_exits_2);
-	tcase_add_test(tc, usage_errors_exit_2_and_say_why);
-	tcase_add_test(tc, help_describes_every_subcommand_and_option);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("cmd_txn", 20, tests);
 }

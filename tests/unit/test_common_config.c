@@ -6,6 +6,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -866,44 +867,35 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("common_config");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    full_config_loads_every_field,
+	    minimal_config_gets_documented_defaults,
+	    file_is_read_and_missing_file_is_named,
+	    oversized_file_is_refused,
+	    malformed_json_names_the_line,
+	    duplicate_json_key_is_refused,
+	    root_must_be_an_object,
+	    unknown_keys_are_named_with_their_path,
+	    missing_required_keys_are_named,
+	    wrong_types_are_named,
+	    bad_enum_values_list_the_choices,
+	    duplicate_resource_names_are_refused,
+	    bad_names_are_refused,
+	    driver_specific_keys_and_addresses_are_checked,
+	    numbers_out_of_range_and_inconsistent_timeouts_are_refused,
+	    members_must_include_this_node,
+	    bad_crash_point_is_refused,
+	    small_error_buffer_is_cut_not_overrun,
+	    generic_getters_check_what_they_read,
+	    allocation_failures_fail_cleanly,
+	    conninfo_passwords_are_redacted,
+	    redaction_into_a_small_buffer_never_leaks,
+	    effective_config_round_trips_with_passwords_redacted,
+	    effective_config_survives_allocation_failures,
+	    every_wrong_type_and_stray_key_is_reported_at_its_path,
+	    random_damage_is_an_error_never_a_crash,
+	    NULL,
+	};
 
-	tcase_add_test(tc, full_config_loads_every_field);
-	tcase_add_test(tc, minimal_config_gets_documented_defaults);
-	tcase_add_test(tc, file_is_read_and_missing_file_is_named);
-	tcase_add_test(tc, oversized_file_is_refused);
-	tcase_add_test(tc, malformed_json_names_the_line);
-	tcase_add_test(tc, duplicate_json_key_is_refused);
-	tcase_add_test(tc, root_must_be_an_object);
-	tcase_add_test(tc, unknown_keys_are_named_with_their_path);
-	tcase_add_test(tc, missing_required_keys_are_named);
-	tcase_add_test(tc, wrong_types_are_named);
-	tcase_add_test(tc, bad_enum_values_list_the_choices);
-	tcase_add_test(tc, duplicate_resource_names_are_refused);
-	tcase_add_test(tc, bad_names_are_refused);
-	tcase_add_test(tc, driver_specific_keys_and_addresses_are_checked);
-	tcase_add_test(
-	    tc, numbers_out_of_range_and_inconsistent_timeouts_are_refused);
-	tcase_add_test(tc, members_must_include_this_node);
-	tcase_add_test(tc, bad_crash_point_is_refused);
-	tcase_add_test(tc, small_error_buffer_is_cut_not_overrun);
-	tcase_add_test(tc, generic_getters_check_what_they_read);
-	tcase_add_test(tc, allocation_failures_fail_cleanly);
-	tcase_add_test(tc, conninfo_passwords_are_redacted);
-	tcase_add_test(tc, redaction_into_a_small_buffer_never_leaks);
-	tcase_add_test(tc,
-		       effective_config_round_trips_with_passwords_redacted);
-	tcase_add_test(tc, effective_config_survives_allocation_failures);
-	tcase_add_test(tc,
-		       every_wrong_type_and_stray_key_is_reported_at_its_path);
-	tcase_add_test(tc, random_damage_is_an_error_never_a_crash);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("common_config", 0, tests);
 }

@@ -5,6 +5,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -454,31 +455,25 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("common_frame");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    encoding_is_byte_exact,
+	    round_trip_keeps_type_payload_and_order,
+	    truncated_frame_waits_for_more_bytes,
+	    oversized_length_fails_before_payload_arrives,
+	    limit_is_inclusive,
+	    default_limit_refuses_a_huge_length,
+	    zero_and_one_lengths_are_bad_frames,
+	    bad_version_fails_on_its_byte,
+	    error_is_sticky_and_good_frames_before_it_arrive,
+	    garbage_never_crashes,
+	    stream_split_at_every_byte_decodes_identically,
+	    stream_fed_one_byte_at_a_time_decodes_identically,
+	    encoder_refuses_what_the_length_cannot_hold,
+	    decoder_limit_must_be_sane,
+	    allocation_failure_is_reported_and_final,
+	    big_frame_buffer_is_released_once_consumed,
+	    NULL,
+	};
 
-	tcase_add_test(tc, encoding_is_byte_exact);
-	tcase_add_test(tc, round_trip_keeps_type_payload_and_order);
-	tcase_add_test(tc, truncated_frame_waits_for_more_bytes);
-	tcase_add_test(tc, oversized_length_fails_before_payload_arrives);
-	tcase_add_test(tc, limit_is_inclusive);
-	tcase_add_test(tc, default_limit_refuses_a_huge_length);
-	tcase_add_test(tc, zero_and_one_lengths_are_bad_frames);
-	tcase_add_test(tc, bad_version_fails_on_its_byte);
-	tcase_add_test(tc, error_is_sticky_and_good_frames_before_it_arrive);
-	tcase_add_test(tc, garbage_never_crashes);
-	tcase_add_test(tc, stream_split_at_every_byte_decodes_identically);
-	tcase_add_test(tc, stream_fed_one_byte_at_a_time_decodes_identically);
-	tcase_add_test(tc, encoder_refuses_what_the_length_cannot_hold);
-	tcase_add_test(tc, decoder_limit_must_be_sane);
-	tcase_add_test(tc, allocation_failure_is_reported_and_final);
-	tcase_add_test(tc, big_frame_buffer_is_released_once_consumed);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("common_frame", 0, tests);
 }

@@ -12,6 +12,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <errno.h>
 #include <http_parser.h>
 #include <netinet/in.h>
@@ -1219,41 +1220,33 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("common_http");
-	TCase *tc = tcase_create("http");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    get_and_post_with_body,
+	    keep_alive_serves_two_requests_on_one_connection,
+	    pipelined_requests_are_answered_in_order,
+	    request_split_byte_by_byte,
+	    bad_requests_get_the_server_own_answer_and_close,
+	    body_over_limit_gets_413_without_reading_it,
+	    headers_over_limit_get_431,
+	    async_response_after_a_timer,
+	    client_leaving_before_async_answer_is_safe,
+	    stopping_with_a_request_pending_cancels_it,
+	    client_reset_cancels_pending_request,
+	    pipelined_flood_is_buffered_and_served,
+	    answering_another_connection_does_not_nest_the_handler,
+	    connections_over_the_limit_are_closed,
+	    idle_connection_is_closed,
+	    http10_and_connection_close_end_the_connection,
+	    expect_continue_gets_100_first,
+	    response_headers_are_checked,
+	    allocation_failures_are_survived,
+	    url_decode_rules,
+	    blocking_client_against_threaded_server,
+	    blocking_client_reports_errors,
+	    blocking_client_parses_odd_answers,
+	    blocking_client_survives_allocation_failures,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 15);
-	tcase_add_test(tc, get_and_post_with_body);
-	tcase_add_test(tc, keep_alive_serves_two_requests_on_one_connection);
-	tcase_add_test(tc, pipelined_requests_are_answered_in_order);
-	tcase_add_test(tc, request_split_byte_by_byte);
-	tcase_add_test(tc, bad_requests_get_the_server_own_answer_and_close);
-	tcase_add_test(tc, body_over_limit_gets_413_without_reading_it);
-	tcase_add_test(tc, headers_over_limit_get_431);
-	tcase_add_test(tc, async_response_after_a_timer);
-	tcase_add_test(tc, client_leaving_before_async_answer_is_safe);
-	tcase_add_test(tc, stopping_with_a_request_pending_cancels_it);
-	tcase_add_test(tc, client_reset_cancels_pending_request);
-	tcase_add_test(tc, pipelined_flood_is_buffered_and_served);
-	tcase_add_test(tc,
-		       answering_another_connection_does_not_nest_the_handler);
-	tcase_add_test(tc, connections_over_the_limit_are_closed);
-	tcase_add_test(tc, idle_connection_is_closed);
-	tcase_add_test(tc, http10_and_connection_close_end_the_connection);
-	tcase_add_test(tc, expect_continue_gets_100_first);
-	tcase_add_test(tc, response_headers_are_checked);
-	tcase_add_test(tc, allocation_failures_are_survived);
-	tcase_add_test(tc, url_decode_rules);
-	tcase_add_test(tc, blocking_client_against_threaded_server);
-	tcase_add_test(tc, blocking_client_reports_errors);
-	tcase_add_test(tc, blocking_client_parses_odd_answers);
-	tcase_add_test(tc, blocking_client_survives_allocation_failures);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("common_http", 15, tests);
 }

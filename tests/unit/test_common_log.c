@@ -2,6 +2,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,19 +87,13 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("common_log");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    line_has_fields_and_quotes_values,
+	    quote_escapes_and_cuts,
+	    level_parse_rejects_unknown,
+	    nth_allocation_fails,
+	    NULL,
+	};
 
-	tcase_add_test(tc, line_has_fields_and_quotes_values);
-	tcase_add_test(tc, quote_escapes_and_cuts);
-	tcase_add_test(tc, level_parse_rejects_unknown);
-	tcase_add_test(tc, nth_allocation_fails);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("common_log", 0, tests);
 }

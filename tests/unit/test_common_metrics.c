@@ -5,6 +5,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -399,27 +400,19 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("common_metrics");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    empty_registry_renders_nothing,
+	    counters_and_gauges_render_exactly,
+	    histogram_renders_cumulative_buckets_sum_and_count,
+	    default_latency_buckets_span_100us_to_10s,
+	    label_values_are_escaped_and_order_does_not_matter,
+	    bad_names_and_conflicts_are_refused,
+	    special_gauge_values_render_as_prometheus_spells_them,
+	    allocation_failures_leave_registry_consistent,
+	    callback_gauge_is_read_at_render_time,
+	    observations_land_in_the_first_bucket_that_holds_them,
+	    NULL,
+	};
 
-	tcase_add_test(tc, empty_registry_renders_nothing);
-	tcase_add_test(tc, counters_and_gauges_render_exactly);
-	tcase_add_test(tc, histogram_renders_cumulative_buckets_sum_and_count);
-	tcase_add_test(tc, default_latency_buckets_span_100us_to_10s);
-	tcase_add_test(tc, label_values_are_escaped_and_order_does_not_matter);
-	tcase_add_test(tc, bad_names_and_conflicts_are_refused);
-	tcase_add_test(tc,
-		       special_gauge_values_render_as_prometheus_spells_them);
-	tcase_add_test(tc, allocation_failures_leave_registry_consistent);
-	tcase_add_test(tc, callback_gauge_is_read_at_render_time);
-	tcase_add_test(tc,
-		       observations_land_in_the_first_bucket_that_holds_them);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("common_metrics", 0, tests);
 }

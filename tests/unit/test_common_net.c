@@ -9,6 +9,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -565,28 +566,21 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("common_net");
-	TCase *tc = tcase_create("net");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    addr_parse_accepts_literals_and_rejects_garbage,
+	    echo_through_listener_and_connector,
+	    echo_over_ipv6_loopback,
+	    bad_or_busy_address_leaves_nothing_on_the_loop,
+	    failed_allocation_leaves_nothing_on_the_loop,
+	    accept_without_memory_drops_and_keeps_listening,
+	    connect_to_closed_port_is_refused,
+	    connect_times_out,
+	    close_while_connecting_cancels,
+	    write_queue_is_bounded,
+	    shutdown_flushes_then_sends_eof,
+	    closing_everything_leaves_no_handles,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 10);
-	tcase_add_test(tc, addr_parse_accepts_literals_and_rejects_garbage);
-	tcase_add_test(tc, echo_through_listener_and_connector);
-	tcase_add_test(tc, echo_over_ipv6_loopback);
-	tcase_add_test(tc, bad_or_busy_address_leaves_nothing_on_the_loop);
-	tcase_add_test(tc, failed_allocation_leaves_nothing_on_the_loop);
-	tcase_add_test(tc, accept_without_memory_drops_and_keeps_listening);
-	tcase_add_test(tc, connect_to_closed_port_is_refused);
-	tcase_add_test(tc, connect_times_out);
-	tcase_add_test(tc, close_while_connecting_cancels);
-	tcase_add_test(tc, write_queue_is_bounded);
-	tcase_add_test(tc, shutdown_flushes_then_sends_eof);
-	tcase_add_test(tc, closing_everything_leaves_no_handles);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("common_net", 10, tests);
 }

@@ -7,6 +7,7 @@
 #include "common/common.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -259,20 +260,13 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("common_wake");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    every_send_is_seen_in_a_long_ping_pong,
+	    concurrent_senders_coalesce_and_lose_nothing,
+	    close_stops_callbacks,
+	    one_send_runs_the_callback_once,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, every_send_is_seen_in_a_long_ping_pong);
-	tcase_add_test(tc, concurrent_senders_coalesce_and_lose_nothing);
-	tcase_add_test(tc, close_stops_callbacks);
-	tcase_add_test(tc, one_send_runs_the_callback_once);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("common_wake", 60, tests);
 }

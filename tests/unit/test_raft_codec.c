@@ -9,6 +9,7 @@
 #include "raft/raft.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,27 +489,20 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("raft_codec");
-	TCase *tc = tcase_create("codec");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    every_type_round_trips,
+	    empty_snapshot_round_trips,
+	    encode_appends_to_buffer,
+	    append_bytes_match_the_spec,
+	    every_truncation_is_an_error,
+	    bad_header_fields_are_errors,
+	    oversized_counts_are_errors_without_allocating,
+	    unencodable_messages_are_refused,
+	    random_garbage_is_refused_or_canonical,
+	    out_of_memory_is_reported_and_leaks_nothing,
+	    null_arguments_are_invalid,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, every_type_round_trips);
-	tcase_add_test(tc, empty_snapshot_round_trips);
-	tcase_add_test(tc, encode_appends_to_buffer);
-	tcase_add_test(tc, append_bytes_match_the_spec);
-	tcase_add_test(tc, every_truncation_is_an_error);
-	tcase_add_test(tc, bad_header_fields_are_errors);
-	tcase_add_test(tc, oversized_counts_are_errors_without_allocating);
-	tcase_add_test(tc, unencodable_messages_are_refused);
-	tcase_add_test(tc, random_garbage_is_refused_or_canonical);
-	tcase_add_test(tc, out_of_memory_is_reported_and_leaks_nothing);
-	tcase_add_test(tc, null_arguments_are_invalid);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("raft_codec", 30, tests);
 }

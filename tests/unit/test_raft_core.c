@@ -7,6 +7,7 @@
 #include "raft/raft.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -578,32 +579,23 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("raft");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    conf_encoding_round_trips_and_rejects_garbage,
+	    new_refuses_bad_options_and_inconsistent_state,
+	    malformed_messages_are_refused_and_change_nothing,
+	    single_voter_commits_only_what_it_persisted,
+	    vote_grant_travels_with_the_hard_state_it_depends_on,
+	    leader_commits_by_counting_only_current_term_entries,
+	    flow_control_caps_appends_in_flight,
+	    rejection_hint_skips_whole_conflicting_terms,
+	    append_truncates_a_conflicting_suffix_for_the_caller,
+	    compaction_forgets_applied_entries_only,
+	    restart_recovers_what_was_persisted,
+	    allocation_failures_are_reported_and_leak_nothing,
+	    error_codes_have_messages,
+	    election_timeout_is_randomized_from_the_seed,
+	    NULL,
+	};
 
-	tcase_add_test(tc, conf_encoding_round_trips_and_rejects_garbage);
-	tcase_add_test(tc, new_refuses_bad_options_and_inconsistent_state);
-	tcase_add_test(tc, malformed_messages_are_refused_and_change_nothing);
-	tcase_add_test(tc, single_voter_commits_only_what_it_persisted);
-	tcase_add_test(tc,
-		       vote_grant_travels_with_the_hard_state_it_depends_on);
-	tcase_add_test(tc,
-		       leader_commits_by_counting_only_current_term_entries);
-	tcase_add_test(tc, flow_control_caps_appends_in_flight);
-	tcase_add_test(tc, rejection_hint_skips_whole_conflicting_terms);
-	tcase_add_test(tc,
-		       append_truncates_a_conflicting_suffix_for_the_caller);
-	tcase_add_test(tc, compaction_forgets_applied_entries_only);
-	tcase_add_test(tc, restart_recovers_what_was_persisted);
-	tcase_add_test(tc, allocation_failures_are_reported_and_leak_nothing);
-	tcase_add_test(tc, error_codes_have_messages);
-	tcase_add_test(tc, election_timeout_is_randomized_from_the_seed);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("raft", 0, tests);
 }

@@ -12,6 +12,7 @@
 #include "raft/raft.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -976,28 +977,21 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("raft_transport");
-	TCase *tc = tcase_create("transport");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    three_nodes_exchange_every_message_type,
+	    down_peer_is_reached_when_it_comes_up,
+	    peer_that_refuses_hello_is_retried_ever_more_slowly,
+	    full_queue_drops_and_counts,
+	    bad_input_closes_only_its_connection,
+	    new_hello_replaces_an_older_connection,
+	    idle_connections_cannot_lock_peers_out,
+	    connected_write_limit_drops_big_messages,
+	    out_of_memory_costs_messages_not_the_transport,
+	    stop_from_a_callback_is_clean,
+	    bad_arguments_are_refused,
+	    raft_cluster_elects_and_commits_over_tcp,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, three_nodes_exchange_every_message_type);
-	tcase_add_test(tc, down_peer_is_reached_when_it_comes_up);
-	tcase_add_test(tc, peer_that_refuses_hello_is_retried_ever_more_slowly);
-	tcase_add_test(tc, full_queue_drops_and_counts);
-	tcase_add_test(tc, bad_input_closes_only_its_connection);
-	tcase_add_test(tc, new_hello_replaces_an_older_connection);
-	tcase_add_test(tc, idle_connections_cannot_lock_peers_out);
-	tcase_add_test(tc, connected_write_limit_drops_big_messages);
-	tcase_add_test(tc, out_of_memory_costs_messages_not_the_transport);
-	tcase_add_test(tc, stop_from_a_callback_is_clean);
-	tcase_add_test(tc, bad_arguments_are_refused);
-	tcase_add_test(tc, raft_cluster_elects_and_commits_over_tcp);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("raft_transport", 30, tests);
 }

@@ -4,6 +4,7 @@
 #include "wal/wal.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -1163,46 +1164,34 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("wal");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    crc32c_matches_standard_vector,
+	    forced_records_survive_crash_unsynced_never_corrupt,
+	    torn_write_at_every_offset_recovers_completed_records,
+	    flipped_bit_anywhere_cuts_log_there,
+	    bad_record_in_middle_segment_drops_later_segments,
+	    records_after_a_lost_write_never_come_back,
+	    eio_on_write_fails_waiters_and_keeps_acked,
+	    eio_on_sync_is_fatal_never_retried,
+	    enospc_on_write_fails_waiters_and_keeps_acked,
+	    enospc_on_preallocate_fails_rotation,
+	    prefix_truncation_survives_crash_at_every_step,
+	    prefix_truncation_past_end_survives_crash_at_every_step,
+	    suffix_truncation_survives_crash_at_every_step,
+	    suffix_truncation_at_segment_boundary_survives_crash,
+	    thousands_of_waiters_complete_once_in_lsn_order,
+	    manual_step_is_one_write_and_one_sync,
+	    threaded_readers_see_records_while_the_writer_rotates,
+	    threaded_sync_error_reaches_every_waiter_on_the_loop,
+	    bad_input_is_rejected_and_changes_nothing,
+	    read_only_open_reports_cut_and_changes_nothing,
+	    sync_modes_none_and_dsync,
+	    allocation_failures_in_open_and_step_are_clean,
+	    real_files_reopen_after_rotation,
+	    second_writer_is_refused_while_first_is_open,
+	    iterator_from_any_lsn_reads_right_records,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, crc32c_matches_standard_vector);
-	tcase_add_test(tc, forced_records_survive_crash_unsynced_never_corrupt);
-	tcase_add_test(tc,
-		       torn_write_at_every_offset_recovers_completed_records);
-	tcase_add_test(tc, flipped_bit_anywhere_cuts_log_there);
-	tcase_add_test(tc, bad_record_in_middle_segment_drops_later_segments);
-	tcase_add_test(tc, records_after_a_lost_write_never_come_back);
-	tcase_add_test(tc, eio_on_write_fails_waiters_and_keeps_acked);
-	tcase_add_test(tc, eio_on_sync_is_fatal_never_retried);
-	tcase_add_test(tc, enospc_on_write_fails_waiters_and_keeps_acked);
-	tcase_add_test(tc, enospc_on_preallocate_fails_rotation);
-	tcase_add_test(tc, prefix_truncation_survives_crash_at_every_step);
-	tcase_add_test(tc,
-		       prefix_truncation_past_end_survives_crash_at_every_step);
-	tcase_add_test(tc, suffix_truncation_survives_crash_at_every_step);
-	tcase_add_test(tc,
-		       suffix_truncation_at_segment_boundary_survives_crash);
-	tcase_add_test(tc, thousands_of_waiters_complete_once_in_lsn_order);
-	tcase_add_test(tc, manual_step_is_one_write_and_one_sync);
-	tcase_add_test(tc,
-		       threaded_readers_see_records_while_the_writer_rotates);
-	tcase_add_test(tc,
-		       threaded_sync_error_reaches_every_waiter_on_the_loop);
-	tcase_add_test(tc, bad_input_is_rejected_and_changes_nothing);
-	tcase_add_test(tc, read_only_open_reports_cut_and_changes_nothing);
-	tcase_add_test(tc, sync_modes_none_and_dsync);
-	tcase_add_test(tc, allocation_failures_in_open_and_step_are_clean);
-	tcase_add_test(tc, real_files_reopen_after_rotation);
-	tcase_add_test(tc, second_writer_is_refused_while_first_is_open);
-	tcase_add_test(tc, iterator_from_any_lsn_reads_right_records);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("wal", 60, tests);
 }

@@ -18,6 +18,7 @@
 #include "wal/wal.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -348,17 +349,10 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("wal_chaos");
-	TCase *tc = tcase_create("chaos");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    random_runs_keep_every_invariant,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, random_runs_keep_every_invariant);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("wal_chaos", 60, tests);
 }

@@ -4,6 +4,7 @@
 #include "wal/wal.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,18 +161,12 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("wal_dump");
-	TCase *tc = tcase_create("dump");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    dump_prints_json_hex_and_clean_verdict,
+	    dump_reports_cut_and_changes_nothing,
+	    dump_usage_and_missing_dir,
+	    NULL,
+	};
 
-	tcase_add_test(tc, dump_prints_json_hex_and_clean_verdict);
-	tcase_add_test(tc, dump_reports_cut_and_changes_nothing);
-	tcase_add_test(tc, dump_usage_and_missing_dir);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("wal_dump", 0, tests);
 }

@@ -6,6 +6,7 @@
 #include "wal/wal.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -163,17 +164,10 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("wal_kill");
-	TCase *tc = tcase_create("kill");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    killed_writer_loses_nothing_acknowledged,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, killed_writer_loses_nothing_acknowledged);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("wal_kill", 60, tests);
 }

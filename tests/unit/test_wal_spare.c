@@ -9,6 +9,7 @@
 #include "wal/wal.h"
 
 #include <check.h>
+#include "tests/lib/suite.h"
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -294,20 +295,12 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("wal_spare");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    rotations_use_the_spare_and_it_is_kept_for_the_next_run,
+	    a_spare_left_by_a_crash_is_never_read_as_log,
+	    a_spare_of_the_wrong_size_is_replaced,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc,
-		       rotations_use_the_spare_and_it_is_kept_for_the_next_run);
-	tcase_add_test(tc, a_spare_left_by_a_crash_is_never_read_as_log);
-	tcase_add_test(tc, a_spare_of_the_wrong_size_is_replaced);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("wal_spare", 60, tests);
 }
