@@ -103,8 +103,28 @@ enum op {
 	OP_RUN_PREPARE /* BEGIN, statements, PREPARE TRANSACTION: one pipeline */
 };
 
-/* Which query of a pipeline an answer belongs to. */
-enum qkind { Q_BEGIN, Q_STMT, Q_PREPARE };
+/* Which query of a pipeline an answer belongs to: BEGIN, the Parse of a
+ * statement going into the connection's statement cache, a statement,
+ * PREPARE TRANSACTION. */
+enum qkind { Q_BEGIN, Q_PARSE, Q_STMT, Q_PREPARE };
+
+/*
+ * The statements a connection holds as named prepared statements
+ * ("decree_<n>"), so that a statement a branch runs again is neither
+ * parsed nor planned again (after a few runs the server keeps a generic
+ * plan).  Only run_prepare's pipelines use it (there a Parse can go ahead
+ * of the statement in the same round trip).  DISCARD ALL and a new
+ * connection empty it; a Parse that failed or was skipped removes its
+ * entry.
+ */
+#define STMT_CACHE_MAX 32
+struct cached_stmt {
+	char *sql;
+	uint32_t hash;
+	int nparams;
+	unsigned seq; /* of its name */
+	char name[24];
+};
 
 /* One statement's answer, kept until delivery (OP_RUN_PREPARE). */
 struct answer {
@@ -141,6 +161,9 @@ struct conn {
 	struct req *req;
 	struct coordinator_pg_branch *branch;
 	bool dirty; /* ran user statements since the last reset */
+	struct cached_stmt cache[STMT_CACHE_MAX];
+	int ncache;
+	unsigned cache_seq; /* names are never reused on a connection */
 	/* A cancel went out for its pipeline: close it once the answer is
 	 * in, so a late cancel cannot hit its next user. */
 	bool doomed;
@@ -171,6 +194,12 @@ struct req {
 	int nanswers;
 	int fail_stmt;
 	coordinator_pg_cb each;
+	/* OP_RUN_PREPARE: per query of the pipeline, its kind and (Q_PARSE,
+	 * Q_STMT) statement index; for Q_PARSE qstmt also names the cache
+	 * entry (qentry) to drop if the Parse does not succeed. */
+	unsigned char *qkind;
+	int *qstmt;
+	int *qentry;
 	char *arg; /* gid or LIKE pattern */
 	uint64_t queued_at;
 	bool sent;
@@ -384,6 +413,9 @@ static void req_free(struct req *r)
 	for (int i = 0; i < r->nanswers; i++)
 		answer_free(&r->answers[i]);
 	mem_free(r->answers);
+	mem_free(r->qkind);
+	mem_free(r->qstmt);
+	mem_free(r->qentry);
 	mem_free(r->arg);
 	mem_free(r);
 }
@@ -604,6 +636,52 @@ static int watch(struct conn *c, int events)
 	return 0;
 }
 
+static void cache_clear(struct conn *c)
+{
+	for (int i = 0; i < c->ncache; i++)
+		mem_free(c->cache[i].sql);
+	c->ncache = 0;
+}
+
+/* FNV-1a: a cheap first comparison before strcmp. */
+static uint32_t sql_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static int cache_find(const struct conn *c, const char *sql, uint32_t h,
+		      int nparams)
+{
+	for (int i = 0; i < c->ncache; i++) {
+		const struct cached_stmt *e = &c->cache[i];
+
+		if (e->hash == h && e->nparams == nparams &&
+		    strcmp(e->sql, sql) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* A Parse did not happen (failed, or skipped after an earlier error):
+ * forget the entry of that name. */
+static void cache_drop(struct conn *c, unsigned seq)
+{
+	int i = 0;
+
+	while (i < c->ncache && c->cache[i].seq != seq)
+		i++;
+	if (i == c->ncache)
+		return;
+	mem_free(c->cache[i].sql);
+	memmove(&c->cache[i], &c->cache[i + 1],
+		(size_t)(c->ncache - i - 1) * sizeof(c->cache[0]));
+	c->ncache--;
+}
+
 static void close_conn(struct conn *c)
 {
 	poll_close(c);
@@ -617,6 +695,7 @@ static void close_conn(struct conn *c)
 	c->dirty = false;
 	c->doomed = false;
 	c->fail_code = 0;
+	cache_clear(c);
 }
 
 /* Fails every queued request (deferred: may run inside an API call). */
@@ -791,32 +870,85 @@ static const char *gid_statement(struct conn *c, struct req *r, char *buf,
 	return len > 0 && (size_t)len < n ? buf : NULL;
 }
 
+/* Notes query k of r's pipeline. */
+static void add_query(struct req *r, enum qkind kind, int stmt, int entry)
+{
+	r->qkind[r->nq] = (unsigned char)kind;
+	r->qstmt[r->nq] = stmt;
+	r->qentry[r->nq] = entry;
+	r->nq++;
+}
+
+/* Sends statement i of r: by name if the connection has it prepared, as
+ * a Parse of a new cache entry then by name if there is room, else
+ * unnamed.  1 on success (as libpq). */
+static int send_cached(struct conn *c, struct req *r, int i)
+{
+	const struct coordinator_pg_stmt *q = &r->stmts[i];
+	uint32_t h = sql_hash(q->sql);
+	int k = cache_find(c, q->sql, h, q->nparams);
+
+	if (k < 0 && c->ncache < STMT_CACHE_MAX) {
+		struct cached_stmt *e = &c->cache[c->ncache];
+
+		e->sql = mem_strdup(q->sql);
+		if (e->sql != NULL) {
+			e->hash = h;
+			e->nparams = q->nparams;
+			e->seq = ++c->cache_seq;
+			snprintf(e->name, sizeof(e->name), "decree_%u",
+				 e->seq);
+			if (PQsendPrepare(c->pq, e->name, q->sql, q->nparams,
+					  NULL) != 1) {
+				mem_free(e->sql);
+				return 0;
+			}
+			add_query(r, Q_PARSE, i, (int)e->seq);
+			k = c->ncache++;
+		}
+	}
+	add_query(r, Q_STMT, i, -1);
+	if (k < 0)
+		return PQsendQueryParams(c->pq, q->sql, q->nparams, NULL,
+					 q->params, NULL, NULL, 0);
+	return PQsendQueryPrepared(c->pq, c->cache[k].name, q->nparams,
+				   q->params, NULL, NULL, 0);
+}
+
 /* Queues OP_RUN_PREPARE's pipeline: BEGIN if the branch has not begun,
- * the statements, prepare_sql, one Sync.  1 on success (as libpq). */
+ * the statements (through the statement cache), prepare_sql, one Sync.
+ * 1 on success (as libpq). */
 static int send_run_prepare(struct conn *c, struct req *r,
 			    const char *prepare_sql)
 {
 	bool begin = r->branch->need_begin;
+	size_t most = 2 + 2 * (size_t)r->nstmts; /* BEGIN, Parses, PREPARE */
 	int ok;
 
 	r->branch->need_begin = false;
 	r->with_begin = begin;
-	r->nq = (begin ? 1 : 0) + r->nstmts + 1;
-	ok = PQenterPipelineMode(c->pq) == 1 &&
-	     (!begin || PQsendQueryParams(c->pq, "BEGIN", 0, NULL, NULL, NULL,
-					  NULL, 0) == 1);
-	for (int i = 0; ok && i < r->nstmts; i++) {
-		const struct coordinator_pg_stmt *q = &r->stmts[i];
-
-		ok = PQsendQueryParams(c->pq, q->sql, q->nparams, NULL,
-				       q->params, NULL, NULL, 0) == 1;
+	r->nq = 0;
+	r->qkind = mem_alloc(most);
+	r->qstmt = mem_alloc(most * sizeof(*r->qstmt));
+	r->qentry = mem_alloc(most * sizeof(*r->qentry));
+	if (r->qkind == NULL || r->qstmt == NULL || r->qentry == NULL)
+		return 0; /* nothing sent yet: fails like a lost connection */
+	ok = PQenterPipelineMode(c->pq) == 1;
+	if (ok && begin) {
+		add_query(r, Q_BEGIN, -1, -1);
+		ok = PQsendQueryParams(c->pq, "BEGIN", 0, NULL, NULL, NULL,
+				       NULL, 0) == 1;
 	}
+	for (int i = 0; ok && i < r->nstmts; i++)
+		ok = send_cached(c, r, i) == 1;
 	/* Extended protocol for PREPARE too: a simple query is not allowed
 	 * in a pipeline. */
-	ok = ok &&
-	     PQsendQueryParams(c->pq, prepare_sql, 0, NULL, NULL, NULL, NULL,
-			       0) == 1 &&
-	     PQpipelineSync(c->pq) == 1;
+	if (ok) {
+		add_query(r, Q_PREPARE, -1, -1);
+		ok = PQsendQueryParams(c->pq, prepare_sql, 0, NULL, NULL, NULL,
+				       NULL, 0) == 1 &&
+		     PQpipelineSync(c->pq) == 1;
+	}
 	r->stmts = NULL; /* borrowed only for the call */
 	return ok ? 1 : 0;
 }
@@ -861,6 +993,7 @@ static void send_req(struct conn *c, struct req *r)
 		 * must be; the session's startup settings survive it. */
 		sql = "DISCARD ALL";
 		pg->stats.resets++;
+		cache_clear(c); /* it deallocates every prepared statement */
 		break;
 	case OP_PREPARE:
 		if (r->step == STEP_XID) {
@@ -1018,19 +1151,16 @@ static int copy_rows(struct req *r, const PGresult *res)
 /* The query of r's pipeline whose answer comes next. */
 static enum qkind query_kind(const struct req *r)
 {
-	int base = r->with_begin ? 1 : 0;
-
-	if (r->ends < base)
-		return Q_BEGIN;
-	if (r->op == OP_RUN_PREPARE && r->ends - base >= r->nstmts)
-		return Q_PREPARE;
-	return Q_STMT;
+	if (r->qkind != NULL)
+		return r->ends < r->nq ? (enum qkind)r->qkind[r->ends]
+				       : Q_PREPARE;
+	return r->with_begin && r->ends == 0 ? Q_BEGIN : Q_STMT;
 }
 
 /* Takes one PGresult of the running request (and frees or keeps it).
  * False if the connection must be dropped (COPY, which a branch cannot
  * drive). */
-static bool absorb(struct req *r, PGresult *res)
+static bool absorb(struct conn *c, struct req *r, PGresult *res)
 {
 	enum qkind kind = query_kind(r);
 	const char *tuples;
@@ -1043,6 +1173,23 @@ static bool absorb(struct req *r, PGresult *res)
 			r->begin_failed = true;
 			if (r->op == OP_RUN_PREPARE)
 				r->fail_stmt = 0;
+			return true;
+		}
+		PQclear(res);
+		return true;
+	}
+	if (kind == Q_PARSE) {
+		/* A statement going into the cache: if its Parse failed (a
+		 * syntax error: the statement's failure) or was skipped, the
+		 * name does not exist. */
+		ExecStatusType st = PQresultStatus(res);
+
+		if (st != PGRES_COMMAND_OK)
+			cache_drop(c, (unsigned)r->qentry[r->ends]);
+		if (st != PGRES_COMMAND_OK && st != PGRES_PIPELINE_ABORTED &&
+		    r->err == NULL) {
+			r->err = res;
+			r->fail_stmt = r->qstmt[r->ends];
 			return true;
 		}
 		PQclear(res);
@@ -1078,7 +1225,7 @@ static bool absorb(struct req *r, PGresult *res)
 		if (r->err == NULL) {
 			r->err = res;
 			if (r->op == OP_RUN_PREPARE && kind == Q_STMT)
-				r->fail_stmt = r->ends - (r->with_begin ? 1 : 0);
+				r->fail_stmt = r->qstmt[r->ends];
 			return true;
 		}
 		break;
@@ -1474,7 +1621,7 @@ static void io_step(struct conn *c, int events)
 			finish(c);
 			return;
 		}
-		if (!absorb(r, res)) {
+		if (!absorb(c, r, res)) {
 			conn_lost(c, -ENOTSUP,
 				  "COPY is not supported in a branch");
 			return;

@@ -1083,6 +1083,73 @@ START_TEST(run_prepare_cancel_keeps_the_answer)
 }
 END_TEST
 
+START_TEST(run_prepare_reuses_prepared_statements)
+{
+	struct coordinator_pg_config cfg;
+	struct ctx t;
+	struct coordinator_pg_branch *b;
+	const char *p1[1] = {"c1"}, *p2[1] = {"c2"};
+	static const char ins[] = "INSERT INTO rpc_t VALUES ($1)";
+	static const char count[] =
+	    "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE "
+	    "'decree!_%' ESCAPE '!'";
+	struct coordinator_pg_stmt v1[1] = {{ins, 1, p1}};
+	struct coordinator_pg_stmt v2[2] = {{ins, 1, p2}, {count, 0, NULL}};
+	struct coordinator_pg_stmt v3[1] = {{count, 0, NULL}};
+	struct rp_got rg;
+	struct got g;
+
+	/* One connection, so every branch meets the same cache. */
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 1;
+	ctx_open(&t, &cfg);
+	run_committed(&t, "CREATE TABLE IF NOT EXISTS rpc_t (v text)", 0, NULL);
+	b = begin_ok(&t);
+	run_prepare_got(&t, b, v1, 1, "rpc_c_1", &rg);
+	ck_assert_msg(rg.g.outcome == COORDINATOR_PG_OK, "%s", rg.g.msg);
+	/* the INSERT is prepared once and reused; the SELECT adds one */
+	b = begin_ok(&t);
+	run_prepare_got(&t, b, v2, 2, "rpc_c_2", &rg);
+	ck_assert_msg(rg.g.outcome == COORDINATOR_PG_OK, "%s", rg.g.msg);
+	ck_assert_int_eq(rg.each.n, 2);
+	ck_assert_int_eq(rg.each.rows[0], 1);
+	ck_assert_str_eq(rg.each.first[1], "2");
+	/* the SELECT cost the session a DISCARD ALL, which emptied it: the
+	 * next branch prepares afresh */
+	b = begin_ok(&t);
+	run_prepare_got(&t, b, v3, 1, "rpc_c_3", &rg);
+	ck_assert_msg(rg.g.outcome == COORDINATOR_PG_OK, "%s", rg.g.msg);
+	ck_assert_str_eq(rg.each.first[0], "1");
+	/* a statement that does not parse fails as itself, and the next
+	 * branch on the connection still works */
+	{
+		struct coordinator_pg_stmt bad[2] = {{"SELEC 1", 0, NULL},
+						     {ins, 1, p1}};
+
+		b = begin_ok(&t);
+		run_prepare_got(&t, b, bad, 2, "rpc_c_4", &rg);
+		ck_assert(rg.g.outcome == COORDINATOR_PG_FAILED);
+		ck_assert_int_eq(rg.stmt, 0);
+		ck_assert_str_eq(rg.g.sqlstate, "42601");
+		ck_assert_int_eq(prepared_count(&t, "rpc_c_4"), 0);
+		b = begin_ok(&t);
+		run_prepare_got(&t, b, v1, 1, "rpc_c_5", &rg);
+		ck_assert_msg(rg.g.outcome == COORDINATOR_PG_OK, "%s",
+			      rg.g.msg);
+	}
+	for (int i = 1; i <= 5; i++) {
+		char gid[32];
+
+		snprintf(gid, sizeof(gid), "rpc_c_%d", i);
+		if (i == 4)
+			continue;
+		gid_op(&t, coordinator_pg_rollback_prepared, gid, &g);
+		ck_assert(g.outcome == COORDINATOR_PG_OK);
+	}
+	ctx_close(&t);
+}
+END_TEST
+
 START_TEST(branch_without_statements_sends_nothing)
 {
 	struct coordinator_pg_config cfg;
@@ -2050,6 +2117,7 @@ int main(void)
 	tcase_add_test(tc, run_prepare_prepares_in_one_round_trip);
 	tcase_add_test(tc, run_prepare_statement_error_prepares_nothing);
 	tcase_add_test(tc, run_prepare_cancel_keeps_the_answer);
+	tcase_add_test(tc, run_prepare_reuses_prepared_statements);
 	tcase_add_test(tc, prepare_then_rollback_prepared);
 	tcase_add_test(tc, unknown_gid_is_not_found);
 	tcase_add_test(tc, gid_is_an_escaped_literal);
