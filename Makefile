@@ -101,6 +101,11 @@ ubsan: deps
 bench: deps $(BENCH_BINS) $(BUILD)/decree
 	@for b in bench/*/run; do [ -x "$$b" ] && BUILD=$(BUILD) "$$b"; done
 
+# one benchmark: make bench-wal, make bench-2pc, make bench-raft, ...
+bench-%: deps $(BENCH_BINS) $(BUILD)/decree
+	@test -x bench/$*/run || { echo "no benchmark bench/$*" >&2; exit 2; }
+	@BUILD=$(BUILD) bench/$*/run
+
 demo: deps $(BUILD)/decree
 	@BUILD=$(BUILD) scripts/demo.sh
 
