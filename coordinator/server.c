@@ -76,6 +76,11 @@ struct srv_op {
 	int branch;
 	uint64_t token;			 /* OP_LOG */
 	enum coordinator_rec_type rtype; /* OP_LOG */
+	/* OP_LOG waiting for the end of the loop turn: its record, and the
+	 * next one in line. */
+	struct coordinator_record *rec;
+	bool forced;
+	struct srv_op *next;
 };
 
 struct srv_metrics {
@@ -99,6 +104,13 @@ struct coordinator_server {
 	struct srv_timer *timers;
 	uv_timer_t prune;
 	bool prune_started;
+	/* Log appends of this loop turn, handed to the log together when the
+	 * turn's callbacks are done (flush_logs): one writer wake-up and one
+	 * sync for every decision the turn made. */
+	struct srv_op *logq, *logq_tail;
+	uv_prepare_t logq_prepare;
+	uv_check_t logq_check;
+	bool logq_started;
 	bool checkpointing;
 	uint64_t checkpoint_at; /* WAL records written at the last checkpoint */
 	size_t clients; /* requests waiting for an outcome */
@@ -802,34 +814,97 @@ static void log_done(void *arg, int status)
 	step(s, &ev);
 }
 
-static void fx_log(struct coordinator_server *s,
-		   const struct coordinator_effect *f)
+/* Appends op's record (op is the append's callback argument); a refused
+ * append is the engine's log failure at once. */
+static void log_append(struct coordinator_server *s, struct srv_op *op)
+{
+	struct coordinator_event ev;
+	int rc;
+
+	rc = coordinator_log_append(&s->log, op->rec, op->forced, log_done,
+				    op);
+	coordinator_record_free(op->rec);
+	op->rec = NULL;
+	if (rc == 0)
+		return;
+	event_init(&ev, COORDINATOR_EV_LOG, op->txn, op->branch);
+	ev.token = op->token;
+	ev.log_status = rc;
+	mem_free(op);
+	step(s, &ev);
+}
+
+/*
+ * Hands the turn's queued records to the log, in order.  Runs when the
+ * loop turn's callbacks are done (check: after the I/O callbacks; prepare:
+ * before the loop blocks, for appends made by timers), so the decisions of
+ * every answer that arrived together reach the WAL writer in one wake-up
+ * and share one sync, instead of the first going alone while the others
+ * wait for the next sync.  Nothing waits longer than the turn.  Steps
+ * made here (a refused append) may queue more: they go too.
+ */
+static void flush_logs(struct coordinator_server *s)
+{
+	while (s->logq != NULL) {
+		struct srv_op *op = s->logq;
+
+		s->logq = op->next;
+		if (s->logq == NULL)
+			s->logq_tail = NULL;
+		op->next = NULL;
+		log_append(s, op);
+	}
+	if (s->logq_started) {
+		uv_prepare_stop(&s->logq_prepare);
+		uv_check_stop(&s->logq_check);
+	}
+}
+
+static void on_logq_prepare(uv_prepare_t *h)
+{
+	flush_logs(h->data);
+}
+
+static void on_logq_check(uv_check_t *h)
+{
+	flush_logs(h->data);
+}
+
+static void fx_log(struct coordinator_server *s, struct coordinator_effect *f)
 {
 	struct srv_op *op = op_new(s, OP_LOG, f->txn, f->branch);
-	int rc = -ENOMEM;
+	struct coordinator_event ev;
 
 	if (f->rec->type == COORDINATOR_REC_END)
 		crashpoint_hit("coordinator.before_end");
-	if (op != NULL) {
-		op->token = f->token;
-		op->rtype = f->rec->type;
-		rc = coordinator_log_append(&s->log, f->rec, f->forced,
-					    log_done, op);
-	}
 	metrics_counter_inc(s->m.log_writes);
 	if (f->forced)
 		metrics_counter_inc(s->m.forced_writes);
-	if (rc == 0)
-		return;
-	mem_free(op);
-	{
-		struct coordinator_event ev;
-
+	if (op == NULL) {
 		event_init(&ev, COORDINATOR_EV_LOG, f->txn, f->branch);
 		ev.token = f->token;
-		ev.log_status = rc;
+		ev.log_status = -ENOMEM;
 		step(s, &ev);
+		return;
 	}
+	op->token = f->token;
+	op->rtype = f->rec->type;
+	op->forced = f->forced;
+	op->rec = f->rec; /* taken from the effect list */
+	f->rec = NULL;
+	if (!s->logq_started || s->closing) {
+		log_append(s, op);
+		return;
+	}
+	if (s->logq == NULL) {
+		uv_prepare_start(&s->logq_prepare, on_logq_prepare);
+		uv_check_start(&s->logq_check, on_logq_check);
+	}
+	if (s->logq_tail != NULL)
+		s->logq_tail->next = op;
+	else
+		s->logq = op;
+	s->logq_tail = op;
 }
 
 /* ------------------------------------------------------------- timers */
@@ -989,7 +1064,7 @@ static void apply(struct coordinator_server *s, struct coordinator_fx *fx)
 	bool prepared_sent = false;
 
 	for (size_t i = 0; i < fx->n; i++) {
-		const struct coordinator_effect *f = &fx->v[i];
+		struct coordinator_effect *f = &fx->v[i];
 
 		switch (f->type) {
 		case COORDINATOR_FX_RUN:
@@ -1140,6 +1215,8 @@ static void maybe_checkpoint(struct coordinator_server *s)
 	wal_stats_get(w, &st);
 	if (st.records < s->checkpoint_at + CHECKPOINT_EVERY_RECORDS)
 		return;
+	/* The snapshot must follow every append made so far. */
+	flush_logs(s);
 	rc = coordinator_engine_snapshot(s->engine, &recs, &n);
 	if (rc < 0)
 		return;
@@ -1416,6 +1493,11 @@ int coordinator_server_new(struct uv_loop_s *loop,
 	s->prune.data = s;
 	uv_timer_start(&s->prune, prune_tick, PRUNE_EVERY_MS, PRUNE_EVERY_MS);
 	s->prune_started = true;
+	uv_prepare_init(loop, &s->logq_prepare);
+	uv_check_init(loop, &s->logq_check);
+	s->logq_prepare.data = s;
+	s->logq_check.data = s;
+	s->logq_started = true;
 	*out = s;
 	return 0;
 err_free:
@@ -1491,12 +1573,18 @@ static void prune_closed(uv_handle_t *h)
 void coordinator_server_close(struct coordinator_server *s,
 			      void (*cb)(void *data), void *data)
 {
+	flush_logs(s); /* from now on appends go straight to the log */
 	s->closing = true;
 	s->on_closed = cb;
 	s->closed_data = data;
 	s->pending_closes = 1; /* held until this function ends */
 	while (s->timers != NULL)
 		timer_unlink(s->timers);
+	if (s->logq_started) {
+		s->pending_closes += 2;
+		uv_close((uv_handle_t *)&s->logq_prepare, prune_closed);
+		uv_close((uv_handle_t *)&s->logq_check, prune_closed);
+	}
 	if (s->prune_started) {
 		s->pending_closes++;
 		uv_close((uv_handle_t *)&s->prune, prune_closed);
