@@ -1950,7 +1950,8 @@ static void pump(struct coordinator_pg *pg)
 		else
 			send_req(c, r);
 	}
-	want = pg->qlen - connecting_count(pg);
+	/* (Counting walks the pool: not on every request's finish.) */
+	want = pg->qlen > 0 ? pg->qlen - connecting_count(pg) : 0;
 	while (want-- > 0 && !pg->retry_pending && (c = empty_slot(pg)) != NULL)
 		start_connect(c);
 	arm_queue_timer(pg);
