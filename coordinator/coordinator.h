@@ -457,7 +457,8 @@ enum coordinator_metric {
 	COORDINATOR_M_TXN_COMMITTED, /* value: ms from begin to decision */
 	COORDINATOR_M_TXN_ABORTED,
 	COORDINATOR_M_TXN_UNKNOWN,
-	COORDINATOR_M_PREPARE_MS, /* phase 1: last statement ok -> votes */
+	/* phase 1: last statement ok -> votes (pipelined: begin -> votes) */
+	COORDINATOR_M_PREPARE_MS,
 	COORDINATOR_M_PHASE2_MS,  /* decision -> done */
 	COORDINATOR_M_LOG_WRITE,  /* value 1 if forced */
 	COORDINATOR_M_PHASE2_RETRY,
