@@ -459,8 +459,8 @@ enum coordinator_metric {
 	COORDINATOR_M_TXN_UNKNOWN,
 	/* phase 1: last statement ok -> votes (pipelined: begin -> votes) */
 	COORDINATOR_M_PREPARE_MS,
-	COORDINATOR_M_PHASE2_MS,  /* decision -> done */
-	COORDINATOR_M_LOG_WRITE,  /* value 1 if forced */
+	COORDINATOR_M_PHASE2_MS, /* decision -> done */
+	COORDINATOR_M_LOG_WRITE, /* value 1 if forced */
 	COORDINATOR_M_PHASE2_RETRY,
 	COORDINATOR_M_IN_DOUBT_ENTER,
 	COORDINATOR_M_IN_DOUBT_LEAVE,
@@ -501,7 +501,7 @@ struct coordinator_effect {
 	int branch;			/* index, -1 for the whole txn */
 	char gid[COORDINATOR_GID_SIZE]; /* branch gid (branch effects) */
 	char resource[COORDINATOR_RESOURCE_MAX + 1];
-	void *stmts;			 /* RUN: the branch's statements */
+	void *stmts; /* RUN: the branch's statements */
 	/* RUN: send PREPARE TRANSACTION gid in the same pipeline as BEGIN
 	 * and the statements (docs/protocol.md section 2).  The answer is
 	 * then VOTED: YES once prepared, NO if PREPARE failed, LOST if the

@@ -99,8 +99,9 @@ enum op {
 	OP_COMMIT_PREPARED,
 	OP_ROLLBACK_PREPARED,
 	OP_LIST,
-	OP_RESET, /* internal: DISCARD ALL between branches */
-	OP_RUN_PREPARE /* BEGIN, statements, PREPARE TRANSACTION: one pipeline */
+	OP_RESET,      /* internal: DISCARD ALL between branches */
+	OP_RUN_PREPARE /* BEGIN, statements, PREPARE TRANSACTION: one pipeline
+			*/
 };
 
 /* Which query of a pipeline an answer belongs to: BEGIN, the Parse of a
@@ -447,9 +448,10 @@ static void req_fail(struct req *r, int code, const char *detail)
 	r->outcome = COORDINATOR_PG_FAILED;
 	r->code = code;
 	snprintf(r->msg, sizeof(r->msg), "cannot %s on %s: %s",
-		 op_action(r->begin_failed			 ? OP_BEGIN
-			   : r->op == OP_RUN_PREPARE && r->fail_stmt >= 0 ? OP_EXEC
-									 : r->op),
+		 op_action(r->begin_failed ? OP_BEGIN
+			   : r->op == OP_RUN_PREPARE && r->fail_stmt >= 0
+			       ? OP_EXEC
+			       : r->op),
 		 r->pg->name, clean[0] ? clean : coordinator_pg_strerror(code));
 }
 
@@ -896,8 +898,7 @@ static int send_cached(struct conn *c, struct req *r, int i)
 			e->hash = h;
 			e->nparams = q->nparams;
 			e->seq = ++c->cache_seq;
-			snprintf(e->name, sizeof(e->name), "decree_%u",
-				 e->seq);
+			snprintf(e->name, sizeof(e->name), "decree_%u", e->seq);
 			if (PQsendPrepare(c->pq, e->name, q->sql, q->nparams,
 					  NULL) != 1) {
 				mem_free(e->sql);
@@ -1006,8 +1007,8 @@ static void send_req(struct conn *c, struct req *r)
 		} else if (r->step == STEP_RO_COMMIT) {
 			sql = "COMMIT";
 		} else {
-			sql = gid_statement(c, r, gidsql, sizeof(gidsql),
-					    &code);
+			sql =
+			    gid_statement(c, r, gidsql, sizeof(gidsql), &code);
 		}
 		break;
 	case OP_COMMIT:

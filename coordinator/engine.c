@@ -729,7 +729,8 @@ static void after_run(struct coordinator_engine *e, struct coordinator_fx *fx,
 		return;
 	}
 	if (x->state != COORDINATOR_TXN_PREPARING)
-		x->prepare_at = now; /* a pipelined txn's phase 1 began with it */
+		x->prepare_at =
+		    now; /* a pipelined txn's phase 1 began with it */
 	set_state(fx, x, COORDINATOR_TXN_PREPARING);
 	for (size_t i = 0; i < x->nbranches; i++) {
 		if (x->branches[i].read_only != COORDINATOR_HINT_READ_ONLY)
@@ -1011,8 +1012,8 @@ static int on_pipeline_failed(struct coordinator_engine *e,
 		check_finish(e, fx, x, now);
 		return 0;
 	}
-	abort_txn(e, fx, x, COORDINATOR_ESTATEMENT, (int)i,
-		  "statement failed", false, now);
+	abort_txn(e, fx, x, COORDINATOR_ESTATEMENT, (int)i, "statement failed",
+		  false, now);
 	return 0;
 }
 

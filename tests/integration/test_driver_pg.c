@@ -879,8 +879,7 @@ static void on_each(const struct coordinator_pg_result *r, void *data)
 
 		e->rows[e->n] = r->rows_affected;
 		e->nrows[e->n] = r->nrows;
-		snprintf(e->first[e->n], sizeof(e->first[0]), "%s",
-			 v ? v : "");
+		snprintf(e->first[e->n], sizeof(e->first[0]), "%s", v ? v : "");
 	}
 	e->n++;
 }
@@ -1014,10 +1013,10 @@ START_TEST(run_prepare_statement_error_prepares_nothing)
 		ck_assert_int_eq(rg.stmt, -1);
 		ck_assert(!rg.g.in_doubt);
 		ck_assert_str_eq(rg.g.sqlstate, "0A000");
-		ck_assert_msg(strstr(rg.g.msg,
-				     "cannot prepare branch on bank_a:") ==
-				  rg.g.msg,
-			      "%s", rg.g.msg);
+		ck_assert_msg(
+		    strstr(rg.g.msg, "cannot prepare branch on bank_a:") ==
+			rg.g.msg,
+		    "%s", rg.g.msg);
 		ck_assert_int_eq(prepared_count(&t, "rpe_gid_2"), 0);
 	}
 	/* a statement that would end the transaction: refused, unsent */

@@ -1054,7 +1054,8 @@ START_TEST(raft_mode_forces_aborts_after_prepare)
 }
 END_TEST
 
-/* ------------------------------------------- pipelined phase 1 (RUN+PREPARE) */
+/* ------------------------------------------- pipelined phase 1 (RUN+PREPARE)
+ */
 
 /* A ready engine with pipeline_prepare set. */
 static struct coordinator_engine *pipe_engine(enum coordinator_protocol proto,
@@ -1069,16 +1070,15 @@ static void begin_pipelined(struct coordinator_engine *e,
 			    struct coordinator_fx *fx, char *id)
 {
 	ck_assert_int_eq(
-	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 7, NULL, fx, id),
-	    0);
+	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 7, NULL, fx, id), 0);
 	ck_assert_uint_eq(fx_count_type(fx, COORDINATOR_FX_RUN), 2);
 	for (int i = 0; i < 2; i++) {
 		struct coordinator_effect *f =
 		    fx_find(fx, COORDINATOR_FX_RUN, i, 0);
 
 		ck_assert(f->prepare);
-		ck_assert_str_eq(f->gid, i == 0 ? "bank_1_1_1of2"
-						: "bank_1_1_2of2");
+		ck_assert_str_eq(f->gid,
+				 i == 0 ? "bank_1_1_1of2" : "bank_1_1_2of2");
 		ck_assert_int_eq(txn(e, id)->branches[i].state,
 				 COORDINATOR_BR_PREPARING);
 	}
@@ -1340,8 +1340,7 @@ START_TEST(pipelining_leaves_pn_one_phase_raft_and_hints_two_step)
 
 	/* presumed nothing: RUN alone, then BEGIN forced, then PREPAREs */
 	ck_assert_int_eq(
-	    begin_n(e, 2, COORDINATOR_PROTO_2PC_PN, NULL, 1, NULL, &fx, id),
-	    0);
+	    begin_n(e, 2, COORDINATOR_PROTO_2PC_PN, NULL, 1, NULL, &fx, id), 0);
 	ck_assert_uint_eq(fx_count_type(&fx, COORDINATOR_FX_RUN), 2);
 	for (int i = 0; i < 2; i++)
 		ck_assert(!fx_find(&fx, COORDINATOR_FX_RUN, i, 0)->prepare);
@@ -1436,12 +1435,14 @@ int main(void)
 	tcase_add_test(tc, every_allocation_failure_in_a_commit_is_survived);
 	tcase_add_test(tc, raft_mode_forces_aborts_after_prepare);
 	tcase_add_test(tc, pipelined_votes_yes_commit_with_one_forced_write);
+	tcase_add_test(
+	    tc, pipelined_statement_error_rolls_back_the_prepared_branch);
 	tcase_add_test(tc,
-		       pipelined_statement_error_rolls_back_the_prepared_branch);
-	tcase_add_test(tc, pipelined_statement_error_cancels_the_branch_in_flight);
+		       pipelined_statement_error_cancels_the_branch_in_flight);
 	tcase_add_test(tc, pipelined_lost_vote_rolls_back_by_gid);
 	tcase_add_test(tc, pipelined_timeout_aborts_and_cancels);
-	tcase_add_test(tc, pipelining_leaves_pn_one_phase_raft_and_hints_two_step);
+	tcase_add_test(tc,
+		       pipelining_leaves_pn_one_phase_raft_and_hints_two_step);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
