@@ -931,6 +931,11 @@ struct coordinator_pg_stats {
 	uint64_t lost;	   /* connections lost while open */
 	uint64_t queries;  /* queries sent (round trips) */
 	uint64_t resets;   /* DISCARD ALL session resets between branches */
+	/* Send batching: connections whose queries wait for the end of the
+	 * loop turn (0 whenever the loop is about to block), and the turns
+	 * that released such a batch. */
+	int corked;
+	uint64_t batches;
 };
 void coordinator_pg_stats_get(const struct coordinator_pg *pg,
 			      struct coordinator_pg_stats *out);

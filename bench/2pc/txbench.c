@@ -9,7 +9,7 @@
  *   txbench both    --port P --conn0 CONNINFO --conn1 CONNINFO [options]
  *   options: --clients N (1) --seconds S (8, per mode) --rounds R (4)
  *            --warmup S (1) --accounts A (10000) --seed N
- *            --ceiling-style one|split|decree (one)
+ *            --ceiling-style one|split|decree|pipeline (one)
  *
  * A transfer moves 1 from a random account of database 0 (resource bank_a)
  * to a random account of database 1 (bank_b).  "both" alternates rounds of
@@ -74,16 +74,17 @@
 #include <unistd.h>
 
 #define MAX_CLIENTS 1024
-#define INBUF 65536
-#define DRAIN_NS (15ull * 1000000000ull)
+#define INBUF	    65536
+#define DRAIN_NS    (15ull * 1000000000ull)
 
 enum mode { MODE_DECREE, MODE_CEILING, MODE_BOTH };
 
 /* How the ceiling runs phase 1 on each database. */
 enum style {
-	STYLE_ONE,   /* BEGIN; UPDATE; PREPARE as one simple query */
-	STYLE_SPLIT, /* three round trips, UPDATE with a parameter */
-	STYLE_DECREE /* split, then decree's session reset (an experiment) */
+	STYLE_ONE,     /* BEGIN; UPDATE; PREPARE as one simple query */
+	STYLE_SPLIT,   /* three round trips, UPDATE with a parameter */
+	STYLE_DECREE,  /* split, then decree's session reset (an experiment) */
+	STYLE_PIPELINE /* decree's phase 1: one libpq pipeline per branch */
 };
 
 struct opts {
@@ -135,9 +136,9 @@ struct client {
 	/* ceiling */
 	PGconn *pq[2];
 	int pending[2]; /* 1 while a query's results are still coming */
-	int phase;      /* 1 prepare, 2 commit prepared */
-	int step[2];    /* next step of phase 1 per connection */
-	int a, b;       /* the accounts of the transfer */
+	int phase;	/* 1 prepare, 2 commit prepared */
+	int step[2];	/* next step of phase 1 per connection */
+	int a, b;	/* the accounts of the transfer */
 	bool want_out[2];
 	char gid[64];
 	struct ref ref[2];
@@ -145,7 +146,7 @@ struct client {
 
 static struct opts O;
 static struct stats S[2]; /* by mode */
-static struct stats *cur;  /* of the round running */
+static struct stats *cur; /* of the round running */
 static int ep = -1;
 static int postmaster[2]; /* pids, found through the ceiling's backends */
 static uint64_t t_measure0, t_measure1; /* the round's window */
@@ -161,7 +162,7 @@ static uint64_t now_ns(void)
 }
 
 static void die(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2), noreturn));
+    __attribute__((format(printf, 1, 2), noreturn));
 
 static void die(const char *fmt, ...)
 {
@@ -190,7 +191,7 @@ static int account(struct client *c)
 }
 
 static void record_error(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+    __attribute__((format(printf, 1, 2)));
 
 static void record_error(const char *fmt, ...)
 {
@@ -266,8 +267,8 @@ static void http_reconnect(struct client *c)
 static void http_flush(struct client *c)
 {
 	while (c->outoff < c->outlen) {
-		ssize_t w = write(c->fd, c->out + c->outoff,
-				  c->outlen - c->outoff);
+		ssize_t w =
+		    write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
 
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -286,19 +287,19 @@ static void decree_start(struct client *c)
 	char body[512];
 	int a = account(c), b = account(c);
 	int blen = snprintf(
-		body, sizeof(body),
-		"{\"branches\":[{\"resource\":\"bank_a\",\"statements\":[{"
-		"\"sql\":\"update accounts set balance = balance - $1 where "
-		"id = $2\",\"params\":[1,%d]}]},{\"resource\":\"bank_b\","
-		"\"statements\":[{\"sql\":\"update accounts set balance = "
-		"balance + $1 where id = $2\",\"params\":[1,%d]}]}]}",
-		a, b);
+	    body, sizeof(body),
+	    "{\"branches\":[{\"resource\":\"bank_a\",\"statements\":[{"
+	    "\"sql\":\"update accounts set balance = balance - $1 where "
+	    "id = $2\",\"params\":[1,%d]}]},{\"resource\":\"bank_b\","
+	    "\"statements\":[{\"sql\":\"update accounts set balance = "
+	    "balance + $1 where id = $2\",\"params\":[1,%d]}]}]}",
+	    a, b);
 
 	c->outlen = (size_t)snprintf(
-		c->out, sizeof(c->out),
-		"POST /v1/txns HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-		O.port, blen, body);
+	    c->out, sizeof(c->out),
+	    "POST /v1/txns HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+	    O.port, blen, body);
 	c->outoff = 0;
 	c->inlen = 0;
 	c->active = true;
@@ -377,8 +378,8 @@ static void decree_readable(struct client *c)
 		die("bad status line");
 	v = header(c->in, hlen, "Connection");
 	close_after = v != NULL && strncasecmp(v, "close", 5) == 0;
-	if (status == 200 && strstr(c->in + hlen,
-				    "\"outcome\":\"committed\"") != NULL) {
+	if (status == 200 &&
+	    strstr(c->in + hlen, "\"outcome\":\"committed\"") != NULL) {
 		record_done(c);
 	} else {
 		record_error("status %d: %.300s", status, c->in + hlen);
@@ -441,6 +442,30 @@ static bool ceiling_step(struct client *c, int i)
 	const char *op = i == 0 ? "-" : "+";
 	int step = c->step[i]++;
 
+	if (O.style == STYLE_PIPELINE) {
+		char v[16];
+		const char *vals[1] = {v};
+		PGconn *pq = c->pq[i];
+
+		if (step > 0)
+			return false;
+		/* What coordinator/driver_pg.c's run_prepare sends: BEGIN,
+		 * the statement by name (prepared at connect), PREPARE
+		 * TRANSACTION, one Sync. */
+		snprintf(v, sizeof(v), "%d", acct);
+		snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", c->gid);
+		if (!PQenterPipelineMode(pq) ||
+		    !PQsendQueryParams(pq, "BEGIN", 0, NULL, NULL, NULL, NULL,
+				       0) ||
+		    !PQsendQueryPrepared(pq, i == 0 ? "debit" : "credit", 1,
+					 vals, NULL, NULL, 0) ||
+		    !PQsendQueryParams(pq, sql, 0, NULL, NULL, NULL, NULL, 0) ||
+		    !PQpipelineSync(pq))
+			die("pipeline: %s", PQerrorMessage(pq));
+		c->pending[i] = 1;
+		pq_flush(c, i);
+		return true;
+	}
 	if (O.style == STYLE_ONE) {
 		if (step > 0)
 			return false;
@@ -508,6 +533,14 @@ static void ceiling_event(struct client *c, int i, uint32_t events)
 		ExecStatusType st;
 
 		res = PQgetResult(pq);
+		if (res == NULL && PQpipelineStatus(pq) == PQ_PIPELINE_ON)
+			continue; /* the next query of the pipeline */
+		if (res != NULL && PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			if (!PQexitPipelineMode(pq))
+				die("exit pipeline: %s", PQerrorMessage(pq));
+			res = NULL;
+		}
 		if (res == NULL) {
 			c->pending[i] = 0;
 			if (c->phase == 1)
@@ -545,6 +578,19 @@ static void ceiling_connect(struct client *c)
 		if (PQstatus(c->pq[i]) != CONNECTION_OK)
 			die("connect to database %d: %s", i,
 			    PQerrorMessage(c->pq[i]));
+		if (O.style == STYLE_PIPELINE) {
+			PGresult *r = PQprepare(
+			    c->pq[i], i == 0 ? "debit" : "credit",
+			    i == 0 ? "update accounts set balance = balance - "
+				     "1 where id = $1"
+				   : "update accounts set balance = balance + "
+				     "1 where id = $1",
+			    1, NULL);
+
+			if (PQresultStatus(r) != PGRES_COMMAND_OK)
+				die("prepare: %s", PQerrorMessage(c->pq[i]));
+			PQclear(r);
+		}
 		if (PQsetnonblocking(c->pq[i], 1) != 0)
 			die("PQsetnonblocking failed");
 		c->ref[i].cl = c;
@@ -554,7 +600,6 @@ static void ceiling_connect(struct client *c)
 }
 
 /* --------------------------------------------------------------- main */
-
 
 /* Value of metric NAME (the whole first field, labels included) in the
  * coordinator's /metrics, read over a connection of its own. */
@@ -712,7 +757,8 @@ static void run_round(struct client *cl, enum mode m, double warmup,
 		if (stopping && inflight == 0)
 			break;
 		if (stopping && t > drain_end)
-			die("%zu transfers still in flight %.0f s after the end",
+			die("%zu transfers still in flight %.0f s after the "
+			    "end",
 			    inflight, DRAIN_NS / 1e9);
 		n = epoll_wait(ep, evs, 256, 100);
 		if (n < 0 && errno == EINTR)
@@ -770,7 +816,8 @@ static void report(enum mode m, double syncs, double decided)
 		printf(" syncs=%.0f decided=%.0f syncs_per_commit=%.4f", syncs,
 		       decided, decided > 0 ? syncs / decided : 0);
 	if (postmaster[0] > 0 && st->all > 0)
-		printf(" pg_cpu_ms_per_commit=%.3f", st->pg_ms / (double)st->all);
+		printf(" pg_cpu_ms_per_commit=%.3f",
+		       st->pg_ms / (double)st->all);
 	if (st->all > 0)
 		printf(" client_cpu_ms_per_commit=%.3f",
 		       st->self_ms / (double)st->all);
@@ -791,7 +838,7 @@ static void usage(void)
 		"CONNINFO [options]\n"
 		"options: --clients N --seconds S --rounds R --warmup S "
 		"--accounts A --seed N\n"
-		"         --ceiling-style one|split|decree\n");
+		"         --ceiling-style one|split|decree|pipeline\n");
 	exit(2);
 }
 
@@ -843,6 +890,9 @@ static void parse(int argc, char **argv)
 		else if (strcmp(k, "--ceiling-style") == 0 &&
 			 strcmp(v, "split") == 0)
 			O.style = STYLE_SPLIT;
+		else if (strcmp(k, "--ceiling-style") == 0 &&
+			 strcmp(v, "pipeline") == 0)
+			O.style = STYLE_PIPELINE;
 		else if (strcmp(k, "--ceiling-style") == 0 &&
 			 strcmp(v, "decree") == 0)
 			O.style = STYLE_DECREE;
@@ -920,11 +970,12 @@ int main(int argc, char **argv)
 	if (use[MODE_CEILING])
 		for (int i = 0; i < 2; i++)
 			postmaster[i] =
-				parent_of(PQbackendPID(cl[MODE_CEILING][0].pq[i]));
+			    parent_of(PQbackendPID(cl[MODE_CEILING][0].pq[i]));
 	per = O.seconds / O.rounds;
 	for (int r = 0; r < O.rounds; r++) {
 		for (int k = 0; k < 2; k++) {
-			/* Even rounds run the ceiling first, odd ones decree. */
+			/* Even rounds run the ceiling first, odd ones decree.
+			 */
 			enum mode m = (enum mode)(r % 2 ? k : 1 - k);
 			double s0 = 0, d0 = 0, pg0, me0;
 

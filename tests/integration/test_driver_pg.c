@@ -1755,6 +1755,76 @@ START_TEST(unix_socket_conninfo_works)
 	wait_got(&t, &g);
 	ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
 	ck_assert_str_eq(coordinator_pg_name(t.pg), "bank_unix");
+	/* A Unix-domain socket has no cork: its queries go out at once. */
+	{
+		struct coordinator_pg_branch *b = begin_ok(&t);
+		struct coordinator_pg_stats st;
+		const char *p[1] = {"7"};
+
+		memset(&g, 0, sizeof(g));
+		g.loop = &t.loop;
+		ck_assert_int_eq(coordinator_pg_branch_exec(
+				     b, "SELECT $1::int", 1, p, on_result, &g),
+				 0);
+		coordinator_pg_stats_get(t.pg, &st);
+		ck_assert_int_eq(st.corked, 0);
+		wait_got(&t, &g);
+		ck_assert_msg(g.outcome == COORDINATOR_PG_OK, "%s", g.msg);
+		ck_assert_str_eq(g.vals[0][0], "7");
+		coordinator_pg_stats_get(t.pg, &st);
+		ck_assert_uint_eq(st.batches, 0);
+		end_branch(&t, b, coordinator_pg_branch_rollback, &g);
+	}
+	ctx_close(&t);
+}
+END_TEST
+
+/* The queries sent during one loop turn wait in the kernel and go out
+ * together when the turn ends: one batch, nothing held once the loop
+ * waits, every answer right. */
+START_TEST(sends_of_one_turn_go_out_together)
+{
+	struct coordinator_pg_config cfg;
+	struct coordinator_pg_stats st;
+	struct coordinator_pg_branch *b[3];
+	struct got g[3], e;
+	const char *p[3][1] = {{"10"}, {"11"}, {"12"}};
+	struct ctx t;
+	uint64_t batches;
+
+	config_defaults(&cfg, "bank_a", pg_harness_conninfo(harness, 0));
+	cfg.pool_size = 3;
+	ctx_open(&t, &cfg);
+	for (int i = 0; i < 3; i++)
+		b[i] = begin_ok(&t);
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_eq(st.corked, 0);
+	batches = st.batches;
+	for (int i = 0; i < 3; i++) {
+		memset(&g[i], 0, sizeof(g[i]));
+		g[i].loop = &t.loop;
+		ck_assert_int_eq(
+		    coordinator_pg_branch_exec(b[i], "SELECT $1::int + 1", 1,
+					       p[i], on_result, &g[i]),
+		    0);
+	}
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_eq(st.corked, 3);
+	ck_assert_uint_eq(st.batches, batches);
+	for (int i = 0; i < 3; i++) {
+		char want[8];
+
+		wait_got(&t, &g[i]);
+		ck_assert_msg(g[i].outcome == COORDINATOR_PG_OK, "%s",
+			      g[i].msg);
+		snprintf(want, sizeof(want), "%d", 11 + i);
+		ck_assert_str_eq(g[i].vals[0][0], want);
+	}
+	coordinator_pg_stats_get(t.pg, &st);
+	ck_assert_int_eq(st.corked, 0);
+	ck_assert_uint_eq(st.batches, batches + 1);
+	for (int i = 0; i < 3; i++)
+		end_branch(&t, b[i], coordinator_pg_branch_rollback, &e);
 	ctx_close(&t);
 }
 END_TEST
@@ -2123,6 +2193,7 @@ int main(void)
 	tcase_add_test(tc, bad_gids_are_refused_and_change_nothing);
 	tcase_add_test(tc, list_matches_the_prefix_literally);
 	tcase_add_test(tc, unix_socket_conninfo_works);
+	tcase_add_test(tc, sends_of_one_turn_go_out_together);
 	tcase_add_test(tc,
 		       statement_that_ends_the_transaction_breaks_the_branch);
 	tcase_add_test(tc, session_state_does_not_leak_between_branches);
