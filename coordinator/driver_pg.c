@@ -975,7 +975,11 @@ static int send_run_prepare(struct conn *c, struct req *r,
  * share PostgreSQL's group commit (docs/bench-2pc.md: 0.90 against 0.55-0.65
  * server WAL syncs per transfer at 64 clients).  A socket without a cork
  * (a Unix-domain one) fails the first setsockopt, and the connection sends
- * at once from then on. */
+ * at once from then on.  libuv runs prepare handles newest-started first;
+ * this one starts with the driver, so the server's log-queue flush (a
+ * prepare handle started later, whose refused appends may send
+ * rollbacks) runs before it.  A send left corked by anything else waits
+ * at most for the kernel's cork limit (200 ms), never forever. */
 static void cork(struct conn *c)
 {
 	int on = 1;
