@@ -18,5 +18,6 @@
 #include "common/metrics.h"
 #include "common/config.h"
 #include "common/wake.h"
+#include "common/cork.h"
 
 #endif

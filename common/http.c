@@ -320,6 +320,10 @@ struct http_server {
 	uv_loop_t *loop;
 	struct net_listener *listener;
 	uv_timer_t sweep;
+	/* Answers written in a loop turn leave together at its end
+	 * (common/cork.h): the clients they wake no longer preempt the loop
+	 * while it still has the turn's other answers to write. */
+	struct cork_batch corks;
 	struct http_server_opts opts;
 	http_handler handler;
 	void *data;
@@ -944,6 +948,7 @@ static void on_accept(struct net_listener *l, struct net_conn *nc, void *data)
 	http_parser_init(&hc->parser, HTTP_REQUEST);
 	hc->parser.data = hc;
 	net_conn_set_write_limit(nc, CONN_WRITE_LIMIT);
+	net_conn_set_batch(nc, &srv->corks);
 	if (resume_reading(hc) < 0) {
 		mem_free(hc);
 		net_conn_close(nc, NULL);
@@ -1010,6 +1015,8 @@ int http_server_start(uv_loop_t *loop, const char *addr,
 	rv = uv_timer_init(loop, &srv->sweep);
 	if (rv < 0)
 		goto err_close_listener;
+	cork_batch_init(loop, &srv->corks);
+	cork_batch_set_data(&srv->corks, srv);
 	every = srv->opts.idle_timeout_ms / 4;
 	every = every < 10 ? 10 : every > 1000 ? 1000 : every;
 	uv_timer_start(&srv->sweep, on_sweep, every, every);
@@ -1055,11 +1062,13 @@ int http_server_stop(struct http_server *srv, void (*on_closed)(void *data))
 		return -EALREADY;
 	srv->stopping = true;
 	srv->on_closed = on_closed;
-	srv->open = 2;
+	srv->open = 3;
 	net_listener_close(srv->listener, on_part_closed);
 	uv_close((uv_handle_t *)&srv->sweep, on_timer_closed);
 	for (struct hconn *hc = srv->conns; hc != NULL; hc = hc->next)
 		conn_close(hc);
+	/* After the connections' last writes: what they hold goes now. */
+	cork_batch_close(&srv->corks, on_timer_closed);
 	return 0;
 }
 

@@ -60,6 +60,8 @@ struct net_conn {
 	void *data;
 	size_t queued;
 	size_t limit;
+	struct cork_batch *batch; /* writes held to the turn's end, or NULL */
+	struct cork cork;
 	int handles;	  /* handles still open */
 	bool has_timer;	  /* timer was initialised */
 	bool connecting;  /* connect request outstanding */
@@ -230,6 +232,7 @@ static struct net_conn *conn_new(uv_loop_t *loop)
 		return NULL;
 	c->loop = loop;
 	c->limit = NET_WRITE_LIMIT_DEFAULT;
+	cork_init(&c->cork);
 	c->tcp.data = c;
 	c->timer.data = c;
 	return c;
@@ -250,6 +253,7 @@ static void conn_handle_closed(uv_handle_t *h)
 static void conn_close_handles(struct net_conn *c)
 {
 	c->closing = true;
+	cork_drop(&c->cork);
 	if (c->has_timer && !uv_is_closing((uv_handle_t *)&c->timer))
 		uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 	if (!uv_is_closing((uv_handle_t *)&c->tcp))
@@ -345,6 +349,12 @@ int net_conn_write(struct net_conn *c, const void *buf, size_t len)
 		return 0;
 	if (len > c->limit || c->queued > c->limit - len)
 		return -ENOBUFS;
+	if (c->batch != NULL) {
+		uv_os_fd_t fd;
+
+		if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0)
+			cork_hold(c->batch, &c->cork, fd);
+	}
 	if (c->queued == 0) {
 		b = uv_buf_init((char *)buf, (unsigned)len);
 		rv = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -386,6 +396,13 @@ size_t net_conn_queued(const struct net_conn *c)
 void net_conn_set_write_limit(struct net_conn *c, size_t limit)
 {
 	c->limit = limit ? limit : NET_WRITE_LIMIT_DEFAULT;
+}
+
+void net_conn_set_batch(struct net_conn *c, struct cork_batch *b)
+{
+	if (b == NULL)
+		cork_drop(&c->cork);
+	c->batch = b;
 }
 
 static void on_uv_shutdown(uv_shutdown_t *req, int status)

@@ -120,6 +120,10 @@ int net_conn_write(struct net_conn *c, const void *buf, size_t len);
 size_t net_conn_queued(const struct net_conn *c);
 /* Sets the write limit (bytes); 0 restores NET_WRITE_LIMIT_DEFAULT. */
 void net_conn_set_write_limit(struct net_conn *c, size_t limit);
+/* Holds c's writes until the end of the loop turn in b (common/cork.h);
+ * NULL (the default) writes at once.  b must outlive c's writes. */
+struct cork_batch;
+void net_conn_set_batch(struct net_conn *c, struct cork_batch *b);
 /*
  * Sends FIN after every queued write is out; reading goes on.  cb (may be
  * NULL) fires when that is done or failed (-ECANCELED if closed first).

@@ -171,11 +171,7 @@ struct conn {
 	/* A cancel went out for its pipeline: close it once the answer is
 	 * in, so a late cancel cannot hit its next user. */
 	bool doomed;
-	/* Send batching (cork()): on pg->corked's list; no cork on this
-	 * connection's socket. */
-	bool corked;
-	bool no_cork;
-	struct conn *cork_next;
+	struct cork cork; /* send batching (common/cork.h) */
 	/* A send failed inside an API call: handled by the defer timer. */
 	int fail_code;
 	char fail_msg[256];
@@ -281,8 +277,7 @@ struct coordinator_pg {
 	uv_timer_t retry_timer;
 	uv_timer_t defer_timer;
 	uv_timer_t queue_timer;
-	uv_prepare_t uncork; /* on_uncork, at the end of every loop turn */
-	struct conn *corked;
+	struct cork_batch corks; /* the turn's sends go out together */
 	bool retry_pending;
 	uint64_t backoff_ms;
 
@@ -698,6 +693,7 @@ static void close_conn(struct conn *c)
 {
 	poll_close(c);
 	uv_timer_stop(&c->timer);
+	cork_drop(&c->cork);
 	if (c->pq != NULL)
 		PQfinish(c->pq);
 	c->pq = NULL;
@@ -964,61 +960,6 @@ static int send_run_prepare(struct conn *c, struct req *r,
 	return ok ? 1 : 0;
 }
 
-/* ---- send batching ----------------------------------------------------
- *
- * The queries sent during one loop turn wait in the kernel (TCP_CORK) and
- * go out together when the turn's callbacks are done: on_uncork runs as a
- * uv_prepare handle, just before the loop blocks, so nothing stays corked
- * while the loop waits.  Sent one by one, each query wakes its backend,
- * which preempts the coordinator in the middle of its turn, and the
- * backends' WAL flushes spread out over the turn; sent together, they
- * share PostgreSQL's group commit (docs/bench-2pc.md: 0.90 against 0.55-0.65
- * server WAL syncs per transfer at 64 clients).  A socket without a cork
- * (a Unix-domain one) fails the first setsockopt, and the connection sends
- * at once from then on.  libuv runs prepare handles newest-started first;
- * this one starts with the driver, so the server's log-queue flush (a
- * prepare handle started later, whose refused appends may send
- * rollbacks) runs before it.  A send left corked by anything else waits
- * at most for the kernel's cork limit (200 ms), never forever. */
-static void cork(struct conn *c)
-{
-	int on = 1;
-	int fd = PQsocket(c->pq);
-
-	if (c->corked || c->no_cork)
-		return;
-	if (fd < 0 ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) != 0) {
-		c->no_cork = true;
-		return;
-	}
-	c->corked = true;
-	c->cork_next = c->pg->corked;
-	c->pg->corked = c;
-}
-
-static void on_uncork(uv_prepare_t *h)
-{
-	struct coordinator_pg *pg = h->data;
-
-	if (pg->corked != NULL)
-		pg->stats.batches++;
-	while (pg->corked != NULL) {
-		struct conn *c = pg->corked;
-		int off = 0;
-		/* A connection closed since is gone with its socket; one
-		 * opened since in the same slot was never corked. */
-		int fd = c->pq != NULL ? PQsocket(c->pq) : -1;
-
-		pg->corked = c->cork_next;
-		c->cork_next = NULL;
-		c->corked = false;
-		if (fd >= 0)
-			(void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off,
-					 sizeof(off));
-	}
-}
-
 /* Sends r's (current step's) query on c.  On failure the connection is
  * handed to fail_later(); never calls back. */
 static void send_req(struct conn *c, struct req *r)
@@ -1104,7 +1045,9 @@ static void send_req(struct conn *c, struct req *r)
 		fail_later(c, code, m);
 		return;
 	}
-	cork(c);
+	/* The turn's queries leave together when its callbacks are done
+	 * (common/cork.h, docs/driver-pg.md "Send batching"). */
+	cork_hold(&pg->corks, &c->cork, PQsocket(c->pq));
 	if (r->op == OP_RUN_PREPARE) {
 		rc = send_run_prepare(c, r, sql);
 		/* The first statement's single-row mode: set now if no
@@ -1880,7 +1823,8 @@ static void start_connect(struct conn *c)
 {
 	struct coordinator_pg *pg = c->pg;
 
-	c->no_cork = false;
+	cork_drop(&c->cork);
+	cork_init(&c->cork);
 	c->pq = PQconnectStartParams((const char *const *)pg->kw,
 				     (const char *const *)pg->val, 0);
 	if (c->pq == NULL) {
@@ -2305,10 +2249,8 @@ int coordinator_pg_open(uv_loop_t *loop,
 	pg->retry_timer.data = pg;
 	pg->defer_timer.data = pg;
 	pg->queue_timer.data = pg;
-	uv_prepare_init(loop, &pg->uncork);
-	pg->uncork.data = pg;
-	uv_prepare_start(&pg->uncork, on_uncork);
-	uv_unref((uv_handle_t *)&pg->uncork);
+	cork_batch_init(loop, &pg->corks);
+	cork_batch_set_data(&pg->corks, pg);
 	pg->handles = pg->pool_size + 4;
 	/* First connection in the background: checks the server early. */
 	pg->retry_pending = true;
@@ -2402,7 +2344,7 @@ void coordinator_pg_close(struct coordinator_pg *pg, void (*cb)(void *data),
 	uv_close((uv_handle_t *)&pg->retry_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&pg->defer_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&pg->queue_timer, on_handle_closed);
-	uv_close((uv_handle_t *)&pg->uncork, on_handle_closed);
+	cork_batch_close(&pg->corks, on_handle_closed);
 }
 
 const char *coordinator_pg_name(const struct coordinator_pg *pg)
@@ -2435,9 +2377,8 @@ void coordinator_pg_stats_get(const struct coordinator_pg *pg,
 	}
 	out->connecting = connecting_count(pg);
 	out->queued = pg->qlen;
-	out->corked = 0;
-	for (const struct conn *c = pg->corked; c != NULL; c = c->cork_next)
-		out->corked++;
+	out->corked = (int)cork_batch_held(&pg->corks);
+	out->batches = pg->corks.turns;
 }
 
 /* ---- operations -------------------------------------------------------- */

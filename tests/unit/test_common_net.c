@@ -8,8 +8,8 @@
  */
 #include "common/common.h"
 
-#include <check.h>
 #include "tests/lib/suite.h"
+#include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -209,6 +209,48 @@ START_TEST(echo_through_listener_and_connector)
 	ck_assert(w.listener_closed);
 	ck_assert_ptr_null(w.srv_conn);
 	ck_assert_int_eq(w.accepted, 1);
+}
+END_TEST
+
+/* Writes on a connection with a batch are held to the end of the loop
+ * turn (common/cork.h), then arrive; closing drops the connection from
+ * the batch at once. */
+START_TEST(batched_writes_leave_when_the_turn_ends)
+{
+	struct world w;
+	struct cork_batch b;
+	char addr[64];
+
+	world_init(&w);
+	cork_batch_init(&w.loop, &b);
+	ck_assert_int_eq(
+	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
+	ck_assert_int_eq(net_connect(&w.loop,
+				     listen_addr(&w, addr, sizeof(addr)),
+				     on_connected, &w),
+			 0);
+	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
+	ck_assert_int_eq(w.connect_status, 0);
+	net_conn_set_batch(w.cli, &b);
+	ck_assert_int_eq(net_conn_write(w.cli, "ping ", 5), 0);
+	ck_assert_int_eq(net_conn_write(w.cli, "pong", 4), 0);
+	ck_assert_uint_eq(cork_batch_held(&b), 1);
+	ck_assert_uint_eq(b.turns, 0);
+	for (int i = 0; i < 200 && w.got_len < 9; i++)
+		uv_run(&w.loop, UV_RUN_ONCE);
+	ck_assert_uint_eq(w.got_len, 9);
+	ck_assert_int_eq(memcmp(w.got, "ping pong", 9), 0);
+	ck_assert_uint_eq(cork_batch_held(&b), 0);
+	ck_assert_uint_ge(b.turns, 1);
+
+	ck_assert_int_eq(net_conn_write(w.cli, "bye", 3), 0);
+	ck_assert_uint_eq(cork_batch_held(&b), 1);
+	ck_assert_int_eq(net_conn_close(w.cli, count_closed), 0);
+	ck_assert_uint_eq(cork_batch_held(&b), 0);
+	cork_batch_close(&b, NULL);
+	net_listener_close(w.l, on_listener_closed);
+	ck_assert_int_eq(finish_loop(&w.loop), 0);
+	ck_assert_int_eq(w.closed, 1);
 }
 END_TEST
 
@@ -569,6 +611,7 @@ int main(void)
 	const TTest *tests[] = {
 	    addr_parse_accepts_literals_and_rejects_garbage,
 	    echo_through_listener_and_connector,
+	    batched_writes_leave_when_the_turn_ends,
 	    echo_over_ipv6_loopback,
 	    bad_or_busy_address_leaves_nothing_on_the_loop,
 	    failed_allocation_leaves_nothing_on_the_loop,

@@ -1,0 +1,230 @@
+/*
+ * test_common_cork.c - send batching: a held socket's bytes stay in the
+ * kernel until the loop turn ends and reach the peer then; a socket held
+ * twice is held once; a dropped one is left alone; a socket that cannot
+ * cork (Unix-domain) is written at once; closing the batch releases what
+ * it holds.  Real loopback TCP sockets; the peer reads with MSG_DONTWAIT,
+ * so "nothing yet" is checked, never waited for.
+ */
+#include "common/common.h"
+
+#include <check.h>
+#include "tests/lib/suite.h"
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* A connected loopback TCP pair: fds[0] writes, fds[1] reads. */
+static void tcp_pair(int fds[2])
+{
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+
+	ck_assert_int_ge(l, 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fds[0], 0);
+	ck_assert_int_eq(connect(fds[0], (struct sockaddr *)&a, sizeof(a)),
+			 0);
+	fds[1] = accept(l, NULL, NULL);
+	ck_assert_int_ge(fds[1], 0);
+	close(l);
+	/* As libpq and libuv set it: no Nagle delay once uncorked. */
+	ck_assert_int_eq(setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one,
+				    sizeof(one)),
+			 0);
+}
+
+/* uv_run() only turns while a referenced handle is active; the batch's
+ * own handle is not (it must not keep a loop alive).  Real loops have
+ * their sockets; a test has this timer. */
+static uv_timer_t keep;
+
+static void on_keep(uv_timer_t *t)
+{
+	(void)t;
+	ck_abort_msg("a test ran for an hour");
+}
+
+static void loop_open(uv_loop_t *loop)
+{
+	ck_assert_int_eq(uv_loop_init(loop), 0);
+	ck_assert_int_eq(uv_timer_init(loop, &keep), 0);
+	ck_assert_int_eq(uv_timer_start(&keep, on_keep, 3600000, 0), 0);
+}
+
+static void loop_close(uv_loop_t *loop)
+{
+	uv_close((uv_handle_t *)&keep, NULL);
+	uv_run(loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(loop), 0);
+}
+
+static int corked(int fd)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	ck_assert_int_eq(getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &len), 0);
+	return v;
+}
+
+/* Bytes waiting at the peer now (0 if none), without waiting. */
+static ssize_t peek(int fd)
+{
+	char buf[64];
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n < 0) {
+		ck_assert_int_eq(errno, EAGAIN);
+		return 0;
+	}
+	return n;
+}
+
+START_TEST(held_bytes_leave_when_the_turn_ends)
+{
+	uv_loop_t loop;
+	struct cork_batch b;
+	struct cork k;
+	int p[2];
+
+	loop_open(&loop);
+	cork_batch_init(&loop, &b);
+	cork_init(&k);
+	tcp_pair(p);
+
+	cork_hold(&b, &k, p[0]);
+	cork_hold(&b, &k, p[0]); /* a second write in the same turn */
+	ck_assert_uint_eq(cork_batch_held(&b), 1);
+	ck_assert_int_eq(corked(p[0]), 1);
+	ck_assert_int_eq(write(p[0], "query", 5), 5);
+	ck_assert_int_eq(peek(p[1]), 0); /* still in the writer's kernel */
+
+	uv_run(&loop, UV_RUN_NOWAIT); /* the turn ends */
+	ck_assert_uint_eq(cork_batch_held(&b), 0);
+	ck_assert_uint_eq(b.turns, 1);
+	ck_assert_int_eq(corked(p[0]), 0);
+	ck_assert_int_eq(peek(p[1]), 5);
+
+	uv_run(&loop, UV_RUN_NOWAIT); /* an empty turn counts nothing */
+	ck_assert_uint_eq(b.turns, 1);
+
+	cork_batch_close(&b, NULL);
+	loop_close(&loop);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+START_TEST(dropped_sockets_are_left_alone)
+{
+	uv_loop_t loop;
+	struct cork_batch b;
+	struct cork k[3];
+	int p[3][2];
+
+	loop_open(&loop);
+	cork_batch_init(&loop, &b);
+	for (int i = 0; i < 3; i++) {
+		cork_init(&k[i]);
+		tcp_pair(p[i]);
+		cork_hold(&b, &k[i], p[i][0]);
+	}
+	ck_assert_uint_eq(cork_batch_held(&b), 3);
+	/* Off the list from the middle, the head and the tail. */
+	cork_drop(&k[1]);
+	ck_assert_uint_eq(cork_batch_held(&b), 2);
+	cork_drop(&k[1]); /* twice is harmless */
+	cork_drop(&k[2]);
+	ck_assert_uint_eq(cork_batch_held(&b), 1);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	ck_assert_uint_eq(cork_batch_held(&b), 0);
+	ck_assert_int_eq(corked(p[0][0]), 0);
+	/* Dropped: the batch never touched them. */
+	ck_assert_int_eq(corked(p[1][0]), 1);
+	ck_assert_int_eq(corked(p[2][0]), 1);
+
+	cork_batch_close(&b, NULL);
+	loop_close(&loop);
+	for (int i = 0; i < 3; i++) {
+		close(p[i][0]);
+		close(p[i][1]);
+	}
+}
+END_TEST
+
+START_TEST(a_socket_without_a_cork_writes_at_once)
+{
+	uv_loop_t loop;
+	struct cork_batch b;
+	struct cork k;
+	int u[2];
+
+	loop_open(&loop);
+	cork_batch_init(&loop, &b);
+	cork_init(&k);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, u), 0);
+	cork_hold(&b, &k, u[0]);
+	ck_assert_uint_eq(cork_batch_held(&b), 0);
+	ck_assert_int_eq(write(u[0], "now", 3), 3);
+	ck_assert_int_eq(peek(u[1]), 3);
+	cork_hold(&b, &k, u[0]); /* refused once: not tried again */
+	ck_assert_uint_eq(cork_batch_held(&b), 0);
+	cork_hold(NULL, &k, u[0]); /* no batch: nothing */
+
+	cork_batch_close(&b, NULL);
+	loop_close(&loop);
+	close(u[0]);
+	close(u[1]);
+}
+END_TEST
+
+START_TEST(closing_the_batch_releases_what_it_holds)
+{
+	uv_loop_t loop;
+	struct cork_batch b;
+	struct cork k, k2;
+	int p[2];
+
+	loop_open(&loop);
+	cork_batch_init(&loop, &b);
+	cork_init(&k);
+	cork_init(&k2);
+	tcp_pair(p);
+	cork_hold(&b, &k, p[0]);
+	ck_assert_int_eq(write(p[0], "last", 4), 4);
+	ck_assert_int_eq(peek(p[1]), 0);
+	cork_batch_close(&b, NULL); /* within the turn */
+	ck_assert_int_eq(peek(p[1]), 4);
+	ck_assert_int_eq(corked(p[0]), 0);
+	cork_hold(&b, &k2, p[0]); /* closed: writes go at once */
+	ck_assert_int_eq(corked(p[0]), 0);
+	loop_close(&loop);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+int main(void)
+{
+	const TTest *tests[] = {
+	    held_bytes_leave_when_the_turn_ends,
+	    dropped_sockets_are_left_alone,
+	    a_socket_without_a_cork_writes_at_once,
+	    closing_the_batch_releases_what_it_holds,
+	    NULL,
+	};
+
+	return suite_main("common_cork", 30, tests);
+}
