@@ -80,3 +80,17 @@ long mem_alloc_count(void)
 {
 	return count;
 }
+
+size_t str_copy(char *dst, size_t size, const char *src)
+{
+	size_t n;
+
+	if (size == 0)
+		return 0;
+	if (src == NULL)
+		src = "";
+	n = strnlen(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return n;
+}

@@ -16,6 +16,12 @@ char *mem_strdup(const char *s);
 char *mem_strndup(const char *s, size_t n);
 void mem_free(void *ptr);
 
+/* Copies src into dst[size] as snprintf(dst, size, "%s", src) does
+ * (truncated, always terminated when size > 0) without the format
+ * machinery, which hot paths paid for; NULL copies as "".  Returns the
+ * length copied. */
+size_t str_copy(char *dst, size_t size, const char *src);
+
 /*
  * Test hook: the n-th allocation from now (1 = the next one) and every one
  * after it returns NULL, until mem_fail_reset().  n <= 0 disables.

@@ -346,7 +346,7 @@ static int parse_txn(struct coordinator_server *s, json_t *root,
 		return -EINVAL;
 	}
 	if (k != NULL)
-		snprintf(p->key, sizeof(p->key), "%s", k);
+		str_copy(p->key, sizeof(p->key), k);
 	for (size_t i = 0; i < json_array_size(branches); i++) {
 		rc = parse_branch(s, json_array_get(branches, i), i, p, err,
 				  errlen);
@@ -414,7 +414,7 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 		return;
 	}
 	p->begin.client = (uint64_t)(uintptr_t)req;
-	coordinator_fx_init(&fx);
+	coordinator_server_fx_init(s, &fx);
 	rc = coordinator_engine_begin(e, &p->begin,
 				      coordinator_server_now(s), &fx, id,
 				      sizeof(id));

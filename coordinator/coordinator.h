@@ -529,6 +529,8 @@ struct coordinator_fx {
 void coordinator_fx_init(struct coordinator_fx *fx);
 /* Frees the records and replies the effects own and empties the list. */
 void coordinator_fx_clear(struct coordinator_fx *fx);
+/* The same, keeping the list's memory for more effects. */
+void coordinator_fx_reset(struct coordinator_fx *fx);
 /* Number of effects of type t (and forced, for LOG, if only_forced). */
 size_t coordinator_fx_count(const struct coordinator_fx *fx,
 			    enum coordinator_fx_type t, bool only_forced);
@@ -1083,6 +1085,10 @@ uint64_t coordinator_server_now(const struct coordinator_server *s);
 /* Executes the effects in fx (and clears it). */
 void coordinator_server_apply(struct coordinator_server *s,
 			      struct coordinator_fx *fx);
+/* An empty effect list for the engine, on the memory the last applied
+ * list left behind when it is free (coordinator_fx_init otherwise). */
+void coordinator_server_fx_init(struct coordinator_server *s,
+				struct coordinator_fx *fx);
 size_t coordinator_server_resources(const struct coordinator_server *s);
 const char *coordinator_server_resource_name(const struct coordinator_server *s,
 					     size_t i);

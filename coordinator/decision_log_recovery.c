@@ -76,7 +76,7 @@ int coordinator_recovery_new(const char *cluster,
 		mem_free(r);
 		return -ENOMEM;
 	}
-	snprintf(r->cluster, sizeof(r->cluster), "%s", cluster);
+	str_copy(r->cluster, sizeof(r->cluster), cluster);
 	*out = r;
 	return 0;
 }
@@ -305,7 +305,7 @@ coordinator_recovery_classify(const struct coordinator_recovery *r,
 	    !coordinator_gid_is_older_epoch(&g,
 					    coordinator_recovery_next_epoch(r)))
 		return COORDINATOR_ACT_NONE;
-	snprintf(id, sizeof(id), "%s", gid);
+	str_copy(id, sizeof(id), gid);
 	*strrchr(id, '_') = '\0';
 	return coordinator_recovery_is_committed(r, id)
 		   ? COORDINATOR_ACT_COMMIT
@@ -343,7 +343,7 @@ bool coordinator_recovery_is_decided(const struct coordinator_recovery *r,
 /* Txn id of a branch gid into id (COORDINATOR_GID_SIZE bytes). */
 static void txn_of_gid(const char *gid, char *id)
 {
-	snprintf(id, COORDINATOR_GID_SIZE, "%s", gid);
+	str_copy(id, COORDINATOR_GID_SIZE, gid);
 	*strrchr(id, '_') = '\0';
 }
 

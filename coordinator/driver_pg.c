@@ -775,7 +775,7 @@ static void conn_lost(struct conn *c, int code, const char *detail)
 		b->conn = NULL;
 		b->state = B_BROKEN;
 		b->broken_code = code;
-		snprintf(b->broken_msg, sizeof(b->broken_msg), "%s", clean);
+		str_copy(b->broken_msg, sizeof(b->broken_msg), clean);
 	}
 	if (r != NULL) {
 		bool doubt =
@@ -1222,7 +1222,7 @@ static bool absorb(struct conn *c, struct req *r, PGresult *res)
 		tuples = PQcmdTuples(res);
 		if (tuples != NULL && tuples[0] != '\0')
 			r->rows_affected = strtoll(tuples, NULL, 10);
-		snprintf(r->cmd, sizeof(r->cmd), "%s", PQcmdStatus(res));
+		str_copy(r->cmd, sizeof(r->cmd), PQcmdStatus(res));
 		break;
 	case PGRES_EMPTY_QUERY:
 		break;
@@ -1398,7 +1398,7 @@ static void setup_done(struct conn *c)
 	if (r->err != NULL) {
 		char m[512];
 
-		snprintf(m, sizeof(m), "%s", PQresultErrorMessage(r->err));
+		str_copy(m, sizeof(m), PQresultErrorMessage(r->err));
 		req_free(r);
 		connect_failed(c, COORDINATOR_PG_ECONNECT, m);
 		return;
@@ -1537,8 +1537,7 @@ static void finish(struct conn *c)
 				req_fail(r, COORDINATOR_PG_EENDED, why);
 			b->state = B_BROKEN;
 			b->broken_code = COORDINATOR_PG_EENDED;
-			snprintf(b->broken_msg, sizeof(b->broken_msg), "%s",
-				 why);
+			str_copy(b->broken_msg, sizeof(b->broken_msg), why);
 			b->conn = NULL;
 			release(c);
 			break;
@@ -2530,7 +2529,7 @@ static void break_branch(struct coordinator_pg_branch *b, int code,
 
 	b->state = B_BROKEN;
 	b->broken_code = code;
-	snprintf(b->broken_msg, sizeof(b->broken_msg), "%s", why);
+	str_copy(b->broken_msg, sizeof(b->broken_msg), why);
 	b->need_begin = false;
 	b->conn = NULL;
 	if (c != NULL) {

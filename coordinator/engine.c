@@ -152,7 +152,7 @@ int coordinator_engine_new(const struct coordinator_engine_config *cfg,
 	rc = coordinator_table_new(cfg->cluster, &e->t);
 	if (rc < 0)
 		goto err_free_backoff;
-	snprintf(e->cluster, sizeof(e->cluster), "%s", cfg->cluster);
+	str_copy(e->cluster, sizeof(e->cluster), cfg->cluster);
 	e->protocol = cfg->protocol == COORDINATOR_PROTO_DEFAULT
 			  ? COORDINATOR_PROTO_2PC_PA
 			  : cfg->protocol;
@@ -449,7 +449,7 @@ static void txn_error(struct coordinator_txn *x, int code, int i,
 	x->error = code;
 	x->err_branch = i;
 	if (i < 0) {
-		snprintf(x->errmsg, sizeof(x->errmsg), "%s", what);
+		str_copy(x->errmsg, sizeof(x->errmsg), what);
 		return;
 	}
 	b = &x->branches[i];
@@ -469,7 +469,7 @@ static void copy_result(struct coordinator_branch *b,
 			const struct coordinator_event *ev)
 {
 	snprintf(b->sqlstate, sizeof(b->sqlstate), "%.5s", ev->sqlstate);
-	snprintf(b->message, sizeof(b->message), "%s", ev->message);
+	str_copy(b->message, sizeof(b->message), ev->message);
 }
 
 /* ------------------------------------------------------- state machine */
@@ -897,7 +897,7 @@ static int begin_existing(struct coordinator_engine *e,
 			return -ENOMEM;
 		}
 	}
-	snprintf(id, idlen, "%s", x->id);
+	str_copy(id, idlen, x->id);
 	(void)e;
 	return COORDINATOR_BEGIN_EXISTING;
 }
@@ -948,7 +948,7 @@ int coordinator_engine_begin(struct coordinator_engine *e,
 		g.branch = (unsigned)i + 1;
 		g.branches = (unsigned)req->nbranches;
 		coordinator_gid_format(&g, b->gid, sizeof(b->gid));
-		snprintf(b->resource, sizeof(b->resource), "%s",
+		str_copy(b->resource, sizeof(b->resource),
 			 req->branches[i].resource);
 		b->stmts = req->branches[i].stmts;
 		b->read_only = req->branches[i].read_only;
@@ -978,7 +978,7 @@ int coordinator_engine_begin(struct coordinator_engine *e,
 	x->timer_id = set_timer(e, fx, x, -1, now + x->timeout_ms);
 	for (size_t i = 0; i < x->nbranches; i++)
 		branch_op(fx, x, i, COORDINATOR_FX_RUN);
-	snprintf(id, idlen, "%s", txid);
+	str_copy(id, idlen, txid);
 	return 0;
 }
 
@@ -1584,7 +1584,7 @@ static int reconcile_one(struct coordinator_engine *e,
 					COORDINATOR_ACT_COMMIT
 			   ? COORDINATOR_OUTCOME_COMMITTED
 			   : COORDINATOR_OUTCOME_ABORTED;
-		snprintf(id, sizeof(id), "%s", gid);
+		str_copy(id, sizeof(id), gid);
 		*strrchr(id, '_') = '\0';
 		if (want == COORDINATOR_OUTCOME_ABORTED && e->log_aborts &&
 		    (r == NULL || !coordinator_recovery_is_decided(r, id))) {
@@ -1699,7 +1699,7 @@ long coordinator_engine_resolve(struct coordinator_engine *e,
 			issued += rc > 0 ? rc : 0;
 			continue;
 		}
-		snprintf(id, sizeof(id), "%s", items[k].gid);
+		str_copy(id, sizeof(id), items[k].gid);
 		*strrchr(id, '_') = '\0';
 		x = coordinator_table_find(e->t, id);
 		for (size_t m = 0; m < nmade; m++)

@@ -149,12 +149,18 @@ void coordinator_fx_init(struct coordinator_fx *fx)
 	memset(fx, 0, sizeof(*fx));
 }
 
-void coordinator_fx_clear(struct coordinator_fx *fx)
+void coordinator_fx_reset(struct coordinator_fx *fx)
 {
 	for (size_t i = 0; i < fx->n; i++) {
 		coordinator_record_free(fx->v[i].rec);
 		coordinator_reply_free(fx->v[i].reply);
 	}
+	fx->n = 0;
+}
+
+void coordinator_fx_clear(struct coordinator_fx *fx)
+{
+	coordinator_fx_reset(fx);
 	mem_free(fx->v);
 	memset(fx, 0, sizeof(*fx));
 }
@@ -186,16 +192,16 @@ struct coordinator_reply *coordinator_reply_new(const struct coordinator_txn *x,
 		}
 	}
 	r->client = client;
-	snprintf(r->txn, sizeof(r->txn), "%s", x->id);
+	str_copy(r->txn, sizeof(r->txn), x->id);
 	r->protocol = x->protocol;
 	r->state = x->state;
 	r->outcome = x->outcome;
 	r->error = x->error;
 	r->err_branch = x->err_branch;
 	if (x->err_branch >= 0 && (size_t)x->err_branch < x->nbranches)
-		snprintf(r->sqlstate, sizeof(r->sqlstate), "%s",
+		str_copy(r->sqlstate, sizeof(r->sqlstate),
 			 x->branches[x->err_branch].sqlstate);
-	snprintf(r->errmsg, sizeof(r->errmsg), "%s", x->errmsg);
+	str_copy(r->errmsg, sizeof(r->errmsg), x->errmsg);
 	r->begun_at = x->begun_at;
 	r->decided_at = x->decided_at;
 	r->done_at = x->done_at;
@@ -204,11 +210,11 @@ struct coordinator_reply *coordinator_reply_new(const struct coordinator_txn *x,
 		const struct coordinator_branch *b = &x->branches[i];
 		struct coordinator_branch_status *s = &r->branches[i];
 
-		snprintf(s->resource, sizeof(s->resource), "%s", b->resource);
-		snprintf(s->gid, sizeof(s->gid), "%s", b->gid);
+		str_copy(s->resource, sizeof(s->resource), b->resource);
+		str_copy(s->gid, sizeof(s->gid), b->gid);
 		s->state = b->state;
-		snprintf(s->sqlstate, sizeof(s->sqlstate), "%s", b->sqlstate);
-		snprintf(s->message, sizeof(s->message), "%s", b->message);
+		str_copy(s->sqlstate, sizeof(s->sqlstate), b->sqlstate);
+		str_copy(s->message, sizeof(s->message), b->message);
 	}
 	return r;
 }

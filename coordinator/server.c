@@ -111,6 +111,10 @@ struct coordinator_server {
 	uv_prepare_t logq_prepare;
 	uv_check_t logq_check;
 	bool logq_started;
+	/* The memory of the last effect list applied, for the next step's
+	 * (coordinator_server_fx_init): a fresh list was a large allocation
+	 * and free per step.  Steps nest; only one list is kept. */
+	struct coordinator_fx spare_fx;
 	bool checkpointing;
 	uint64_t checkpoint_at; /* WAL records written at the last checkpoint */
 	size_t clients; /* requests waiting for an outcome */
@@ -123,6 +127,7 @@ struct coordinator_server {
 };
 
 static void apply(struct coordinator_server *s, struct coordinator_fx *fx);
+#define SPARE_FX_MAX 256 /* effects; a larger list is freed */
 
 /* ------------------------------------------------------------- helpers */
 
@@ -191,7 +196,7 @@ static struct srv_op *op_new(struct coordinator_server *s, enum op_kind kind,
 		return NULL;
 	op->srv = s;
 	op->kind = kind;
-	snprintf(op->txn, sizeof(op->txn), "%s", txn);
+	str_copy(op->txn, sizeof(op->txn), txn);
 	op->branch = branch;
 	return op;
 }
@@ -202,16 +207,16 @@ static void event_init(struct coordinator_event *ev,
 {
 	memset(ev, 0, sizeof(*ev));
 	ev->type = type;
-	snprintf(ev->txn, sizeof(ev->txn), "%s", txn);
+	str_copy(ev->txn, sizeof(ev->txn), txn);
 	ev->branch = branch;
 }
 
 static void event_error(struct coordinator_event *ev,
 			const struct coordinator_pg_result *r)
 {
-	snprintf(ev->sqlstate, sizeof(ev->sqlstate), "%s",
+	str_copy(ev->sqlstate, sizeof(ev->sqlstate),
 		 r->sqlstate ? r->sqlstate : "");
-	snprintf(ev->message, sizeof(ev->message), "%s",
+	str_copy(ev->message, sizeof(ev->message),
 		 r->message ? r->message : "");
 }
 
@@ -222,7 +227,7 @@ static void step(struct coordinator_server *s,
 	struct coordinator_fx fx;
 	int rc;
 
-	coordinator_fx_init(&fx);
+	coordinator_server_fx_init(s, &fx);
 	rc = coordinator_engine_step(s->engine, ev, uv_now(s->loop), &fx);
 	if (rc < 0 && rc != COORDINATOR_ESTALE)
 		log_warn("coordinator", "event_rejected",
@@ -969,7 +974,7 @@ static void fx_timer(struct coordinator_server *s,
 	t->srv = s;
 	t->id = f->timer_id;
 	t->branch = f->branch;
-	snprintf(t->txn, sizeof(t->txn), "%s", f->txn);
+	str_copy(t->txn, sizeof(t->txn), f->txn);
 	uv_timer_init(s->loop, &t->handle);
 	t->handle.data = t;
 	t->next = s->timers;
@@ -1108,7 +1113,20 @@ static void apply(struct coordinator_server *s, struct coordinator_fx *fx)
 	}
 	if (prepared_sent)
 		crashpoint_hit("coordinator.after_prepare_sent");
-	coordinator_fx_clear(fx);
+	coordinator_fx_reset(fx);
+	if (s->spare_fx.v == NULL && fx->cap <= SPARE_FX_MAX) {
+		s->spare_fx = *fx;
+		coordinator_fx_init(fx);
+	} else {
+		coordinator_fx_clear(fx);
+	}
+}
+
+void coordinator_server_fx_init(struct coordinator_server *s,
+				struct coordinator_fx *fx)
+{
+	*fx = s->spare_fx;
+	coordinator_fx_init(&s->spare_fx);
 }
 
 void coordinator_server_apply(struct coordinator_server *s,
@@ -1167,7 +1185,7 @@ int coordinator_server_list_prepared(struct coordinator_server *s,
 	lo->srv = s;
 	lo->cb = cb;
 	lo->data = data;
-	snprintf(lo->resource, sizeof(lo->resource), "%s", res);
+	str_copy(lo->resource, sizeof(lo->resource), res);
 	rc = coordinator_pg_list_prepared(pg, prefix, list_done, lo);
 	if (rc < 0)
 		mem_free(lo);
@@ -1510,6 +1528,7 @@ err_free:
 		coordinator_log_close(&s->log);
 	metrics_registry_free(s->reg);
 	coordinator_engine_free(s->engine);
+	coordinator_fx_clear(&s->spare_fx);
 	mem_free(s);
 	return rc;
 }
@@ -1609,6 +1628,7 @@ void coordinator_server_free(struct coordinator_server *s)
 		coordinator_log_close(&s->log);
 	coordinator_engine_free(s->engine);
 	metrics_registry_free(s->reg);
+	coordinator_fx_clear(&s->spare_fx);
 	mem_free(s->res);
 	mem_free(s);
 }

@@ -62,7 +62,7 @@ int coordinator_table_new(const char *cluster, struct coordinator_table **out)
 	t->by_key = mem_calloc(t->nbuckets, sizeof(*t->by_key));
 	if (t->by_key == NULL)
 		goto err_free_id;
-	snprintf(t->cluster, sizeof(t->cluster), "%s", cluster);
+	str_copy(t->cluster, sizeof(t->cluster), cluster);
 	*out = t;
 	return 0;
 
@@ -140,7 +140,7 @@ int coordinator_table_next_id(struct coordinator_table *t, char *id, size_t len,
 	if (!t->durable)
 		return COORDINATOR_ENOT_READY;
 	memset(&g, 0, sizeof(g));
-	snprintf(g.cluster, sizeof(g.cluster), "%s", t->cluster);
+	str_copy(g.cluster, sizeof(g.cluster), t->cluster);
 	g.epoch = t->epoch;
 	g.seq = t->seq + 1;
 	rc = coordinator_gid_format(&g, id, len);
@@ -159,7 +159,7 @@ static void id_of(const char *gid, char *id)
 	const char *last;
 	size_t n;
 
-	snprintf(id, COORDINATOR_GID_SIZE, "%s", gid);
+	str_copy(id, COORDINATOR_GID_SIZE, gid);
 	if (coordinator_gid_parse(gid, &g) == 0) {
 		last = strrchr(gid, '_');
 		n = (size_t)(last - gid);
@@ -233,11 +233,11 @@ int coordinator_table_add(struct coordinator_table *t, const char *id,
 		}
 	}
 	x->nbranches = nbranches;
-	snprintf(x->id, sizeof(x->id), "%s", id);
+	str_copy(x->id, sizeof(x->id), id);
 	x->epoch = g.epoch;
 	x->seq = g.seq;
 	if (key != NULL)
-		snprintf(x->key, sizeof(x->key), "%s", key);
+		str_copy(x->key, sizeof(x->key), key);
 	x->err_branch = -1;
 	b = hash(x->id) & (t->nbuckets - 1);
 	x->id_next = t->by_id[b];
@@ -383,8 +383,8 @@ int coordinator_txn_branch_add(struct coordinator_txn *x, const char *resource,
 	x->branches = v;
 	v = &x->branches[x->nbranches];
 	memset(v, 0, sizeof(*v));
-	snprintf(v->resource, sizeof(v->resource), "%s", resource);
-	snprintf(v->gid, sizeof(v->gid), "%s", gid);
+	str_copy(v->resource, sizeof(v->resource), resource);
+	str_copy(v->gid, sizeof(v->gid), gid);
 	x->nbranches++;
 	if (out != NULL)
 		*out = v;
