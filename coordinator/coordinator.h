@@ -367,8 +367,11 @@ struct coordinator_txn {
 	struct coordinator_branch *branches;
 	size_t nwaiters; /* clients waiting for the outcome */
 	uint64_t *waiters;
-	/* table links */
+	/* table links (txn.c): hash chains, all txns in creation order,
+	 * and the live or the done list */
 	struct coordinator_txn *id_next, *key_next, *prev, *next;
+	struct coordinator_txn *sprev, *snext;
+	struct coordinator_table *table; /* NULL if in none */
 };
 
 struct coordinator_table;
@@ -403,18 +406,24 @@ struct coordinator_txn *
 coordinator_table_find(const struct coordinator_table *t, const char *gid);
 struct coordinator_txn *
 coordinator_table_find_key(const struct coordinator_table *t, const char *key);
-/* Calls fn for each txn in state (or every txn if all), oldest first;
- * fn returning non-zero stops the walk.  Returns how many were visited. */
+/* Calls fn for each txn in state (or every txn if all), oldest first
+ * (done ones, listed by state: in the order they finished); fn
+ * returning non-zero stops the walk.  Returns how many were visited.
+ * Listing a state other than done never walks the done txns. */
 size_t coordinator_table_list(
     const struct coordinator_table *t, enum coordinator_txn_state state,
     bool all, int (*fn)(void *arg, const struct coordinator_txn *x), void *arg);
 size_t coordinator_table_count(const struct coordinator_table *t,
 			       enum coordinator_txn_state state);
 size_t coordinator_table_size(const struct coordinator_table *t);
-/* Removes and frees done txns whose done_at + keep_ms <= now; returns how
- * many went. */
+/* Removes and frees done txns whose done_at + keep_ms <= now, oldest
+ * first (costs what it removes); returns how many went. */
 size_t coordinator_table_prune(struct coordinator_table *t, uint64_t now,
 			       uint64_t keep_ms, void (*free_stmts)(void *));
+/* Changes x's state; the only way to, for a txn in a table, which keeps
+ * its counts and lists by state (coordinator_table_count is O(1)). */
+void coordinator_txn_set_state(struct coordinator_txn *x,
+			       enum coordinator_txn_state s);
 /* Grows a txn's branch array (recovery adds branches one by one). */
 int coordinator_txn_branch_add(struct coordinator_txn *x, const char *resource,
 			       const char *gid,

@@ -497,7 +497,7 @@ static void set_state(struct coordinator_fx *fx, struct coordinator_txn *x,
 		metric(fx, x, COORDINATOR_M_IN_DOUBT_ENTER, 1);
 	else if (x->state == COORDINATOR_TXN_IN_DOUBT)
 		metric(fx, x, COORDINATOR_M_IN_DOUBT_LEAVE, 1);
-	x->state = s;
+	coordinator_txn_set_state(x, s);
 }
 
 /* Rule 5: done when every branch is final and no log write is awaited. */
@@ -958,7 +958,7 @@ int coordinator_engine_begin(struct coordinator_engine *e,
 			  ? e->protocol
 			  : req->protocol;
 	x->timeout_ms = req->timeout_ms ? req->timeout_ms : e->timeout_ms;
-	x->state = COORDINATOR_TXN_ACTIVE;
+	coordinator_txn_set_state(x, COORDINATOR_TXN_ACTIVE);
 	x->begun_at = now;
 	if (pipelines(e, x)) {
 		/* Phase 1 starts now: these PREPAREs go out with the
@@ -970,7 +970,7 @@ int coordinator_engine_begin(struct coordinator_engine *e,
 				continue;
 			b->pipelined = true;
 			b->state = COORDINATOR_BR_PREPARING;
-			x->state = COORDINATOR_TXN_PREPARING;
+			coordinator_txn_set_state(x, COORDINATOR_TXN_PREPARING);
 		}
 		x->prepare_at = now;
 	}
@@ -1356,9 +1356,10 @@ static int adopt(struct coordinator_engine *e, const char *id, const char *key,
 		x->protocol = proto;
 		x->decision = decision;
 		x->outcome = decision;
-		x->state = decision == COORDINATOR_OUTCOME_COMMITTED
-			       ? COORDINATOR_TXN_COMMITTING
-			       : COORDINATOR_TXN_ABORTING;
+		coordinator_txn_set_state(
+		    x, decision == COORDINATOR_OUTCOME_COMMITTED
+			   ? COORDINATOR_TXN_COMMITTING
+			   : COORDINATOR_TXN_ABORTING);
 	}
 	*out = x;
 	return 0;
@@ -1390,7 +1391,7 @@ static int adopt_undecided(struct coordinator_engine *e,
 		return rc;
 	x->replied = false;
 	x->begin_logged = true;
-	x->state = COORDINATOR_TXN_IN_DOUBT;
+	coordinator_txn_set_state(x, COORDINATOR_TXN_IN_DOUBT);
 	for (size_t i = 0; i < rec->nbranches; i++) {
 		struct coordinator_branch *b;
 
@@ -1413,9 +1414,9 @@ static bool log_decision(struct coordinator_engine *e,
 		return false;
 	x->decision = decision;
 	x->decided_at = now;
-	x->state = decision == COORDINATOR_OUTCOME_COMMITTED
-		       ? COORDINATOR_TXN_COMMITTING
-		       : COORDINATOR_TXN_ABORTING;
+	coordinator_txn_set_state(x, decision == COORDINATOR_OUTCOME_COMMITTED
+					 ? COORDINATOR_TXN_COMMITTING
+					 : COORDINATOR_TXN_ABORTING);
 	x->log_token = log_rec(e, fx, x,
 			       decision == COORDINATOR_OUTCOME_COMMITTED
 				   ? COORDINATOR_REC_COMMIT
@@ -1448,7 +1449,7 @@ static int keyed_done(void *arg, const char *txn, const char *key,
 		      COORDINATOR_OUTCOME_COMMITTED, &x);
 	if (k->rc < 0)
 		return 1;
-	x->state = COORDINATOR_TXN_DONE;
+	coordinator_txn_set_state(x, COORDINATOR_TXN_DONE);
 	x->decision_logged = true; /* a snapshot must carry it on */
 	x->decided_at = x->done_at = k->now;
 	return 0;
@@ -1630,9 +1631,10 @@ static int reconcile_one(struct coordinator_engine *e,
 			return 0; /* its COMMIT PREPARED comes next */
 	}
 	if (x->state == COORDINATOR_TXN_DONE)
-		x->state = want == COORDINATOR_OUTCOME_COMMITTED
-			       ? COORDINATOR_TXN_COMMITTING
-			       : COORDINATOR_TXN_ABORTING;
+		coordinator_txn_set_state(x,
+					  want == COORDINATOR_OUTCOME_COMMITTED
+					      ? COORDINATOR_TXN_COMMITTING
+					      : COORDINATOR_TXN_ABORTING);
 	issue_phase2(fx, x, (size_t)i);
 	return 1;
 }

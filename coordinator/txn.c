@@ -3,9 +3,17 @@
  * by state, and epoch + sequence allocation.
  *
  * Design notes:
- *  - Two chained hash tables (by id, by key) over the same txns, plus one
- *    doubly linked list in creation order for listing and pruning.  Buckets
+ *  - Two chained hash tables (by id, by key) over the same txns.  Buckets
  *    double when the load passes 1.
+ *  - Every txn is on a doubly linked list in creation order (prev/next),
+ *    for listing everything, and on one of two more (sprev/snext): the
+ *    live txns (not done) in creation order, or the done ones in the
+ *    order they finished.  Done txns are kept for minutes (at thousands
+ *    per second, millions of them), so nothing that runs often may walk
+ *    them: counts by state are kept as states change
+ *    (coordinator_txn_set_state), listings of a live state walk the live
+ *    list only, and pruning takes expired txns from the front of the done
+ *    list and stops at the first that is not.
  *  - Lookup by gid accepts a branch gid too: the branch part is cut off, so
  *    a gid a resource reports finds its transaction.
  *
@@ -16,6 +24,9 @@
  *     the first new gid is handed out"), and sequences of one epoch are
  *     1, 2, 3, ... without reuse.
  *  3. A new epoch is always greater than every epoch set before.
+ *  4. Every txn is on the creation-order list, and on the done list iff
+ *     its state is DONE, else on the live list; count[s] is the number of
+ *     txns in state s.
  */
 #include "coordinator/txn.h"
 #include "common/common.h"
@@ -25,6 +36,10 @@
 #include <stdio.h>
 #include <string.h>
 
+struct txn_list {
+	struct coordinator_txn *head, *tail;
+};
+
 struct coordinator_table {
 	char cluster[COORDINATOR_CLUSTER_MAX + 1];
 	uint64_t epoch;
@@ -32,8 +47,40 @@ struct coordinator_table {
 	uint64_t seq; /* last handed out in epoch */
 	struct coordinator_txn **by_id, **by_key;
 	size_t nbuckets, size;
-	struct coordinator_txn *head, *tail;
+	struct coordinator_txn *head, *tail; /* all, creation order */
+	struct txn_list live, done;
+	size_t count[COORDINATOR_TXN_NSTATES];
 };
+
+static void list_append(struct txn_list *l, struct coordinator_txn *x)
+{
+	x->snext = NULL;
+	x->sprev = l->tail;
+	if (l->tail != NULL)
+		l->tail->snext = x;
+	else
+		l->head = x;
+	l->tail = x;
+}
+
+static void list_unlink(struct txn_list *l, struct coordinator_txn *x)
+{
+	if (x->sprev != NULL)
+		x->sprev->snext = x->snext;
+	else
+		l->head = x->snext;
+	if (x->snext != NULL)
+		x->snext->sprev = x->sprev;
+	else
+		l->tail = x->sprev;
+	x->sprev = x->snext = NULL;
+}
+
+static struct txn_list *list_of(struct coordinator_table *t,
+				enum coordinator_txn_state s)
+{
+	return s == COORDINATOR_TXN_DONE ? &t->done : &t->live;
+}
 
 static uint64_t hash(const char *s)
 {
@@ -247,12 +294,16 @@ int coordinator_table_add(struct coordinator_table *t, const char *id,
 		x->key_next = t->by_key[b];
 		t->by_key[b] = x;
 	}
+	x->table = t;
+	x->state = COORDINATOR_TXN_ACTIVE;
 	x->prev = t->tail;
 	if (t->tail != NULL)
 		t->tail->next = x;
 	else
 		t->head = x;
 	t->tail = x;
+	list_append(&t->live, x);
+	t->count[x->state]++;
 	t->size++;
 	*out = x;
 	return 0;
@@ -293,13 +344,27 @@ size_t coordinator_table_list(
     const struct coordinator_table *t, enum coordinator_txn_state state,
     bool all, int (*fn)(void *arg, const struct coordinator_txn *x), void *arg)
 {
+	const struct coordinator_txn *x;
 	size_t n = 0;
 
-	for (struct coordinator_txn *x = t->head; x != NULL; x = x->next) {
-		if (!all && x->state != state)
+	if (all) {
+		for (x = t->head; x != NULL; x = x->next) {
+			n++;
+			if (fn != NULL && fn(arg, x) != 0)
+				break;
+		}
+		return n;
+	}
+	if ((unsigned)state >= COORDINATOR_TXN_NSTATES)
+		return 0;
+	if (fn == NULL)
+		return t->count[state];
+	x = state == COORDINATOR_TXN_DONE ? t->done.head : t->live.head;
+	for (; x != NULL; x = x->snext) {
+		if (x->state != state)
 			continue;
 		n++;
-		if (fn != NULL && fn(arg, x) != 0)
+		if (fn(arg, x) != 0)
 			break;
 	}
 	return n;
@@ -308,7 +373,30 @@ size_t coordinator_table_list(
 size_t coordinator_table_count(const struct coordinator_table *t,
 			       enum coordinator_txn_state state)
 {
-	return coordinator_table_list(t, state, false, NULL, NULL);
+	if ((unsigned)state >= COORDINATOR_TXN_NSTATES)
+		return 0;
+	return t->count[state];
+}
+
+void coordinator_txn_set_state(struct coordinator_txn *x,
+			       enum coordinator_txn_state s)
+{
+	struct coordinator_table *t = x->table;
+
+	if (x->state == s)
+		return;
+	if (t != NULL) {
+		struct txn_list *from = list_of(t, x->state);
+		struct txn_list *to = list_of(t, s);
+
+		t->count[x->state]--;
+		t->count[s]++;
+		if (from != to) {
+			list_unlink(from, x);
+			list_append(to, x);
+		}
+	}
+	x->state = s;
 }
 
 size_t coordinator_table_size(const struct coordinator_table *t)
@@ -341,6 +429,8 @@ static void table_remove(struct coordinator_table *t, struct coordinator_txn *x)
 		x->next->prev = x->prev;
 	else
 		t->tail = x->prev;
+	list_unlink(list_of(t, x->state), x);
+	t->count[x->state]--;
 	t->size--;
 }
 
@@ -355,14 +445,12 @@ void coordinator__table_drop(struct coordinator_table *t,
 size_t coordinator_table_prune(struct coordinator_table *t, uint64_t now,
 			       uint64_t keep_ms, void (*free_stmts)(void *))
 {
-	struct coordinator_txn *x, *next;
+	struct coordinator_txn *x;
 	size_t n = 0;
 
-	for (x = t->head; x != NULL; x = next) {
-		next = x->next;
-		if (x->state != COORDINATOR_TXN_DONE ||
-		    x->done_at + keep_ms > now)
-			continue;
+	/* Finishing order is done_at order: the first one not expired ends
+	 * the walk, so a prune costs what it removes. */
+	while ((x = t->done.head) != NULL && x->done_at + keep_ms <= now) {
 		table_remove(t, x);
 		txn_free(x, free_stmts);
 		n++;

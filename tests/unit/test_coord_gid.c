@@ -145,7 +145,8 @@ START_TEST(table_finds_by_id_branch_gid_and_key)
 		ck_assert_uint_eq(seq, (uint64_t)i + 1);
 		snprintf(key, sizeof(key), "k%d", i);
 		ck_assert_int_eq(coordinator_table_add(t, id, key, 2, &x), 0);
-		x->state = (enum coordinator_txn_state)(i % 3);
+		coordinator_txn_set_state(x,
+					  (enum coordinator_txn_state)(i % 3));
 	}
 	ck_assert_str_eq(id, "bank_2_200");
 	x = coordinator_table_find(t, "bank_2_17");
@@ -170,8 +171,10 @@ START_TEST(table_finds_by_id_branch_gid_and_key)
 	ck_assert_int_eq(coordinator_table_next_id(t, id, sizeof(id), &seq), 0);
 	ck_assert_str_eq(id, "bank_3_1");
 	/* listing is oldest first; pruning drops done txns past their time */
-	coordinator_table_find(t, "bank_2_1")->state = COORDINATOR_TXN_DONE;
-	coordinator_table_find(t, "bank_2_2")->state = COORDINATOR_TXN_DONE;
+	coordinator_txn_set_state(coordinator_table_find(t, "bank_2_1"),
+				  COORDINATOR_TXN_DONE);
+	coordinator_txn_set_state(coordinator_table_find(t, "bank_2_2"),
+				  COORDINATOR_TXN_DONE);
 	coordinator_table_find(t, "bank_2_2")->done_at = 500;
 	coordinator_table_list(t, COORDINATOR_TXN_DONE, false, collect, ids);
 	ck_assert_str_eq(ids, "bank_2_1,bank_2_2,");
@@ -181,6 +184,127 @@ START_TEST(table_finds_by_id_branch_gid_and_key)
 	ck_assert_ptr_nonnull(coordinator_table_find(t, "bank_2_2"));
 	ck_assert_uint_eq(coordinator_table_prune(t, 1100, 600, NULL), 1);
 	ck_assert_uint_eq(coordinator_table_size(t), 198);
+	coordinator_table_free(t, NULL);
+}
+END_TEST
+
+/* Adds "bank_1_<i>" for i in 1..n to a ready table. */
+static struct coordinator_table *table_of(int n)
+{
+	struct coordinator_table *t;
+	struct coordinator_txn *x;
+	char id[COORDINATOR_GID_SIZE];
+	uint64_t seq;
+
+	ck_assert_int_eq(coordinator_table_new("bank", &t), 0);
+	ck_assert_int_eq(coordinator_table_epoch_set(t, 1), 0);
+	coordinator_table_epoch_durable(t);
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(
+		    coordinator_table_next_id(t, id, sizeof(id), &seq), 0);
+		ck_assert_int_eq(coordinator_table_add(t, id, NULL, 1, &x), 0);
+	}
+	return t;
+}
+
+static void finish(struct coordinator_table *t, const char *id, uint64_t at)
+{
+	struct coordinator_txn *x = coordinator_table_find(t, id);
+
+	ck_assert_ptr_nonnull(x);
+	x->done_at = at;
+	coordinator_txn_set_state(x, COORDINATOR_TXN_DONE);
+}
+
+/* Done txns are listed by state in the order they finished and by
+ * everything in creation order; pruning stops at the first done txn that
+ * has not expired. */
+START_TEST(table_keeps_done_txns_in_finishing_order)
+{
+	struct coordinator_table *t = table_of(6);
+	char ids[4096] = "";
+
+	finish(t, "bank_1_5", 100);
+	finish(t, "bank_1_2", 200);
+	finish(t, "bank_1_4", 300);
+	coordinator_txn_set_state(coordinator_table_find(t, "bank_1_3"),
+				  COORDINATOR_TXN_IN_DOUBT);
+	coordinator_table_list(t, COORDINATOR_TXN_DONE, false, collect, ids);
+	ck_assert_str_eq(ids, "bank_1_5,bank_1_2,bank_1_4,");
+	ids[0] = '\0';
+	coordinator_table_list(t, 0, true, collect, ids);
+	ck_assert_str_eq(ids, "bank_1_1,bank_1_2,bank_1_3,bank_1_4,bank_1_5,"
+			      "bank_1_6,");
+	ids[0] = '\0';
+	coordinator_table_list(t, COORDINATOR_TXN_ACTIVE, false, collect, ids);
+	ck_assert_str_eq(ids, "bank_1_1,bank_1_6,");
+	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_DONE), 3);
+	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_IN_DOUBT),
+			  1);
+	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_NSTATES),
+			  0);
+
+	ck_assert_uint_eq(coordinator_table_prune(t, 250, 100, NULL), 1);
+	ck_assert_ptr_null(coordinator_table_find(t, "bank_1_5"));
+	ck_assert_ptr_nonnull(coordinator_table_find(t, "bank_1_2"));
+	ck_assert_uint_eq(coordinator_table_prune(t, 1000, 100, NULL), 2);
+	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_DONE), 0);
+	ck_assert_uint_eq(coordinator_table_size(t), 3);
+	coordinator_table_free(t, NULL);
+}
+END_TEST
+
+static int count_state(void *arg, const struct coordinator_txn *x)
+{
+	((size_t *)arg)[x->state]++;
+	return 0;
+}
+
+/* Seeded random state changes, drops and prunes: the kept counts always
+ * equal a recount, and listing one state finds exactly its count. */
+START_TEST(table_counts_follow_every_change)
+{
+	struct coordinator_table *t = table_of(300);
+	unsigned seed = 4242;
+	uint64_t now = 0;
+
+	for (int step = 0; step < 3000; step++) {
+		size_t recount[COORDINATOR_TXN_NSTATES] = {0};
+		size_t total = 0;
+		char id[64];
+		struct coordinator_txn *x;
+		int r = rand_r(&seed);
+
+		snprintf(id, sizeof(id), "bank_1_%d", 1 + r % 300);
+		x = coordinator_table_find(t, id);
+		now += 1;
+		if (x != NULL && x->state != COORDINATOR_TXN_DONE) {
+			enum coordinator_txn_state s =
+			    (enum coordinator_txn_state)(
+				(r / 300) % COORDINATOR_TXN_NSTATES);
+
+			if (s == COORDINATOR_TXN_DONE)
+				x->done_at = now;
+			coordinator_txn_set_state(x, s);
+		}
+		if (step % 500 == 499)
+			(void)coordinator_table_prune(t, now, 200, NULL);
+		coordinator_table_list(t, 0, true, count_state, recount);
+		for (int s = 0; s < COORDINATOR_TXN_NSTATES; s++) {
+			ck_assert_uint_eq(coordinator_table_count(
+					      t, (enum coordinator_txn_state)s),
+					  recount[s]);
+			ck_assert_uint_eq(
+			    coordinator_table_list(
+				t, (enum coordinator_txn_state)s, false,
+				count_state,
+				(size_t[COORDINATOR_TXN_NSTATES]){0}),
+			    recount[s]);
+			total += recount[s];
+		}
+		ck_assert_uint_eq(total, coordinator_table_size(t));
+	}
+	ck_assert_uint_lt(coordinator_table_size(t), 300); /* some pruned */
 	coordinator_table_free(t, NULL);
 }
 END_TEST
@@ -226,6 +350,8 @@ int main(void)
 	tcase_add_test(tc, longest_gid_fits);
 	tcase_add_test(tc, table_finds_by_id_branch_gid_and_key);
 	tcase_add_test(tc, table_add_survives_failed_allocations);
+	tcase_add_test(tc, table_keeps_done_txns_in_finishing_order);
+	tcase_add_test(tc, table_counts_follow_every_change);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
