@@ -13,7 +13,9 @@
  *    them: counts by state are kept as states change
  *    (coordinator_txn_set_state), listings of a live state walk the live
  *    list only, and pruning takes expired txns from the front of the done
- *    list and stops at the first that is not.
+ *    list and stops at the first that is not.  A done txn the reconciler
+ *    reopens (a branch it must settle) goes to the end of the live list,
+ *    and to the end of the done list when it finishes again.
  *  - Lookup by gid accepts a branch gid too: the branch part is cut off, so
  *    a gid a resource reports finds its transaction.
  *
