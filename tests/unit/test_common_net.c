@@ -139,6 +139,22 @@ static char *listen_addr(struct world *w, char *buf, size_t len)
 	return buf;
 }
 
+/* Listens on a free loopback port and connects a client to it. */
+static void listen_and_connect(struct world *w)
+{
+	char addr[64];
+
+	ck_assert_int_eq(
+	    net_listen(&w->loop, "127.0.0.1:0", on_accept, w, &w->l), 0);
+	ck_assert_int_gt(net_listener_port(w->l), 0);
+	ck_assert_int_eq(net_connect(&w->loop,
+				     listen_addr(w, addr, sizeof(addr)),
+				     on_connected, w),
+			 0);
+	ck_assert(run_until(&w->loop, &w->connect_done, 5000));
+	ck_assert_int_eq(w->connect_status, 0);
+}
+
 /* ---- tests -------------------------------------------------------------- */
 
 START_TEST(addr_parse_accepts_literals_and_rejects_garbage)
@@ -182,15 +198,7 @@ START_TEST(echo_through_listener_and_connector)
 	char addr[64];
 
 	world_init(&w);
-	ck_assert_int_eq(
-	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
-	ck_assert_int_gt(net_listener_port(w.l), 0);
-	ck_assert_int_eq(net_connect(&w.loop,
-				     listen_addr(&w, addr, sizeof(addr)),
-				     on_connected, &w),
-			 0);
-	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
-	ck_assert_int_eq(w.connect_status, 0);
+	listen_and_connect(&w);
 	ck_assert_int_eq(net_conn_write(w.cli, "hello ", 6), 0);
 	ck_assert_int_eq(net_conn_write(w.cli, "world", 5), 0);
 	for (int i = 0; i < 200 && w.got_len < 11; i++)
@@ -219,18 +227,10 @@ START_TEST(batched_writes_leave_when_the_turn_ends)
 {
 	struct world w;
 	struct cork_batch b;
-	char addr[64];
 
 	world_init(&w);
 	cork_batch_init(&w.loop, &b);
-	ck_assert_int_eq(
-	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
-	ck_assert_int_eq(net_connect(&w.loop,
-				     listen_addr(&w, addr, sizeof(addr)),
-				     on_connected, &w),
-			 0);
-	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
-	ck_assert_int_eq(w.connect_status, 0);
+	listen_and_connect(&w);
 	net_conn_set_batch(w.cli, &b);
 	ck_assert_int_eq(net_conn_write(w.cli, "ping ", 5), 0);
 	ck_assert_int_eq(net_conn_write(w.cli, "pong", 4), 0);
@@ -472,7 +472,6 @@ END_TEST
 START_TEST(write_queue_is_bounded)
 {
 	struct world w;
-	char addr[64];
 	char chunk[4096];
 	char big[8192];
 	int rv = 0;
@@ -482,14 +481,7 @@ START_TEST(write_queue_is_bounded)
 	w.echo = false;
 	memset(chunk, 'a', sizeof(chunk));
 	memset(big, 'b', sizeof(big));
-	ck_assert_int_eq(
-	    net_listen(&w.loop, "127.0.0.1:0", on_accept, &w, &w.l), 0);
-	ck_assert_int_eq(net_connect(&w.loop,
-				     listen_addr(&w, addr, sizeof(addr)),
-				     on_connected, &w),
-			 0);
-	ck_assert(run_until(&w.loop, &w.connect_done, 5000));
-	ck_assert_int_eq(w.connect_status, 0);
+	listen_and_connect(&w);
 	for (i = 0; i < 200 && w.accepted == 0; i++)
 		uv_run(&w.loop, UV_RUN_ONCE);
 	ck_assert_ptr_nonnull(w.srv_conn);
