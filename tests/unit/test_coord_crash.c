@@ -19,6 +19,7 @@
  * A failure prints the seed and crash step; both replay exactly.
  */
 #include "test_coord_harness.h"
+#include "tests/lib/suite.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -843,19 +844,12 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("coordinator_crash");
-	TCase *tc = tcase_create("crash");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    runs_without_crash_are_atomic_and_answered,
+	    crash_at_every_step_recovers_atomically,
+	    crash_during_recovery_recovers_atomically,
+	    NULL,
+	};
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, runs_without_crash_are_atomic_and_answered);
-	tcase_add_test(tc, crash_at_every_step_recovers_atomically);
-	tcase_add_test(tc, crash_during_recovery_recovers_atomically);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("coordinator_crash", 60, tests);
 }

@@ -1,6 +1,7 @@
 /* test_coord_engine.c - the pure 2PC engine, one protocol path per test:
  * effects emitted, forced writes counted against DESIGN.md section 6. */
 #include "test_coord_harness.h"
+#include "tests/lib/suite.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -1411,42 +1412,32 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("coordinator_engine");
-	TCase *tc = tcase_create("engine");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    two_branches_commit_with_one_forced_write,
+	    statement_error_aborts_naming_the_branch,
+	    no_vote_aborts_without_any_log_write,
+	    prepare_timeout_aborts_txn,
+	    statement_timeout_aborts_and_rolls_back_locally,
+	    lost_prepare_answer_issues_rollback_prepared,
+	    single_branch_commits_one_phase_without_log,
+	    read_only_branches_leave_after_phase_one,
+	    forced_writes_match_the_design_table,
+	    pn_waits_for_forced_begin_and_abort,
+	    phase_two_retries_with_backoff_and_42704_counts_as_done,
+	    idempotency_key_runs_once,
+	    bad_input_gets_an_error_and_changes_nothing,
+	    failed_commit_write_leaves_txn_in_doubt,
+	    begin_survives_every_failed_allocation,
+	    every_allocation_failure_in_a_commit_is_survived,
+	    raft_mode_forces_aborts_after_prepare,
+	    pipelined_votes_yes_commit_with_one_forced_write,
+	    pipelined_statement_error_rolls_back_the_prepared_branch,
+	    pipelined_statement_error_cancels_the_branch_in_flight,
+	    pipelined_lost_vote_rolls_back_by_gid,
+	    pipelined_timeout_aborts_and_cancels,
+	    pipelining_leaves_pn_one_phase_raft_and_hints_two_step,
+	    NULL,
+	};
 
-	tcase_add_test(tc, two_branches_commit_with_one_forced_write);
-	tcase_add_test(tc, statement_error_aborts_naming_the_branch);
-	tcase_add_test(tc, no_vote_aborts_without_any_log_write);
-	tcase_add_test(tc, prepare_timeout_aborts_txn);
-	tcase_add_test(tc, statement_timeout_aborts_and_rolls_back_locally);
-	tcase_add_test(tc, lost_prepare_answer_issues_rollback_prepared);
-	tcase_add_test(tc, single_branch_commits_one_phase_without_log);
-	tcase_add_test(tc, read_only_branches_leave_after_phase_one);
-	tcase_add_test(tc, forced_writes_match_the_design_table);
-	tcase_add_test(tc, pn_waits_for_forced_begin_and_abort);
-	tcase_add_test(tc,
-		       phase_two_retries_with_backoff_and_42704_counts_as_done);
-	tcase_add_test(tc, idempotency_key_runs_once);
-	tcase_add_test(tc, bad_input_gets_an_error_and_changes_nothing);
-	tcase_add_test(tc, failed_commit_write_leaves_txn_in_doubt);
-	tcase_add_test(tc, begin_survives_every_failed_allocation);
-	tcase_add_test(tc, every_allocation_failure_in_a_commit_is_survived);
-	tcase_add_test(tc, raft_mode_forces_aborts_after_prepare);
-	tcase_add_test(tc, pipelined_votes_yes_commit_with_one_forced_write);
-	tcase_add_test(
-	    tc, pipelined_statement_error_rolls_back_the_prepared_branch);
-	tcase_add_test(tc,
-		       pipelined_statement_error_cancels_the_branch_in_flight);
-	tcase_add_test(tc, pipelined_lost_vote_rolls_back_by_gid);
-	tcase_add_test(tc, pipelined_timeout_aborts_and_cancels);
-	tcase_add_test(tc,
-		       pipelining_leaves_pn_one_phase_raft_and_hints_two_step);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("coordinator_engine", 0, tests);
 }

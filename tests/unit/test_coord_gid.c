@@ -3,6 +3,7 @@
 #include "common/common.h"
 #include "coordinator/coordinator.h"
 
+#include "tests/lib/suite.h"
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -341,23 +342,17 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("coordinator_gid");
-	TCase *tc = tcase_create("gid");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    gid_round_trips,
+	    gid_parse_is_strict,
+	    prefix_and_epoch_tests,
+	    longest_gid_fits,
+	    table_finds_by_id_branch_gid_and_key,
+	    table_add_survives_failed_allocations,
+	    table_keeps_done_txns_in_finishing_order,
+	    table_counts_follow_every_change,
+	    NULL,
+	};
 
-	tcase_add_test(tc, gid_round_trips);
-	tcase_add_test(tc, gid_parse_is_strict);
-	tcase_add_test(tc, prefix_and_epoch_tests);
-	tcase_add_test(tc, longest_gid_fits);
-	tcase_add_test(tc, table_finds_by_id_branch_gid_and_key);
-	tcase_add_test(tc, table_add_survives_failed_allocations);
-	tcase_add_test(tc, table_keeps_done_txns_in_finishing_order);
-	tcase_add_test(tc, table_counts_follow_every_change);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("coordinator_gid", 0, tests);
 }

@@ -2,6 +2,7 @@
  * in-memory log's durability, recovery planning from a replayed log, and
  * the engine's recover/reconcile on top of it. */
 #include "test_coord_harness.h"
+#include "tests/lib/suite.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -591,27 +592,19 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("coordinator_log");
-	TCase *tc = tcase_create("log");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    records_round_trip,
+	    record_decoder_is_strict,
+	    decoder_survives_failed_allocations,
+	    memlog_keeps_only_durable_records_and_compacts,
+	    recovery_plan_from_log,
+	    recovery_epoch_comes_from_gids_too,
+	    recover_redrives_commits_and_reconcile_spares_live_gids,
+	    reconcile_rolls_back_a_late_prepare_of_an_aborted_txn,
+	    idempotency_key_survives_a_restart,
+	    raft_mode_finishes_fully_prepared_orphans,
+	    NULL,
+	};
 
-	tcase_add_test(tc, records_round_trip);
-	tcase_add_test(tc, record_decoder_is_strict);
-	tcase_add_test(tc, decoder_survives_failed_allocations);
-	tcase_add_test(tc, memlog_keeps_only_durable_records_and_compacts);
-	tcase_add_test(tc, recovery_plan_from_log);
-	tcase_add_test(tc, recovery_epoch_comes_from_gids_too);
-	tcase_add_test(tc,
-		       recover_redrives_commits_and_reconcile_spares_live_gids);
-	tcase_add_test(tc,
-		       reconcile_rolls_back_a_late_prepare_of_an_aborted_txn);
-	tcase_add_test(tc, idempotency_key_survives_a_restart);
-	tcase_add_test(tc, raft_mode_finishes_fully_prepared_orphans);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("coordinator_log", 0, tests);
 }

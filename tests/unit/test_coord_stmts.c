@@ -3,6 +3,7 @@
 
 #include "common/common.h"
 
+#include "tests/lib/suite.h"
 #include <check.h>
 #include <string.h>
 
@@ -135,19 +136,13 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("coord_stmts");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    statements_and_params_become_text,
+	    bad_statements_are_refused_with_where,
+	    transaction_control_is_refused,
+	    allocation_failures_leave_nothing,
+	    NULL,
+	};
 
-	tcase_add_test(tc, statements_and_params_become_text);
-	tcase_add_test(tc, bad_statements_are_refused_with_where);
-	tcase_add_test(tc, transaction_control_is_refused);
-	tcase_add_test(tc, allocation_failures_leave_nothing);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return suite_main("coord_stmts", 0, tests);
 }

@@ -2,6 +2,7 @@
  * manual mode): durability of forced and unforced records across a power
  * loss, failure handling, and an engine's commit recovered from it. */
 #include "test_coord_harness.h"
+#include "tests/lib/suite.h"
 #include "wal/wal.h"
 
 #include <errno.h>
@@ -326,21 +327,13 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("coordinator_walog");
-	TCase *tc = tcase_create("walog");
-	SRunner *sr;
-	int failed;
+	const TTest *tests[] = {
+	    forced_records_survive_power_loss_unforced_may_not,
+	    failed_sync_fails_the_log_for_good,
+	    engine_commit_through_the_wal_is_redriven_after_power_loss,
+	    checkpoint_shrinks_the_wal_and_keeps_what_recovery_needs,
+	    NULL,
+	};
 
-	tcase_add_test(tc, forced_records_survive_power_loss_unforced_may_not);
-	tcase_add_test(tc, failed_sync_fails_the_log_for_good);
-	tcase_add_test(
-	    tc, engine_commit_through_the_wal_is_redriven_after_power_loss);
-	tcase_add_test(
-	    tc, checkpoint_shrinks_the_wal_and_keeps_what_recovery_needs);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return suite_main("coordinator_walog", 0, tests);
 }
