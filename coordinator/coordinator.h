@@ -395,6 +395,10 @@ bool coordinator_table_is_ready(const struct coordinator_table *t);
  * COORDINATOR_ENOT_READY before the epoch is durable. */
 int coordinator_table_next_id(struct coordinator_table *t, char *id, size_t len,
 			      uint64_t *seq);
+/* Whether g's transaction id was handed out by next_id in the current
+ * epoch (its epoch is the current one and its sequence was reached). */
+bool coordinator_table_handed_out(const struct coordinator_table *t,
+				  const struct coordinator_gid *g);
 
 /* Creates an empty txn with this id (and key, may be NULL) in the table;
  * -EEXIST if the id or key is taken. */

@@ -1578,8 +1578,17 @@ static int reconcile_one(struct coordinator_engine *e,
 		if (x->log_token != 0 || x->one_phase || x->outcome != want)
 			return 0;
 	} else {
+		/* No transaction here: one of an older epoch (recovery's
+		 * case), or one of this epoch that finished and was pruned.
+		 * A finished one had every branch settled, and a committed
+		 * one had every PREPARE answered and committed, so a branch
+		 * of it still prepared can only be a PREPARE that landed
+		 * after its transaction aborted: it is rolled back like an
+		 * older epoch's.  A gid of this epoch not handed out yet is
+		 * not ours to judge. */
 		if (!coordinator_gid_is_older_epoch(
-			&g, coordinator_table_epoch(e->t)))
+			&g, coordinator_table_epoch(e->t)) &&
+		    !coordinator_table_handed_out(e->t, &g))
 			return 0;
 		want = r != NULL && coordinator_recovery_classify(r, gid) ==
 					COORDINATOR_ACT_COMMIT

@@ -201,6 +201,13 @@ int coordinator_table_next_id(struct coordinator_table *t, char *id, size_t len,
 	return 0;
 }
 
+bool coordinator_table_handed_out(const struct coordinator_table *t,
+				  const struct coordinator_gid *g)
+{
+	return t->epoch > 0 && g->epoch == t->epoch && g->seq >= 1 &&
+	       g->seq <= t->seq;
+}
+
 /* Copies the txn id part of gid into id (len COORDINATOR_GID_SIZE). */
 static void id_of(const char *gid, char *id)
 {

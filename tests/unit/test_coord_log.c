@@ -451,6 +451,58 @@ START_TEST(reconcile_rolls_back_a_late_prepare_of_an_aborted_txn)
 }
 END_TEST
 
+/* The same late PREPARE after its transaction finished and was pruned
+ * from the table: still rolled back (the gid was handed out in this
+ * epoch); a gid of this epoch not handed out yet is left alone. */
+START_TEST(reconcile_rolls_back_a_late_prepare_after_the_txn_is_pruned)
+{
+	struct coordinator_fx fx;
+	struct coordinator_engine *e =
+	    ready_engine(COORDINATOR_PROTO_DEFAULT, &fx);
+	char id[COORDINATOR_GID_SIZE], gid[COORDINATOR_GID_SIZE + 8];
+	char unborn[COORDINATOR_GID_SIZE + 8];
+	const char *gids[2] = {gid, unborn};
+	struct coordinator_gid g;
+	struct coordinator_effect *f;
+
+	ck_assert_int_eq(
+	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id),
+	    0);
+	for (int i = 0; i < 2; i++)
+		feed_ran(e, id, i, COORDINATOR_ST_OK, NULL, NULL, &fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_NO, &fx), 0);
+	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_LOST, &fx), 0);
+	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 1,
+				 COORDINATOR_ST_NOT_FOUND, 60, &fx),
+			 0);
+	ck_assert_int_eq(
+	    coordinator_table_find(coordinator_engine_table(e), id)->state,
+	    COORDINATOR_TXN_DONE);
+	ck_assert_uint_eq(coordinator_engine_prune(e, 100000, 1000), 1);
+	ck_assert_ptr_null(
+	    coordinator_table_find(coordinator_engine_table(e), id));
+	coordinator_fx_clear(&fx);
+
+	snprintf(gid, sizeof(gid), "%s_2of2", id);
+	ck_assert_int_eq(coordinator_gid_parse(gid, &g), 0);
+	g.seq += 1000;
+	ck_assert_int_eq(coordinator_gid_format(&g, unborn, sizeof(unborn)), 0);
+	ck_assert_int_eq(
+	    coordinator_engine_reconcile(e, NULL, "r2", gids, 2, 100010, &fx),
+	    1);
+	/* Adopted anew with the one branch it was shown, and rolled back. */
+	f = fx_find(&fx, COORDINATOR_FX_ROLLBACK_PREPARED, -2, 0);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_str_eq(f->gid, gid);
+	ck_assert_str_eq(f->resource, "r2");
+	ck_assert_uint_eq(
+	    coordinator_fx_count(&fx, COORDINATOR_FX_ROLLBACK_PREPARED, false),
+	    1);
+	coordinator_fx_clear(&fx);
+	coordinator_engine_free(e);
+}
+END_TEST
+
 START_TEST(idempotency_key_survives_a_restart)
 {
 	struct coordinator_log log;
@@ -601,6 +653,7 @@ int main(void)
 	    recovery_epoch_comes_from_gids_too,
 	    recover_redrives_commits_and_reconcile_spares_live_gids,
 	    reconcile_rolls_back_a_late_prepare_of_an_aborted_txn,
+	    reconcile_rolls_back_a_late_prepare_after_the_txn_is_pruned,
 	    idempotency_key_survives_a_restart,
 	    raft_mode_finishes_fully_prepared_orphans,
 	    NULL,
