@@ -790,8 +790,9 @@ static int load_timeouts(const struct config_value *root, struct config_node *n)
 
 static int load_limits(const struct config_value *root, struct config_node *n)
 {
-	static const char *const keys[] = {"max_body_bytes", "max_branches",
-					   "max_concurrency", "max_rows", NULL};
+	static const char *const keys[] = {"max_body_bytes",  "max_branches",
+					   "max_concurrency", "max_rows",
+					   "max_finished",    NULL};
 	struct config_limits *l = &n->limits;
 	struct config_value o;
 	long long body = 1 << 20;
@@ -801,6 +802,7 @@ static int load_limits(const struct config_value *root, struct config_node *n)
 	l->max_branches = 16;
 	l->max_concurrency = 256;
 	l->max_rows = 100;
+	l->max_finished = 200000;
 	rc = config_get_object(root, "limits", CONFIG_OPTIONAL, keys, &o);
 	if (rc < 0 || o.json == NULL)
 		return rc;
@@ -810,7 +812,9 @@ static int load_limits(const struct config_value *root, struct config_node *n)
 		0 ||
 	    (rc = get_uint(&o, "max_concurrency", 1, 1000000,
 			   &l->max_concurrency)) < 0 ||
-	    (rc = get_uint(&o, "max_rows", 1, 1000000, &l->max_rows)) < 0)
+	    (rc = get_uint(&o, "max_rows", 1, 1000000, &l->max_rows)) < 0 ||
+	    (rc = get_uint(&o, "max_finished", 1000, 100000000,
+			   &l->max_finished)) < 0)
 		return rc;
 	l->max_body_bytes = (size_t)body;
 	return 0;
@@ -1054,6 +1058,7 @@ int config_node_to_json(const struct config_node *n, json_t **out)
 	    put_new(lim, "max_branches", json_integer(l->max_branches)) &&
 	    put_new(lim, "max_concurrency", json_integer(l->max_concurrency)) &&
 	    put_new(lim, "max_rows", json_integer(l->max_rows)) &&
+	    put_new(lim, "max_finished", json_integer(l->max_finished)) &&
 	    put_new(o, "sync_mode",
 		    json_string(config_sync_names[n->sync_mode])) &&
 	    put_new(o, "log_level",

@@ -179,6 +179,7 @@ struct config_limits {
 	unsigned max_branches;
 	unsigned max_concurrency;
 	unsigned max_rows;
+	unsigned max_finished; /* finished txns kept in memory, at most */
 };
 
 /* A loaded node config.  Every string is owned by the node. */

@@ -542,10 +542,11 @@ static void get_one(struct coordinator_server *s, struct http_request *req,
 	}
 	x = coordinator_table_find(t, dec);
 	if (x == NULL) {
-		respond_error(req, 404, "not_found",
-			      "no transaction %s is known here (finished ones "
-			      "are kept for 10 minutes)",
-			      dec);
+		respond_error(
+		    req, 404, "not_found",
+		    "no transaction %s is known here (finished ones "
+		    "are kept for 10 minutes, at most %u of them)",
+		    dec, coordinator_server_config(s)->limits.max_finished);
 		return;
 	}
 	respond_txn(s, req, x);

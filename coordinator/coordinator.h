@@ -420,10 +420,12 @@ size_t coordinator_table_list(
 size_t coordinator_table_count(const struct coordinator_table *t,
 			       enum coordinator_txn_state state);
 size_t coordinator_table_size(const struct coordinator_table *t);
-/* Removes and frees done txns whose done_at + keep_ms <= now, oldest
- * first (costs what it removes); returns how many went. */
+/* Removes and frees done txns whose done_at + keep_ms <= now, and the
+ * oldest beyond max_done (0: no limit), oldest first (costs what it
+ * removes); returns how many went. */
 size_t coordinator_table_prune(struct coordinator_table *t, uint64_t now,
-			       uint64_t keep_ms, void (*free_stmts)(void *));
+			       uint64_t keep_ms, size_t max_done,
+			       void (*free_stmts)(void *));
 /* Changes x's state; the only way to, for a txn in a table, which keeps
  * its counts and lists by state (coordinator_table_count is O(1)). */
 void coordinator_txn_set_state(struct coordinator_txn *x,
@@ -652,10 +654,12 @@ bool coordinator_engine_is_failed(const struct coordinator_engine *e);
 int coordinator_engine_snapshot(const struct coordinator_engine *e,
 				struct coordinator_record ***recs, size_t *n);
 void coordinator_records_free(struct coordinator_record **recs, size_t n);
-/* Forgets done transactions older than keep_ms (their stmts are freed);
- * returns how many went.  Keep them longer than a PREPARE can be late. */
+/* Forgets done transactions older than keep_ms, and the oldest beyond
+ * max_done (0: no limit); their stmts are freed.  Returns how many went.
+ * A late PREPARE of a forgotten one is the reconciler's (docs/protocol.md
+ * section 6). */
 size_t coordinator_engine_prune(struct coordinator_engine *e, uint64_t now,
-				uint64_t keep_ms);
+				uint64_t keep_ms, size_t max_done);
 /* Age in ms of the oldest branch that is (or may be) prepared and not yet
  * finished, 0 if none: for the "oldest prepared branch" metric. */
 uint64_t

@@ -195,9 +195,10 @@ bool coordinator_engine_is_failed(const struct coordinator_engine *e)
 }
 
 size_t coordinator_engine_prune(struct coordinator_engine *e, uint64_t now,
-				uint64_t keep_ms)
+				uint64_t keep_ms, size_t max_done)
 {
-	return coordinator_table_prune(e->t, now, keep_ms, e->free_stmts);
+	return coordinator_table_prune(e->t, now, keep_ms, max_done,
+				       e->free_stmts);
 }
 
 struct oldest {

@@ -1253,7 +1253,8 @@ static void prune_tick(uv_timer_t *h)
 {
 	struct coordinator_server *s = h->data;
 
-	coordinator_engine_prune(s->engine, uv_now(s->loop), DONE_KEEP_MS);
+	coordinator_engine_prune(s->engine, uv_now(s->loop), DONE_KEEP_MS,
+				 s->cfg->limits.max_finished);
 	maybe_checkpoint(s);
 }
 

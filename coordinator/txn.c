@@ -452,14 +452,18 @@ void coordinator__table_drop(struct coordinator_table *t,
 }
 
 size_t coordinator_table_prune(struct coordinator_table *t, uint64_t now,
-			       uint64_t keep_ms, void (*free_stmts)(void *))
+			       uint64_t keep_ms, size_t max_done,
+			       void (*free_stmts)(void *))
 {
 	struct coordinator_txn *x;
 	size_t n = 0;
 
 	/* Finishing order is done_at order: the first one not expired ends
-	 * the walk, so a prune costs what it removes. */
-	while ((x = t->done.head) != NULL && x->done_at + keep_ms <= now) {
+	 * the walk (once no more than max_done are left), so a prune costs
+	 * what it removes. */
+	while ((x = t->done.head) != NULL &&
+	       (x->done_at + keep_ms <= now ||
+		(max_done > 0 && t->count[COORDINATOR_TXN_DONE] > max_done))) {
 		table_remove(t, x);
 		txn_free(x, free_stmts);
 		n++;

@@ -67,7 +67,8 @@ static const char full_config[] =
     "               'retry_initial_ms': 10, 'retry_max_ms': 1000,\n"
     "               'election_ms': 500, 'heartbeat_ms': 100},\n"
     "  'limits': {'max_body_bytes': 65536, 'max_branches': 8,\n"
-    "             'max_concurrency': 64, 'max_rows': 10},\n"
+    "             'max_concurrency': 64, 'max_rows': 10,\n"
+    "             'max_finished': 5000},\n"
     "  'sync_mode': 'dsync',\n"
     "  'log_level': 'debug',\n"
     "  'crash_point': 'coordinator.after_decision_forced:2'\n"
@@ -116,6 +117,7 @@ START_TEST(full_config_loads_every_field)
 	ck_assert_uint_eq(n->limits.max_branches, 8);
 	ck_assert_uint_eq(n->limits.max_concurrency, 64);
 	ck_assert_uint_eq(n->limits.max_rows, 10);
+	ck_assert_uint_eq(n->limits.max_finished, 5000);
 	ck_assert_int_eq(n->sync_mode, CONFIG_SYNC_DSYNC);
 	ck_assert_int_eq(n->log_level, LOG_DEBUG);
 	ck_assert_str_eq(n->crash_point, "coordinator.after_decision_forced:2");
@@ -149,6 +151,7 @@ START_TEST(minimal_config_gets_documented_defaults)
 	ck_assert_uint_eq(n->limits.max_branches, 16);
 	ck_assert_uint_eq(n->limits.max_concurrency, 256);
 	ck_assert_uint_eq(n->limits.max_rows, 100);
+	ck_assert_uint_eq(n->limits.max_finished, 200000);
 	ck_assert_int_eq(n->sync_mode, CONFIG_SYNC_FDATASYNC);
 	ck_assert_int_eq(n->log_level, LOG_INFO);
 	ck_assert_ptr_null(n->crash_point);
@@ -444,6 +447,10 @@ START_TEST(numbers_out_of_range_and_inconsistent_timeouts_are_refused)
 	    "10}}",
 	    "config t.json: key \"limits.max_body_bytes\": expected an "
 	    "integer from 1024 to 1073741824, got 10");
+	expect_error("{" MIN_HEAD "," MIN_RES ",'limits':{'max_finished':"
+		     "999}}",
+		     "config t.json: key \"limits.max_finished\": expected an "
+		     "integer from 1000 to 100000000, got 999");
 }
 END_TEST
 

@@ -638,8 +638,9 @@ START_TEST(phase_two_retries_with_backoff_and_42704_counts_as_done)
 	ck_assert_int_eq(f->rec->type, COORDINATOR_REC_END);
 	ck_assert_uint_eq(coordinator_engine_oldest_prepared_ms(e, now + 5), 0);
 	/* done txns are kept for lookups, then pruned */
-	ck_assert_uint_eq(coordinator_engine_prune(e, now + 10, 60000), 0);
-	ck_assert_uint_eq(coordinator_engine_prune(e, now + 60000, 60000), 1);
+	ck_assert_uint_eq(coordinator_engine_prune(e, now + 10, 60000, 0), 0);
+	ck_assert_uint_eq(coordinator_engine_prune(e, now + 60000, 60000, 0),
+			  1);
 	ck_assert_ptr_null(
 	    coordinator_table_find(coordinator_engine_table(e), id));
 	coordinator_fx_clear(&fx);

@@ -179,11 +179,11 @@ START_TEST(table_finds_by_id_branch_gid_and_key)
 	coordinator_table_find(t, "bank_2_2")->done_at = 500;
 	coordinator_table_list(t, COORDINATOR_TXN_DONE, false, collect, ids);
 	ck_assert_str_eq(ids, "bank_2_1,bank_2_2,");
-	ck_assert_uint_eq(coordinator_table_prune(t, 1000, 600, NULL), 1);
+	ck_assert_uint_eq(coordinator_table_prune(t, 1000, 600, 0, NULL), 1);
 	ck_assert_ptr_null(coordinator_table_find(t, "bank_2_1"));
 	ck_assert_ptr_null(coordinator_table_find_key(t, "k0"));
 	ck_assert_ptr_nonnull(coordinator_table_find(t, "bank_2_2"));
-	ck_assert_uint_eq(coordinator_table_prune(t, 1100, 600, NULL), 1);
+	ck_assert_uint_eq(coordinator_table_prune(t, 1100, 600, 0, NULL), 1);
 	ck_assert_uint_eq(coordinator_table_size(t), 198);
 	coordinator_table_free(t, NULL);
 }
@@ -245,12 +245,17 @@ START_TEST(table_keeps_done_txns_in_finishing_order)
 	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_NSTATES),
 			  0);
 
-	ck_assert_uint_eq(coordinator_table_prune(t, 250, 100, NULL), 1);
+	/* At most 2 done: the oldest to finish goes, though not expired. */
+	ck_assert_uint_eq(coordinator_table_prune(t, 150, 1000, 2, NULL), 1);
 	ck_assert_ptr_null(coordinator_table_find(t, "bank_1_5"));
-	ck_assert_ptr_nonnull(coordinator_table_find(t, "bank_1_2"));
-	ck_assert_uint_eq(coordinator_table_prune(t, 1000, 100, NULL), 2);
+	ck_assert_uint_eq(coordinator_table_prune(t, 150, 1000, 2, NULL), 0);
+	finish(t, "bank_1_1", 400);
+	ck_assert_uint_eq(coordinator_table_prune(t, 300, 100, 0, NULL), 1);
+	ck_assert_ptr_null(coordinator_table_find(t, "bank_1_2"));
+	ck_assert_ptr_nonnull(coordinator_table_find(t, "bank_1_4"));
+	ck_assert_uint_eq(coordinator_table_prune(t, 1000, 100, 0, NULL), 2);
 	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_DONE), 0);
-	ck_assert_uint_eq(coordinator_table_size(t), 3);
+	ck_assert_uint_eq(coordinator_table_size(t), 2);
 	coordinator_table_free(t, NULL);
 }
 END_TEST
@@ -291,7 +296,7 @@ START_TEST(table_counts_follow_every_change)
 			coordinator_txn_set_state(x, s);
 		}
 		if (step % 500 == 499)
-			(void)coordinator_table_prune(t, now, 200, NULL);
+			(void)coordinator_table_prune(t, now, 200, 0, NULL);
 		coordinator_table_list(t, 0, true, count_state, recount);
 		for (int s = 0; s < COORDINATOR_TXN_NSTATES; s++) {
 			ck_assert_uint_eq(coordinator_table_count(

@@ -478,7 +478,7 @@ START_TEST(reconcile_rolls_back_a_late_prepare_after_the_txn_is_pruned)
 	ck_assert_int_eq(
 	    coordinator_table_find(coordinator_engine_table(e), id)->state,
 	    COORDINATOR_TXN_DONE);
-	ck_assert_uint_eq(coordinator_engine_prune(e, 100000, 1000), 1);
+	ck_assert_uint_eq(coordinator_engine_prune(e, 100000, 1000, 0), 1);
 	ck_assert_ptr_null(
 	    coordinator_table_find(coordinator_engine_table(e), id));
 	coordinator_fx_clear(&fx);
