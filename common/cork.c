@@ -7,9 +7,9 @@
 #include "common/common.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
 #include <string.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 void cork_init(struct cork *k)
