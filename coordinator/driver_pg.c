@@ -79,13 +79,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #define COMP "driver_pg"
 
