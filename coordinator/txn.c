@@ -8,12 +8,12 @@
  *  - Every txn is on a doubly linked list in creation order (prev/next),
  *    for listing everything, and on one of two more (sprev/snext): the
  *    live txns (not done) in creation order, or the done ones in the
- *    order they finished.  Done txns are kept for minutes (at thousands
- *    per second, millions of them), so nothing that runs often may walk
- *    them: counts by state are kept as states change
+ *    order they finished.  Done txns are kept for minutes (hundreds of
+ *    thousands of them at a few thousand per second), so nothing that
+ *    runs often may walk them: counts by state are kept as states change
  *    (coordinator_txn_set_state), listings of a live state walk the live
  *    list only, and pruning takes expired txns from the front of the done
- *    list and stops at the first that is not.  A done txn the reconciler
+ *    list and stops at the first that need not go.  A done txn the reconciler
  *    reopens (a branch it must settle) goes to the end of the live list,
  *    and to the end of the done list when it finishes again.
  *  - Lookup by gid accepts a branch gid too: the branch part is cut off, so
