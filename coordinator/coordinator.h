@@ -417,6 +417,12 @@ coordinator_table_find_key(const struct coordinator_table *t, const char *key);
 size_t coordinator_table_list(
     const struct coordinator_table *t, enum coordinator_txn_state state,
     bool all, int (*fn)(void *arg, const struct coordinator_txn *x), void *arg);
+/* Calls fn for each txn not done (any live state); fn returning non-zero
+ * stops the walk.  Returns how many were visited. */
+size_t coordinator_table_list_live(const struct coordinator_table *t,
+				   int (*fn)(void *arg,
+					     const struct coordinator_txn *x),
+				   void *arg);
 size_t coordinator_table_count(const struct coordinator_table *t,
 			       enum coordinator_txn_state state);
 size_t coordinator_table_size(const struct coordinator_table *t);

@@ -237,8 +237,8 @@ coordinator_engine_oldest_prepared_ms(const struct coordinator_engine *e,
 {
 	struct oldest o = {now, 0};
 
-	coordinator_table_list(e->t, COORDINATOR_TXN_ACTIVE, true,
-			       oldest_prepared, &o);
+	/* Scraped often: the live txns only, never the finished ones. */
+	coordinator_table_list_live(e->t, oldest_prepared, &o);
 	return o.age;
 }
 

@@ -379,6 +379,22 @@ size_t coordinator_table_list(
 	return n;
 }
 
+size_t coordinator_table_list_live(const struct coordinator_table *t,
+				   int (*fn)(void *arg,
+					     const struct coordinator_txn *x),
+				   void *arg)
+{
+	size_t n = 0;
+
+	for (const struct coordinator_txn *x = t->live.head; x != NULL;
+	     x = x->snext) {
+		n++;
+		if (fn(arg, x) != 0)
+			break;
+	}
+	return n;
+}
+
 size_t coordinator_table_count(const struct coordinator_table *t,
 			       enum coordinator_txn_state state)
 {

@@ -239,6 +239,9 @@ START_TEST(table_keeps_done_txns_in_finishing_order)
 	ids[0] = '\0';
 	coordinator_table_list(t, COORDINATOR_TXN_ACTIVE, false, collect, ids);
 	ck_assert_str_eq(ids, "bank_1_1,bank_1_6,");
+	ids[0] = '\0';
+	ck_assert_uint_eq(coordinator_table_list_live(t, collect, ids), 3);
+	ck_assert_str_eq(ids, "bank_1_1,bank_1_3,bank_1_6,");
 	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_DONE), 3);
 	ck_assert_uint_eq(coordinator_table_count(t, COORDINATOR_TXN_IN_DOUBT),
 			  1);
