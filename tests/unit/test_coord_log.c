@@ -417,6 +417,18 @@ START_TEST(recover_redrives_commits_and_reconcile_spares_live_gids)
 }
 END_TEST
 
+/* Begins a 2-branch txn whose statements ran and whose branch 1 voted
+ * no: it aborts while branch 2's PREPARE is still out.  id gets its id. */
+static void begin_aborting(struct coordinator_engine *e,
+			   struct coordinator_fx *fx, char *id)
+{
+	ck_assert_int_eq(
+	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, fx, id), 0);
+	for (int i = 0; i < 2; i++)
+		feed_ran(e, id, i, COORDINATOR_ST_OK, NULL, NULL, fx);
+	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_NO, fx), 0);
+}
+
 START_TEST(reconcile_rolls_back_a_late_prepare_of_an_aborted_txn)
 {
 	struct coordinator_fx fx;
@@ -425,12 +437,7 @@ START_TEST(reconcile_rolls_back_a_late_prepare_of_an_aborted_txn)
 	char id[COORDINATOR_GID_SIZE], gid[COORDINATOR_GID_SIZE + 8];
 	const char *gids[1] = {gid};
 
-	ck_assert_int_eq(
-	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id),
-	    0);
-	for (int i = 0; i < 2; i++)
-		feed_ran(e, id, i, COORDINATOR_ST_OK, NULL, NULL, &fx);
-	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_NO, &fx), 0);
+	begin_aborting(e, &fx, id);
 	snprintf(gid, sizeof(gid), "%s_2of2", id);
 	coordinator_fx_clear(&fx);
 	/* branch 2's PREPARE is still outstanding: live, left alone */
@@ -465,12 +472,7 @@ START_TEST(reconcile_rolls_back_a_late_prepare_after_the_txn_is_pruned)
 	struct coordinator_gid g;
 	struct coordinator_effect *f;
 
-	ck_assert_int_eq(
-	    begin_n(e, 2, COORDINATOR_PROTO_DEFAULT, NULL, 1, NULL, &fx, id),
-	    0);
-	for (int i = 0; i < 2; i++)
-		feed_ran(e, id, i, COORDINATOR_ST_OK, NULL, NULL, &fx);
-	ck_assert_int_eq(feed_vote(e, id, 0, COORDINATOR_VOTE_NO, &fx), 0);
+	begin_aborting(e, &fx, id);
 	ck_assert_int_eq(feed_vote(e, id, 1, COORDINATOR_VOTE_LOST, &fx), 0);
 	ck_assert_int_eq(feed_p2(e, COORDINATOR_EV_ROLLED_BACK_PREPARED, id, 1,
 				 COORDINATOR_ST_NOT_FOUND, 60, &fx),
