@@ -9,15 +9,16 @@
 #ifndef DECREE_COMMON_H
 #define DECREE_COMMON_H
 
-#include "common/mem.h"
-#include "common/log.h"
-#include "common/crashpoint.h"
-#include "common/net.h"
-#include "common/http.h"
-#include "common/frame.h"
-#include "common/metrics.h"
 #include "common/config.h"
-#include "common/wake.h"
 #include "common/cork.h"
+#include "common/crashpoint.h"
+#include "common/frame.h"
+#include "common/http.h"
+#include "common/jsonw.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/metrics.h"
+#include "common/net.h"
+#include "common/wake.h"
 
 #endif

@@ -1179,6 +1179,21 @@ int http_respond_json(struct http_request *req, int status, json_t *json)
 	return rv;
 }
 
+int http_respond_jsonw(struct http_request *req, int status, struct jsonw *w)
+{
+	static const char oops[] = "{\"error\":\"cannot encode response\"}\n";
+	int rv;
+
+	if (jsonw_done(w))
+		jsonw_raw(w, "\n", 1);
+	if (!jsonw_done(w)) {
+		rv = http_respond(req, 500, "application/json", oops,
+				  sizeof(oops) - 1);
+		return rv < 0 ? rv : -ENOMEM;
+	}
+	return http_respond(req, status, "application/json", w->p, w->len);
+}
+
 /* ---- client ------------------------------------------------------------- */
 
 struct cstate {

@@ -139,6 +139,10 @@ int http_respond(struct http_request *req, int status, const char *content_type,
  * -EINVAL.
  */
 int http_respond_json(struct http_request *req, int status, json_t *json);
+struct jsonw;
+/* The same for text a JSON writer made (common/jsonw.h); w stays the
+ * caller's.  A writer that failed gets a 500 answer. */
+int http_respond_jsonw(struct http_request *req, int status, struct jsonw *w);
 
 /* "Not Found" for 404 and so on; "Unknown" for codes it does not know. */
 const char *http_status_reason(int status);

@@ -94,3 +94,16 @@ size_t str_copy(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 	return n;
 }
+
+size_t str_u64(char *dst, unsigned long long v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	memcpy(dst, tmp + sizeof(tmp) - n, n);
+	return n;
+}

@@ -22,6 +22,10 @@ void mem_free(void *ptr);
  * length copied. */
 size_t str_copy(char *dst, size_t size, const char *src);
 
+/* Writes v in decimal at dst, which has room for 20 digits (no NUL is
+ * added); returns the number of digits.  For hot paths, as str_copy. */
+size_t str_u64(char *dst, unsigned long long v);
+
 /*
  * Test hook: the n-th allocation from now (1 = the next one) and every one
  * after it returns NULL, until mem_fail_reset().  n <= 0 disables.

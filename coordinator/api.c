@@ -75,108 +75,100 @@ static const char *error_token(int code)
 	}
 }
 
-static json_t *branch_json(const struct coordinator_branch_status *b,
-			   const struct coordinator_stmts *st)
+static void branch_write(struct jsonw *w,
+			 const struct coordinator_branch_status *b,
+			 const struct coordinator_stmts *st)
 {
-	json_t *o = json_pack("{s:s,s:s,s:s}", "resource", b->resource, "gid",
-			      b->gid, "state",
-			      coordinator_branch_state_name(b->state));
-
-	if (o == NULL)
-		return NULL;
-	if (st != NULL && st->results != NULL)
-		json_object_set(o, "results", st->results);
+	jsonw_begin_object(w);
+	jsonw_kv_string(w, "resource", b->resource);
+	jsonw_kv_string(w, "gid", b->gid);
+	jsonw_kv_string(w, "state", coordinator_branch_state_name(b->state));
+	if (st != NULL) {
+		/* (Results that ran out of memory are left out.) */
+		jsonw_key(w, "results");
+		jsonw_begin_array(w);
+		if (jsonw_ok(&st->results))
+			jsonw_items(w, st->results.p, st->results.len);
+		jsonw_end_array(w);
+	}
 	if (b->sqlstate[0] != '\0')
-		json_object_set_new(o, "sqlstate", json_string(b->sqlstate));
+		jsonw_kv_string(w, "sqlstate", b->sqlstate);
 	if (b->message[0] != '\0')
-		json_object_set_new(o, "message", json_string(b->message));
-	return o;
+		jsonw_kv_string(w, "message", b->message);
+	jsonw_end_object(w);
 }
 
-int coordinator_server_reply_json(struct coordinator_server *s,
-				  const struct coordinator_reply *r,
-				  json_t **out)
+void coordinator_server_reply_write(struct coordinator_server *s,
+				    const struct coordinator_reply *r,
+				    struct jsonw *w)
 {
 	struct coordinator_txn *x = coordinator_table_find(
 		coordinator_engine_table(coordinator_server_engine(s)), r->txn);
-	json_t *o, *branches, *timings;
 
-	o = json_pack("{s:s,s:s,s:s,s:s}", "gid", r->txn, "state",
-		      coordinator_txn_state_name(r->state), "outcome",
-		      coordinator_outcome_name(r->outcome), "protocol",
-		      coordinator_protocol_name(r->protocol));
-	branches = json_array();
-	timings = json_object();
-	if (o == NULL || branches == NULL || timings == NULL)
-		goto err;
+	jsonw_begin_object(w);
+	jsonw_kv_string(w, "gid", r->txn);
+	jsonw_kv_string(w, "state", coordinator_txn_state_name(r->state));
+	jsonw_kv_string(w, "outcome", coordinator_outcome_name(r->outcome));
+	jsonw_kv_string(w, "protocol", coordinator_protocol_name(r->protocol));
 	if (x != NULL && x->key[0] != '\0')
-		json_object_set_new(o, "idempotency_key", json_string(x->key));
-	if (x != NULL && x->recovered)
-		json_object_set_new(o, "recovered", json_true());
-	for (size_t i = 0; i < r->nbranches; i++) {
-		const struct coordinator_stmts *st =
-			x != NULL && i < x->nbranches ? x->branches[i].stmts
-						      : NULL;
-
-		json_array_append_new(branches,
-				      branch_json(&r->branches[i], st));
+		jsonw_kv_string(w, "idempotency_key", x->key);
+	if (x != NULL && x->recovered) {
+		jsonw_key(w, "recovered");
+		jsonw_bool(w, true);
 	}
-	json_object_set_new(o, "branches", branches);
-	branches = NULL;
+	jsonw_key(w, "branches");
+	jsonw_begin_array(w);
+	for (size_t i = 0; i < r->nbranches; i++)
+		branch_write(w, &r->branches[i],
+			     x != NULL && i < x->nbranches
+				 ? x->branches[i].stmts
+				 : NULL);
+	jsonw_end_array(w);
 	if (r->error != 0) {
-		json_t *e = json_pack("{s:s,s:s,s:s}", "code",
-				      error_token(r->error), "reason",
-				      coordinator_strerror(r->error), "message",
-				      r->errmsg);
-
-		if (e != NULL && r->err_branch >= 0 &&
+		jsonw_key(w, "error");
+		jsonw_begin_object(w);
+		jsonw_kv_string(w, "code", error_token(r->error));
+		jsonw_kv_string(w, "reason", coordinator_strerror(r->error));
+		jsonw_kv_string(w, "message", r->errmsg);
+		if (r->err_branch >= 0 &&
 		    (size_t)r->err_branch < r->nbranches) {
-			json_object_set_new(e, "branch",
-					    json_integer(r->err_branch));
-			json_object_set_new(
-				e, "resource",
-				json_string(r->branches[r->err_branch].resource));
+			jsonw_kv_int(w, "branch", r->err_branch);
+			jsonw_kv_string(w, "resource",
+					r->branches[r->err_branch].resource);
 		}
-		if (e != NULL && r->sqlstate[0] != '\0')
-			json_object_set_new(e, "sqlstate",
-					    json_string(r->sqlstate));
-		json_object_set_new(o, "error", e);
+		if (r->sqlstate[0] != '\0')
+			jsonw_kv_string(w, "sqlstate", r->sqlstate);
+		jsonw_end_object(w);
 	}
+	jsonw_key(w, "timings");
+	jsonw_begin_object(w);
 	if (r->decided_at >= r->begun_at && r->decided_at != 0)
-		json_object_set_new(timings, "decided_ms",
-				    json_integer((json_int_t)(r->decided_at -
-							      r->begun_at)));
+		jsonw_kv_int(w, "decided_ms",
+			     (long long)(r->decided_at - r->begun_at));
 	if (r->done_at >= r->begun_at && r->done_at != 0)
-		json_object_set_new(timings, "done_ms",
-				    json_integer((json_int_t)(r->done_at -
-							      r->begun_at)));
-	json_object_set_new(
-		timings, "age_ms",
-		json_integer((json_int_t)(coordinator_server_now(s) -
-					  r->begun_at)));
-	json_object_set_new(o, "timings", timings);
-	*out = o;
-	return 0;
-err:
-	json_decref(o);
-	json_decref(branches);
-	json_decref(timings);
-	return -ENOMEM;
+		jsonw_kv_int(w, "done_ms",
+			     (long long)(r->done_at - r->begun_at));
+	jsonw_kv_int(w, "age_ms",
+		     (long long)(coordinator_server_now(s) - r->begun_at));
+	jsonw_end_object(w);
+	jsonw_end_object(w);
 }
 
 static void respond_txn(struct coordinator_server *s, struct http_request *req,
 			const struct coordinator_txn *x)
 {
 	struct coordinator_reply *r = coordinator_reply_new(x, 0);
-	json_t *body;
+	struct jsonw w;
 
-	if (r == NULL || coordinator_server_reply_json(s, r, &body) < 0) {
-		coordinator_reply_free(r);
+	if (r == NULL) {
 		respond_error(req, 500, "internal", "out of memory");
 		return;
 	}
+	jsonw_init(&w);
+	coordinator_server_reply_write(s, r, &w);
 	coordinator_reply_free(r);
-	http_respond_json(req, 200, body);
+	http_respond_jsonw(req, 200, &w);
+	jsonw_free(&w);
 }
 
 /* ------------------------------------------------------ POST /v1/txns */
@@ -209,7 +201,8 @@ static bool only_keys(json_t *o, const char *const *keys, char *err,
 		for (size_t i = 0; keys[i] != NULL; i++)
 			ok = ok || strcmp(k, keys[i]) == 0;
 		if (!ok) {
-			snprintf(err, errlen, "%sunknown key \"%s\"", where, k);
+			snprintf(err, errlen, "%s%sunknown key \"%s\"", where,
+				 where[0] != '\0' ? ": " : "", k);
 			return false;
 		}
 	}
@@ -225,18 +218,13 @@ static int parse_branch(struct coordinator_server *s, json_t *b, size_t i,
 	json_t *res, *ro;
 	int rc;
 
-	snprintf(where, sizeof(where), "branches[%zu]", i);
+	coordinator_where(where, sizeof(where), "", "branches", i);
 	if (!json_is_object(b)) {
 		snprintf(err, errlen, "%s: must be an object", where);
 		return -EINVAL;
 	}
-	{
-		char w2[40];
-
-		snprintf(w2, sizeof(w2), "%s: ", where);
-		if (!only_keys(b, keys, err, errlen, w2))
-			return -EINVAL;
-	}
+	if (!only_keys(b, keys, err, errlen, where))
+		return -EINVAL;
 	res = json_object_get(b, "resource");
 	if (!json_is_string(res)) {
 		snprintf(err, errlen, "%s.resource: must be a string", where);
@@ -448,7 +436,8 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 
 struct list_ctx {
 	struct coordinator_server *s;
-	json_t *arr;
+	struct jsonw w;
+	size_t count;
 	size_t limit;
 };
 
@@ -456,16 +445,15 @@ static int list_visit(void *arg, const struct coordinator_txn *x)
 {
 	struct list_ctx *c = arg;
 	struct coordinator_reply *r;
-	json_t *o;
 
-	if (json_array_size(c->arr) >= c->limit)
+	if (c->count >= c->limit)
 		return 1;
 	r = coordinator_reply_new(x, 0);
 	if (r == NULL)
 		return 1;
-	if (coordinator_server_reply_json(c->s, r, &o) == 0)
-		json_array_append_new(c->arr, o);
+	coordinator_server_reply_write(c->s, r, &c->w);
 	coordinator_reply_free(r);
+	c->count++;
 	return 0;
 }
 
@@ -477,7 +465,8 @@ static void get_list(struct coordinator_server *s, struct http_request *req)
 	const char *key = http_request_param(req, "idempotency_key");
 	const char *limit = http_request_param(req, "limit");
 	enum coordinator_txn_state st = COORDINATOR_TXN_ACTIVE;
-	struct list_ctx c = {s, NULL, LIST_LIMIT_DEFAULT};
+	struct list_ctx c = {.s = s, .limit = LIST_LIMIT_DEFAULT};
+	struct jsonw w;
 
 	if (key != NULL) {
 		struct coordinator_txn *x = coordinator_table_find_key(t, key);
@@ -510,15 +499,26 @@ static void get_list(struct coordinator_server *s, struct http_request *req)
 		}
 		c.limit = (size_t)v;
 	}
-	c.arr = json_array();
-	if (c.arr == NULL) {
+	/* The listed transactions as top-level items, then the answer
+	 * around them. */
+	jsonw_init(&c.w);
+	coordinator_table_list(t, st, state == NULL, list_visit, &c);
+	if (!jsonw_ok(&c.w)) {
+		jsonw_free(&c.w);
 		respond_error(req, 500, "internal", "out of memory");
 		return;
 	}
-	coordinator_table_list(t, st, state == NULL, list_visit, &c);
-	http_respond_json(req, 200,
-			  json_pack("{s:o,s:I}", "txns", c.arr, "count",
-				    (json_int_t)json_array_size(c.arr)));
+	jsonw_init(&w);
+	jsonw_begin_object(&w);
+	jsonw_key(&w, "txns");
+	jsonw_begin_array(&w);
+	jsonw_items(&w, c.w.p, c.w.len);
+	jsonw_end_array(&w);
+	jsonw_kv_int(&w, "count", (long long)c.count);
+	jsonw_end_object(&w);
+	http_respond_jsonw(req, 200, &w);
+	jsonw_free(&w);
+	jsonw_free(&c.w);
 }
 
 static void get_one(struct coordinator_server *s, struct http_request *req,

@@ -18,6 +18,8 @@
  */
 #include "coordinator/coordinator.h"
 
+#include "common/common.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,7 +146,10 @@ int coordinator_gid_parse(const char *s, struct coordinator_gid *out)
 int coordinator_gid_format(const struct coordinator_gid *g, char *buf,
 			   size_t len)
 {
-	int n;
+	/* cluster, four numbers, separators: formatted by hand, since a gid
+	 * is made for every branch of every transaction. */
+	char t[COORDINATOR_CLUSTER_MAX + 4 * 20 + 8];
+	size_t n;
 
 	if (!coordinator_cluster_is_valid(g->cluster))
 		return COORDINATOR_EGID_CLUSTER;
@@ -152,20 +157,26 @@ int coordinator_gid_format(const struct coordinator_gid *g, char *buf,
 		return COORDINATOR_EGID_EPOCH;
 	if (g->seq == 0)
 		return COORDINATOR_EGID_SEQ;
-	if (g->branches == 0 && g->branch == 0)
-		n = snprintf(buf, len, "%s_%llu_%llu", g->cluster,
-			     (unsigned long long)g->epoch,
-			     (unsigned long long)g->seq);
-	else if (g->branch < 1 || g->branch > g->branches ||
-		 g->branches > COORDINATOR_BRANCHES_MAX)
+	if ((g->branches != 0 || g->branch != 0) &&
+	    (g->branch < 1 || g->branch > g->branches ||
+	     g->branches > COORDINATOR_BRANCHES_MAX))
 		return COORDINATOR_EGID_BRANCH;
-	else
-		n = snprintf(buf, len, "%s_%llu_%llu_%uof%u", g->cluster,
-			     (unsigned long long)g->epoch,
-			     (unsigned long long)g->seq, g->branch,
-			     g->branches);
-	if (n < 0 || (size_t)n >= len)
+	n = str_copy(t, sizeof(t), g->cluster);
+	t[n++] = '_';
+	n += str_u64(t + n, g->epoch);
+	t[n++] = '_';
+	n += str_u64(t + n, g->seq);
+	if (g->branches != 0) {
+		t[n++] = '_';
+		n += str_u64(t + n, g->branch);
+		t[n++] = 'o';
+		t[n++] = 'f';
+		n += str_u64(t + n, g->branches);
+	}
+	if (n >= len)
 		return -ENOSPC;
+	memcpy(buf, t, n);
+	buf[n] = '\0';
 	return 0;
 }
 

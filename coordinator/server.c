@@ -24,6 +24,7 @@
  *  2. Phase-2 effects are idempotent; a lost answer is reported as LOST and
  *     the engine retries.
  */
+#include "coordinator/server.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/stmts.h"
 
@@ -115,6 +116,7 @@ struct coordinator_server {
 	 * (coordinator_server_fx_init): a fresh list was a large allocation
 	 * and free per step.  Steps nest; only one list is kept. */
 	struct coordinator_fx spare_fx;
+	struct jsonw answer; /* the memory of the last answer, for the next */
 	bool checkpointing;
 	uint64_t checkpoint_at; /* WAL records written at the last checkpoint */
 	size_t clients; /* requests waiting for an outcome */
@@ -257,39 +259,37 @@ static enum coordinator_status status_of(const struct coordinator_pg_result *r)
 
 /* ------------------------------------------------ statements (RUN effect) */
 
-static json_t *result_json(const struct coordinator_pg_result *r)
+/* Appends one statement's result to the branch's results (docs/api.md). */
+static void result_write(struct coordinator_stmts *st,
+			 const struct coordinator_pg_result *r)
 {
-	json_t *o = json_object(), *cols, *rows;
+	struct jsonw *w = &st->results;
 
-	if (o == NULL)
-		return NULL;
-	json_object_set_new(o, "rows_affected",
-			    json_integer(r->rows_affected < 0 ? 0
-							      : r->rows_affected));
+	jsonw_begin_object(w);
+	jsonw_kv_int(w, "rows_affected",
+		     r->rows_affected < 0 ? 0 : r->rows_affected);
 	if (r->ncols > 0) {
-		cols = json_array();
-		rows = json_array();
+		jsonw_key(w, "columns");
+		jsonw_begin_array(w);
 		for (int c = 0; c < r->ncols; c++)
-			json_array_append_new(cols,
-					      json_string(r->colnames[c]));
+			jsonw_string(w, r->colnames[c]);
+		jsonw_end_array(w);
+		jsonw_key(w, "rows");
+		jsonw_begin_array(w);
 		for (int i = 0; i < r->nrows; i++) {
-			json_t *row = json_array();
-
-			for (int c = 0; c < r->ncols; c++) {
-				const char *v =
-					coordinator_pg_result_value(r, i, c);
-
-				json_array_append_new(row, v ? json_string(v)
-							     : json_null());
-			}
-			json_array_append_new(rows, row);
+			jsonw_begin_array(w);
+			for (int c = 0; c < r->ncols; c++)
+				jsonw_string(
+				    w, coordinator_pg_result_value(r, i, c));
+			jsonw_end_array(w);
 		}
-		json_object_set_new(o, "columns", cols);
-		json_object_set_new(o, "rows", rows);
-		if (r->truncated)
-			json_object_set_new(o, "truncated", json_true());
+		jsonw_end_array(w);
+		if (r->truncated) {
+			jsonw_key(w, "truncated");
+			jsonw_bool(w, true);
+		}
 	}
-	return o;
+	jsonw_end_object(w);
 }
 
 static void run_next(struct coordinator_server *s, struct srv_op *op,
@@ -364,7 +364,7 @@ static void exec_done(const struct coordinator_pg_result *r, void *data)
 		ran(s, op, COORDINATOR_ST_ERROR, r);
 		return;
 	}
-	json_array_append_new(st->results, result_json(r));
+	result_write(st, r);
 	st->next++;
 	run_next(s, op, st);
 }
@@ -428,7 +428,7 @@ static void run_prepare_each(const struct coordinator_pg_result *r,
 		branch_stmts(op->srv, op->txn, op->branch, NULL);
 
 	if (st != NULL)
-		json_array_append_new(st->results, result_json(r));
+		result_write(st, r);
 }
 
 /*
@@ -987,17 +987,13 @@ static void fx_timer(struct coordinator_server *s,
 
 /* ------------------------------------------------------------- replies */
 
-int coordinator_server_reply_json(struct coordinator_server *s,
-				  const struct coordinator_reply *r,
-				  json_t **out);
 void coordinator_server_client_answered(struct coordinator_server *s);
 
 static void fx_reply(struct coordinator_server *s,
 		     const struct coordinator_effect *f)
 {
 	struct http_request *req =
-		(struct http_request *)(uintptr_t)f->reply->client;
-	json_t *body = NULL;
+	    (struct http_request *)(uintptr_t)f->reply->client;
 	int status;
 
 	if (req == NULL)
@@ -1013,11 +1009,10 @@ static void fx_reply(struct coordinator_server *s,
 		status = 503; /* outcome unknown: look it up later */
 		break;
 	}
-	if (coordinator_server_reply_json(s, f->reply, &body) < 0) {
-		http_respond(req, 500, "text/plain", "out of memory\n", 14);
-	} else {
-		http_respond_json(req, status, body);
-	}
+	/* One writer's memory serves every answer. */
+	jsonw_reset(&s->answer);
+	coordinator_server_reply_write(s, f->reply, &s->answer);
+	http_respond_jsonw(req, status, &s->answer);
 	coordinator_server_client_answered(s);
 }
 
@@ -1530,6 +1525,7 @@ err_free:
 	metrics_registry_free(s->reg);
 	coordinator_engine_free(s->engine);
 	coordinator_fx_clear(&s->spare_fx);
+	jsonw_free(&s->answer);
 	mem_free(s);
 	return rc;
 }
@@ -1630,6 +1626,7 @@ void coordinator_server_free(struct coordinator_server *s)
 	coordinator_engine_free(s->engine);
 	metrics_registry_free(s->reg);
 	coordinator_fx_clear(&s->spare_fx);
+	jsonw_free(&s->answer);
 	mem_free(s->res);
 	mem_free(s);
 }

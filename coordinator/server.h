@@ -12,6 +12,7 @@
 struct coordinator_server;
 struct coordinator_reply;
 struct http_request;
+struct jsonw;
 struct metrics_registry;
 
 bool coordinator_server_has_resource(struct coordinator_server *s,
@@ -21,10 +22,10 @@ coordinator_server_metrics(struct coordinator_server *s);
 size_t coordinator_server_clients(const struct coordinator_server *s);
 void coordinator_server_client_waiting(struct coordinator_server *s);
 void coordinator_server_client_answered(struct coordinator_server *s);
-/* The JSON a client sees for r (docs/api.md); *out is the caller's. */
-int coordinator_server_reply_json(struct coordinator_server *s,
-				  const struct coordinator_reply *r,
-				  json_t **out);
+/* Writes the JSON a client sees for r (docs/api.md) into w. */
+void coordinator_server_reply_write(struct coordinator_server *s,
+				    const struct coordinator_reply *r,
+				    struct jsonw *w);
 void coordinator_server_http_handler(struct http_request *req, void *data);
 
 #endif

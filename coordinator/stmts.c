@@ -85,6 +85,20 @@ static bool ends_transaction(const char *sql)
 	return false;
 }
 
+void coordinator_where(char *dst, size_t size, const char *base,
+		       const char *field, size_t i)
+{
+	char t[160];
+	size_t n = str_copy(t, sizeof(t) - 24, base);
+
+	n += str_copy(t + n, sizeof(t) - 24 - n, field);
+	t[n++] = '[';
+	n += str_u64(t + n, i);
+	t[n++] = ']';
+	t[n] = '\0';
+	str_copy(dst, size, t);
+}
+
 static void stmt_clear(struct coordinator_stmt *s)
 {
 	for (int i = 0; i < s->nparams; i++)
@@ -102,8 +116,7 @@ void coordinator_stmts_free(void *p)
 	for (size_t i = 0; i < st->n; i++)
 		stmt_clear(&st->v[i]);
 	mem_free(st->v);
-	if (st->results != NULL)
-		json_decref(st->results);
+	jsonw_free(&st->results);
 	mem_free(st);
 }
 
@@ -120,11 +133,18 @@ static int param_text(json_t *v, char **out, char *err, size_t errlen,
 	case JSON_STRING:
 		*out = mem_strndup(json_string_value(v), json_string_length(v));
 		break;
-	case JSON_INTEGER:
-		snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
-			 json_integer_value(v));
-		*out = mem_strdup(buf);
+	case JSON_INTEGER: {
+		json_int_t i = json_integer_value(v);
+		/* (By hand: most parameters are integers.) */
+		size_t n = 0;
+
+		if (i < 0)
+			buf[n++] = '-';
+		n += str_u64(buf + n, i < 0 ? 0ULL - (unsigned long long)i
+					    : (unsigned long long)i);
+		*out = mem_strndup(buf, n);
 		break;
+	}
 	case JSON_REAL:
 		snprintf(buf, sizeof(buf), "%.17g", json_real_value(v));
 		*out = mem_strdup(buf);
@@ -212,7 +232,7 @@ static int stmt_parse(json_t *j, struct coordinator_stmt *s, char *err,
 	if (s->params == NULL)
 		goto err_nomem;
 	for (size_t i = 0; i < json_array_size(params); i++) {
-		snprintf(pwhere, sizeof(pwhere), "%s.params[%zu]", where, i);
+		coordinator_where(pwhere, sizeof(pwhere), where, ".params", i);
 		rc = param_text(json_array_get(params, i), &s->params[i], err,
 				errlen, pwhere);
 		if (rc < 0) {
@@ -251,11 +271,11 @@ int coordinator_stmts_parse(json_t *arr, const char *where,
 	if (st == NULL)
 		goto err_nomem;
 	st->v = mem_calloc(json_array_size(arr), sizeof(*st->v));
-	st->results = json_array();
-	if (st->v == NULL || st->results == NULL)
+	if (st->v == NULL)
 		goto err_free;
 	for (size_t i = 0; i < json_array_size(arr); i++) {
-		snprintf(swhere, sizeof(swhere), "%s.statements[%zu]", where, i);
+		coordinator_where(swhere, sizeof(swhere), where, ".statements",
+				  i);
 		rc = stmt_parse(json_array_get(arr, i), &st->v[i], err, errlen,
 				swhere);
 		if (rc < 0) {

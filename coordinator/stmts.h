@@ -6,6 +6,8 @@
 #define DECREE_COORDINATOR_STMTS_H
 
 #include <jansson.h>
+
+#include "common/jsonw.h"
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -20,7 +22,9 @@ struct coordinator_stmt {
 struct coordinator_stmts {
 	size_t n;
 	struct coordinator_stmt *v;
-	json_t *results; /* one object per statement run so far */
+	/* one object per statement run so far, as top-level items of JSON
+	 * text (common/jsonw.h) */
+	struct jsonw results;
 	/* Runtime state of the branch's open local transaction. */
 	struct coordinator_pg_branch *pgb; /* pinned session, or NULL */
 	bool busy;    /* a driver call on pgb is in flight */
@@ -38,6 +42,11 @@ struct coordinator_stmts {
 int coordinator_stmts_parse(json_t *arr, const char *where,
 			    struct coordinator_stmts **out, char *err,
 			    size_t errlen);
+/* "<base><field>[<i>]" into dst (cut to size): where in a request an
+ * error is ("branches[1].statements[0]"); by hand, since every request
+ * builds a few. */
+void coordinator_where(char *dst, size_t size, const char *base,
+		       const char *field, size_t i);
 /* Frees a struct coordinator_stmts (the engine's free_stmts). */
 void coordinator_stmts_free(void *stmts);
 
