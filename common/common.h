@@ -14,6 +14,7 @@
 #include "common/crashpoint.h"
 #include "common/frame.h"
 #include "common/http.h"
+#include "common/jsonr.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "common/mem.h"

@@ -158,9 +158,7 @@ void jsonw_end_array(struct jsonw *w)
 	end(w, ']', false);
 }
 
-/* Length of the well-formed UTF-8 sequence at s (at most n bytes), 0 if
- * there is none (Unicode 15, table 3-7). */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t jsonw_utf8_len(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0], lo = 0x80, hi = 0xBF;
 	size_t len;
@@ -231,7 +229,7 @@ static void put_string(struct jsonw *w, const char *str, size_t n)
 			else
 				put(w, e, 6);
 			i++;
-		} else if ((len = utf8_len(s + i, n - i)) > 0) {
+		} else if ((len = jsonw_utf8_len(s + i, n - i)) > 0) {
 			put(w, str + i, len);
 			i += len;
 		} else {

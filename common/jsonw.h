@@ -81,6 +81,10 @@ void jsonw_items(struct jsonw *w, const char *items, size_t n);
  * newline after an answer). */
 void jsonw_raw(struct jsonw *w, const char *s, size_t n);
 
+/* Length of the well-formed UTF-8 sequence at s (at most n bytes), 0 if
+ * there is none (Unicode 15, table 3-7).  Also jsonr.c's check. */
+size_t jsonw_utf8_len(const unsigned char *s, size_t n);
+
 /* key and value in one call */
 void jsonw_kv_string(struct jsonw *w, const char *key, const char *s);
 void jsonw_kv_int(struct jsonw *w, const char *key, long long v);

@@ -188,145 +188,147 @@ static void parsed_free(struct parsed_txn *p)
 	p->n = 0;
 }
 
-static bool only_keys(json_t *o, const char *const *keys, char *err,
-		      size_t errlen, const char *where)
+static bool only_keys(const struct jsonr_node *o, const char *const *keys,
+		      char *err, size_t errlen, const char *where)
 {
-	const char *k;
-	json_t *v;
+	const struct jsonr_node *v;
+	size_t n;
 
-	json_object_foreach(o, k, v)
+	jsonr_foreach(o, n, v)
 	{
 		bool ok = false;
 
 		for (size_t i = 0; keys[i] != NULL; i++)
-			ok = ok || strcmp(k, keys[i]) == 0;
+			ok = ok || strcmp(v->key, keys[i]) == 0;
 		if (!ok) {
 			snprintf(err, errlen, "%s%sunknown key \"%s\"", where,
-				 where[0] != '\0' ? ": " : "", k);
+				 where[0] != '\0' ? ": " : "", v->key);
 			return false;
 		}
 	}
 	return true;
 }
 
-static int parse_branch(struct coordinator_server *s, json_t *b, size_t i,
+static int parse_branch(struct coordinator_server *s,
+			const struct jsonr_node *b, size_t i,
 			struct parsed_txn *p, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"resource", "statements",
 					   "read_only", NULL};
 	char where[32];
-	json_t *res, *ro;
+	const struct jsonr_node *res, *ro;
 	int rc;
 
 	coordinator_where(where, sizeof(where), "", "branches", i);
-	if (!json_is_object(b)) {
+	if (!jsonr_is(b, JSONR_OBJECT)) {
 		snprintf(err, errlen, "%s: must be an object", where);
 		return -EINVAL;
 	}
 	if (!only_keys(b, keys, err, errlen, where))
 		return -EINVAL;
-	res = json_object_get(b, "resource");
-	if (!json_is_string(res)) {
+	res = jsonr_get(b, "resource");
+	if (!jsonr_is(res, JSONR_STRING)) {
 		snprintf(err, errlen, "%s.resource: must be a string", where);
 		return -EINVAL;
 	}
-	if (!coordinator_server_has_resource(s, json_string_value(res))) {
+	if (!coordinator_server_has_resource(s, res->v.s)) {
 		snprintf(err, errlen, "%s.resource: unknown resource \"%.64s\"",
-			 where, json_string_value(res));
+			 where, res->v.s);
 		return -ENODEV;
 	}
-	ro = json_object_get(b, "read_only");
-	if (ro != NULL && !json_is_boolean(ro)) {
+	ro = jsonr_get(b, "read_only");
+	if (ro != NULL && !jsonr_is_bool(ro)) {
 		snprintf(err, errlen, "%s.read_only: must be a boolean", where);
 		return -EINVAL;
 	}
 	/* Checked before the statements are parsed: p->n does not count
 	 * this branch yet, so its statements would leak on this error. */
 	for (size_t j = 0; j < i; j++) {
-		if (strcmp(p->br[j].resource, json_string_value(res)) == 0) {
+		if (strcmp(p->br[j].resource, res->v.s) == 0) {
 			/* Both branches would wait on one pool and on each
 			 * other's locks: one branch per resource. */
-			snprintf(err, errlen,
-				 "%s.resource: \"%.64s\" is already branch %zu; "
-				 "put all of a resource's statements in one branch",
-				 where, json_string_value(res), j);
+			snprintf(
+			    err, errlen,
+			    "%s.resource: \"%.64s\" is already branch %zu; "
+			    "put all of a resource's statements in one branch",
+			    where, res->v.s, j);
 			return -EINVAL;
 		}
 	}
-	rc = coordinator_stmts_parse(json_object_get(b, "statements"), where,
+	rc = coordinator_stmts_parse(jsonr_get(b, "statements"), where,
 				     &p->st[i], err, errlen);
 	if (rc < 0)
 		return rc;
-	p->br[i].resource = json_string_value(res);
+	p->br[i].resource = res->v.s;
 	p->br[i].stmts = p->st[i];
-	p->br[i].read_only = ro == NULL	       ? COORDINATOR_HINT_UNKNOWN
-			     : json_is_true(ro) ? COORDINATOR_HINT_READ_ONLY
-						: COORDINATOR_HINT_WRITES;
+	p->br[i].read_only = ro == NULL ? COORDINATOR_HINT_UNKNOWN
+			     : jsonr_is(ro, JSONR_TRUE)
+				 ? COORDINATOR_HINT_READ_ONLY
+				 : COORDINATOR_HINT_WRITES;
 	p->n = i + 1;
 	return 0;
 }
 
-static int parse_txn(struct coordinator_server *s, json_t *root,
-		     const char *header_key, struct parsed_txn *p, char *err,
-		     size_t errlen)
+static int parse_txn(struct coordinator_server *s,
+		     const struct jsonr_node *root, const char *header_key,
+		     struct parsed_txn *p, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"branches", "protocol", "timeout_ms",
 					   "idempotency_key", NULL};
 	const struct config_node *cfg = coordinator_server_config(s);
-	json_t *branches, *proto, *tmo, *key;
+	const struct jsonr_node *branches, *proto, *tmo, *key, *b;
+	size_t i;
 	const char *k = header_key;
 	int rc;
 
 	memset(p, 0, sizeof(*p));
-	if (!json_is_object(root)) {
+	if (!jsonr_is(root, JSONR_OBJECT)) {
 		snprintf(err, errlen, "the body must be a JSON object");
 		return -EINVAL;
 	}
 	if (!only_keys(root, keys, err, errlen, ""))
 		return -EINVAL;
-	branches = json_object_get(root, "branches");
-	if (!json_is_array(branches) || json_array_size(branches) == 0) {
+	branches = jsonr_get(root, "branches");
+	if (!jsonr_is(branches, JSONR_ARRAY) || jsonr_size(branches) == 0) {
 		snprintf(err, errlen, "branches: must be a non-empty array");
 		return -EINVAL;
 	}
-	if (json_array_size(branches) > cfg->limits.max_branches ||
-	    json_array_size(branches) > COORDINATOR_BRANCHES_MAX) {
+	if (jsonr_size(branches) > cfg->limits.max_branches ||
+	    jsonr_size(branches) > COORDINATOR_BRANCHES_MAX) {
 		snprintf(err, errlen, "branches: at most %u branches",
 			 cfg->limits.max_branches < COORDINATOR_BRANCHES_MAX
 				 ? cfg->limits.max_branches
 				 : COORDINATOR_BRANCHES_MAX);
 		return -E2BIG;
 	}
-	proto = json_object_get(root, "protocol");
+	proto = jsonr_get(root, "protocol");
 	if (proto != NULL &&
-	    (!json_is_string(proto) ||
-	     coordinator_protocol_parse(json_string_value(proto),
-					&p->begin.protocol) < 0)) {
+	    (!jsonr_is(proto, JSONR_STRING) ||
+	     coordinator_protocol_parse(proto->v.s, &p->begin.protocol) < 0)) {
 		snprintf(err, errlen,
 			 "protocol: must be \"2pc-pa\" or \"2pc-pn\"");
 		return -EINVAL;
 	}
-	tmo = json_object_get(root, "timeout_ms");
-	if (tmo != NULL && (!json_is_integer(tmo) ||
-			    json_integer_value(tmo) < 1 ||
-			    json_integer_value(tmo) > 3600000)) {
+	tmo = jsonr_get(root, "timeout_ms");
+	if (tmo != NULL &&
+	    (!jsonr_is(tmo, JSONR_INT) || tmo->v.i < 1 || tmo->v.i > 3600000)) {
 		snprintf(err, errlen,
 			 "timeout_ms: must be an integer from 1 to 3600000");
 		return -EINVAL;
 	}
-	key = json_object_get(root, "idempotency_key");
-	if (key != NULL && !json_is_string(key)) {
+	key = jsonr_get(root, "idempotency_key");
+	if (key != NULL && !jsonr_is(key, JSONR_STRING)) {
 		snprintf(err, errlen, "idempotency_key: must be a string");
 		return -EINVAL;
 	}
 	if (key != NULL) {
-		if (k != NULL && strcmp(k, json_string_value(key)) != 0) {
+		if (k != NULL && strcmp(k, key->v.s) != 0) {
 			snprintf(err, errlen,
 				 "idempotency_key: differs from the "
 				 "Idempotency-Key header");
 			return -EINVAL;
 		}
-		k = json_string_value(key);
+		k = key->v.s;
 	}
 	if (k != NULL && (strlen(k) == 0 || strlen(k) > COORDINATOR_KEY_MAX)) {
 		snprintf(err, errlen, "idempotency_key: 1 to %d bytes",
@@ -335,15 +337,15 @@ static int parse_txn(struct coordinator_server *s, json_t *root,
 	}
 	if (k != NULL)
 		str_copy(p->key, sizeof(p->key), k);
-	for (size_t i = 0; i < json_array_size(branches); i++) {
-		rc = parse_branch(s, json_array_get(branches, i), i, p, err,
-				  errlen);
+	jsonr_foreach(branches, i, b)
+	{
+		rc = parse_branch(s, b, i, p, err, errlen);
 		if (rc < 0) {
 			parsed_free(p);
 			return rc;
 		}
 	}
-	p->begin.timeout_ms = tmo ? (uint64_t)json_integer_value(tmo) : 0;
+	p->begin.timeout_ms = tmo ? (uint64_t)tmo->v.i : 0;
 	p->begin.key = p->key[0] ? p->key : NULL;
 	p->begin.nbranches = p->n;
 	p->begin.branches = p->br;
@@ -356,30 +358,34 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 	struct coordinator_engine *e = coordinator_server_engine(s);
 	struct parsed_txn *p;
 	struct coordinator_fx fx;
-	json_error_t jerr;
-	json_t *root;
+	struct jsonr_error jerr;
+	struct jsonr_doc doc;
 	char err[512], id[COORDINATOR_GID_SIZE];
 	int rc;
 
 	/* Any Content-Type is taken (curl -d sends a form type): the body
 	 * itself must be JSON, which is checked next. */
-	root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
-			  &jerr);
-	if (root == NULL) {
-		respond_error(req, 400, "bad_json",
-			      "malformed JSON at line %d column %d: %s",
-			      jerr.line, jerr.column, jerr.text);
+	rc = jsonr_parse(&doc, req->body, req->body_len, &jerr);
+	if (rc < 0) {
+		jsonr_free(&doc);
+		if (rc == -ENOMEM)
+			respond_error(req, 500, "internal", "out of memory");
+		else
+			respond_error(req, 400, "bad_json",
+				      "malformed JSON at line %d column %d: %s",
+				      jerr.line, jerr.column, jerr.text);
 		return;
 	}
 	p = mem_calloc(1, sizeof(*p));
 	if (p == NULL) {
-		json_decref(root);
+		jsonr_free(&doc);
 		respond_error(req, 500, "internal", "out of memory");
 		return;
 	}
-	rc = parse_txn(s, root, req->idempotency_key, p, err, sizeof(err));
+	rc = parse_txn(s, jsonr_root(&doc), req->idempotency_key, p, err,
+		       sizeof(err));
 	if (rc < 0) {
-		json_decref(root);
+		jsonr_free(&doc);
 		mem_free(p);
 		if (rc == -ENOMEM)
 			respond_error(req, 500, "internal", "out of memory");
@@ -393,7 +399,7 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 	}
 	if (coordinator_server_clients(s) >= cfg->limits.max_concurrency) {
 		parsed_free(p);
-		json_decref(root);
+		jsonr_free(&doc);
 		mem_free(p);
 		http_respond_header(req, "Retry-After", "1");
 		respond_error(req, 429, "too_busy",
@@ -406,7 +412,7 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 	rc = coordinator_engine_begin(e, &p->begin,
 				      coordinator_server_now(s), &fx, id,
 				      sizeof(id));
-	json_decref(root); /* resource names were copied by the engine */
+	jsonr_free(&doc); /* resource names were copied by the engine */
 	if (rc == 0)
 		p->n = 0; /* the engine owns the statements now */
 	parsed_free(p);

@@ -120,38 +120,39 @@ void coordinator_stmts_free(void *p)
 	mem_free(st);
 }
 
-/* A JSON scalar as a text parameter: *out NULL for null. */
-static int param_text(json_t *v, char **out, char *err, size_t errlen,
-		      const char *where)
+/* A JSON scalar as a text parameter: *out NULL for null.  (Strings hold
+ * no NUL: the reader refuses \u0000.) */
+static int param_text(const struct jsonr_node *v, char **out, char *err,
+		      size_t errlen, const char *where)
 {
 	char buf[64];
 
 	*out = NULL;
-	switch (json_typeof(v)) {
-	case JSON_NULL:
+	switch (v->type) {
+	case JSONR_NULL:
 		return 0;
-	case JSON_STRING:
-		*out = mem_strndup(json_string_value(v), json_string_length(v));
+	case JSONR_STRING:
+		*out = mem_strndup(v->v.s, v->count);
 		break;
-	case JSON_INTEGER: {
-		json_int_t i = json_integer_value(v);
+	case JSONR_INT: {
 		/* (By hand: most parameters are integers.) */
 		size_t n = 0;
 
-		if (i < 0)
+		if (v->v.i < 0)
 			buf[n++] = '-';
-		n += str_u64(buf + n, i < 0 ? 0ULL - (unsigned long long)i
-					    : (unsigned long long)i);
+		n += str_u64(buf + n, v->v.i < 0
+					  ? 0ULL - (unsigned long long)v->v.i
+					  : (unsigned long long)v->v.i);
 		*out = mem_strndup(buf, n);
 		break;
 	}
-	case JSON_REAL:
-		snprintf(buf, sizeof(buf), "%.17g", json_real_value(v));
+	case JSONR_REAL:
+		snprintf(buf, sizeof(buf), "%.17g", v->v.d);
 		*out = mem_strdup(buf);
 		break;
-	case JSON_TRUE:
-	case JSON_FALSE:
-		*out = mem_strdup(json_is_true(v) ? "true" : "false");
+	case JSONR_TRUE:
+	case JSONR_FALSE:
+		*out = mem_strdup(v->type == JSONR_TRUE ? "true" : "false");
 		break;
 	default:
 		snprintf(err, errlen,
@@ -164,49 +165,41 @@ static int param_text(json_t *v, char **out, char *err, size_t errlen,
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	if (json_is_string(v) && strlen(*out) != json_string_length(v)) {
-		mem_free(*out);
-		*out = NULL;
-		snprintf(err, errlen, "%s: a parameter holds a NUL byte", where);
-		return -EINVAL;
-	}
 	return 0;
 }
 
-static int stmt_parse(json_t *j, struct coordinator_stmt *s, char *err,
-		      size_t errlen, const char *where)
+static int stmt_parse(const struct jsonr_node *j, struct coordinator_stmt *s,
+		      char *err, size_t errlen, const char *where)
 {
-	json_t *sql = j, *params = NULL;
-	const char *key;
-	json_t *val;
+	const struct jsonr_node *sql = j, *params = NULL, *c;
 	char pwhere[200];
+	size_t i;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	if (json_is_object(j)) {
-		json_object_foreach(j, key, val)
+	if (jsonr_is(j, JSONR_OBJECT)) {
+		jsonr_foreach(j, i, c)
 		{
-			if (strcmp(key, "sql") != 0 &&
-			    strcmp(key, "params") != 0) {
+			if (strcmp(c->key, "sql") != 0 &&
+			    strcmp(c->key, "params") != 0) {
 				snprintf(err, errlen, "%s: unknown key \"%s\"",
-					 where, key);
+					 where, c->key);
 				return -EINVAL;
 			}
 		}
-		sql = json_object_get(j, "sql");
-		params = json_object_get(j, "params");
+		sql = jsonr_get(j, "sql");
+		params = jsonr_get(j, "params");
 		if (sql == NULL) {
 			snprintf(err, errlen, "%s: missing key \"sql\"", where);
 			return -EINVAL;
 		}
 	}
-	if (!json_is_string(sql) || json_string_length(sql) == 0 ||
-	    strlen(json_string_value(sql)) != json_string_length(sql)) {
+	if (!jsonr_is(sql, JSONR_STRING) || sql->count == 0) {
 		snprintf(err, errlen, "%s: \"sql\" must be a non-empty string",
 			 where);
 		return -EINVAL;
 	}
-	if (ends_transaction(json_string_value(sql))) {
+	if (ends_transaction(sql->v.s)) {
 		snprintf(err, errlen,
 			 "%s: transaction control (BEGIN, COMMIT, ROLLBACK, "
 			 "PREPARE TRANSACTION, ...) is the coordinator's: a "
@@ -214,27 +207,27 @@ static int stmt_parse(json_t *j, struct coordinator_stmt *s, char *err,
 			 where);
 		return -EINVAL;
 	}
-	if (params != NULL && !json_is_array(params)) {
+	if (params != NULL && !jsonr_is(params, JSONR_ARRAY)) {
 		snprintf(err, errlen, "%s: \"params\" must be an array", where);
 		return -EINVAL;
 	}
-	if (params != NULL && json_array_size(params) > PARAMS_MAX) {
+	if (jsonr_size(params) > PARAMS_MAX) {
 		snprintf(err, errlen, "%s: at most %d parameters", where,
 			 PARAMS_MAX);
 		return -EINVAL;
 	}
-	s->sql = mem_strdup(json_string_value(sql));
+	s->sql = mem_strndup(sql->v.s, sql->count);
 	if (s->sql == NULL)
 		goto err_nomem;
-	if (params == NULL || json_array_size(params) == 0)
+	if (jsonr_size(params) == 0)
 		return 0;
-	s->params = mem_calloc(json_array_size(params), sizeof(char *));
+	s->params = mem_calloc(jsonr_size(params), sizeof(char *));
 	if (s->params == NULL)
 		goto err_nomem;
-	for (size_t i = 0; i < json_array_size(params); i++) {
+	jsonr_foreach(params, i, c)
+	{
 		coordinator_where(pwhere, sizeof(pwhere), where, ".params", i);
-		rc = param_text(json_array_get(params, i), &s->params[i], err,
-				errlen, pwhere);
+		rc = param_text(c, &s->params[i], err, errlen, pwhere);
 		if (rc < 0) {
 			s->nparams = (int)i;
 			stmt_clear(s);
@@ -249,20 +242,22 @@ err_nomem:
 	return -ENOMEM;
 }
 
-int coordinator_stmts_parse(json_t *arr, const char *where,
+int coordinator_stmts_parse(const struct jsonr_node *arr, const char *where,
 			    struct coordinator_stmts **out, char *err,
 			    size_t errlen)
 {
 	struct coordinator_stmts *st;
+	const struct jsonr_node *c;
 	char swhere[160];
+	size_t i;
 	int rc;
 
-	if (!json_is_array(arr) || json_array_size(arr) == 0) {
+	if (!jsonr_is(arr, JSONR_ARRAY) || jsonr_size(arr) == 0) {
 		snprintf(err, errlen, "%s.statements: must be a non-empty array",
 			 where);
 		return -EINVAL;
 	}
-	if (json_array_size(arr) > STMTS_MAX) {
+	if (jsonr_size(arr) > STMTS_MAX) {
 		snprintf(err, errlen, "%s.statements: at most %d statements",
 			 where, STMTS_MAX);
 		return -EINVAL;
@@ -270,14 +265,14 @@ int coordinator_stmts_parse(json_t *arr, const char *where,
 	st = mem_calloc(1, sizeof(*st));
 	if (st == NULL)
 		goto err_nomem;
-	st->v = mem_calloc(json_array_size(arr), sizeof(*st->v));
+	st->v = mem_calloc(jsonr_size(arr), sizeof(*st->v));
 	if (st->v == NULL)
 		goto err_free;
-	for (size_t i = 0; i < json_array_size(arr); i++) {
+	jsonr_foreach(arr, i, c)
+	{
 		coordinator_where(swhere, sizeof(swhere), where, ".statements",
 				  i);
-		rc = stmt_parse(json_array_get(arr, i), &st->v[i], err, errlen,
-				swhere);
+		rc = stmt_parse(c, &st->v[i], err, errlen, swhere);
 		if (rc < 0) {
 			coordinator_stmts_free(st);
 			return rc;

@@ -5,8 +5,7 @@
 #ifndef DECREE_COORDINATOR_STMTS_H
 #define DECREE_COORDINATOR_STMTS_H
 
-#include <jansson.h>
-
+#include "common/jsonr.h"
 #include "common/jsonw.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,7 +38,7 @@ struct coordinator_stmts {
 
 /* Parses a branch's "statements" array; where names it in errors
  * ("branches[1]").  *out is the caller's (coordinator_stmts_free). */
-int coordinator_stmts_parse(json_t *arr, const char *where,
+int coordinator_stmts_parse(const struct jsonr_node *arr, const char *where,
 			    struct coordinator_stmts **out, char *err,
 			    size_t errlen);
 /* "<base><field>[<i>]" into dst (cut to size): where in a request an
