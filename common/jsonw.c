@@ -40,16 +40,14 @@ bool jsonw_done(const struct jsonw *w)
 	return !w->failed && w->depth == 0 && w->len > 0;
 }
 
-/* Room for n more bytes and the NUL. */
-static bool room(struct jsonw *w, size_t n)
+/* Grows w for n more bytes and the NUL. */
+static bool grow(struct jsonw *w, size_t n)
 {
 	size_t cap;
 	char *p;
 
 	if (w->failed)
 		return false;
-	if (n < w->cap - w->len && w->p != NULL)
-		return true;
 	if (n > SIZE_MAX / 4 - w->len) {
 		w->failed = true;
 		return false;
@@ -67,7 +65,13 @@ static bool room(struct jsonw *w, size_t n)
 	return true;
 }
 
-static void put(struct jsonw *w, const char *s, size_t n)
+/* Room for n more bytes and the NUL (a failed writer has none). */
+static inline bool room(struct jsonw *w, size_t n)
+{
+	return (n < w->cap - w->len && !w->failed) || grow(w, n);
+}
+
+static inline void put(struct jsonw *w, const char *s, size_t n)
 {
 	if (!room(w, n))
 		return;
@@ -76,9 +80,12 @@ static void put(struct jsonw *w, const char *s, size_t n)
 	w->p[w->len] = '\0';
 }
 
-static void put_c(struct jsonw *w, char c)
+static inline void put_c(struct jsonw *w, char c)
 {
-	put(w, &c, 1);
+	if (!room(w, 1))
+		return;
+	w->p[w->len++] = c;
+	w->p[w->len] = '\0';
 }
 
 /* Before a value: the comma, or a refusal where a key is due. */

@@ -327,7 +327,16 @@ coordinator_table_find(const struct coordinator_table *t, const char *gid)
 	if (gid == NULL ||
 	    strnlen(gid, COORDINATOR_GID_SIZE) >= COORDINATOR_GID_SIZE)
 		return NULL;
+	/* Most lookups name the transaction itself: try that first.  A
+	 * branch gid never equals a transaction id (its last part holds
+	 * "of"), so a hit is the transaction meant. */
+	for (x = t->by_id[hash(gid) & (t->nbuckets - 1)]; x; x = x->id_next) {
+		if (strcmp(x->id, gid) == 0)
+			return x;
+	}
 	id_of(gid, id);
+	if (strcmp(id, gid) == 0)
+		return NULL;
 	for (x = t->by_id[hash(id) & (t->nbuckets - 1)]; x; x = x->id_next) {
 		if (strcmp(x->id, id) == 0)
 			return x;
