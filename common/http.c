@@ -99,7 +99,7 @@ static int sbuf_grow(struct sbuf *b, size_t more)
 	need = b->len + more + 1;
 	if (need <= b->cap)
 		return 0;
-	cap = b->cap ? b->cap : 64;
+	cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap *= 2;
 	p = mem_realloc(b->p, cap);
@@ -623,6 +623,10 @@ static int on_headers_complete(http_parser *p)
 	if ((p->flags & F_CONTENTLENGTH) &&
 	    p->content_length > hc->srv->opts.max_body_bytes)
 		return stop_parser(hc, 413);
+	/* The body's room at once, not doubling up to it. */
+	if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0 &&
+	    sbuf_grow(&r->body, (size_t)p->content_length) < 0)
+		return stop_parser(hc, 503);
 	expect = http_request_header(&r->pub, "Expect");
 	if (expect != NULL && strncasecmp(expect, "100-continue", 12) == 0 &&
 	    p->http_minor >= 1 &&

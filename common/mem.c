@@ -62,7 +62,8 @@ char *mem_strdup(const char *s)
 
 void mem_free(void *ptr)
 {
-	free(ptr);
+	if (ptr != NULL) /* (many frees on cleanup paths are of nothing) */
+		free(ptr);
 }
 
 void mem_fail_after(long n)

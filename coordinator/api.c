@@ -281,7 +281,10 @@ static int parse_txn(struct coordinator_server *s,
 	const char *k = header_key;
 	int rc;
 
-	memset(p, 0, sizeof(*p));
+	/* (Not all of *p: the branches it fills are set in full.) */
+	p->n = 0;
+	memset(&p->begin, 0, sizeof(p->begin));
+	p->key[0] = '\0';
 	if (!jsonr_is(root, JSONR_OBJECT)) {
 		snprintf(err, errlen, "the body must be a JSON object");
 		return -EINVAL;
@@ -356,7 +359,7 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 {
 	const struct config_node *cfg = coordinator_server_config(s);
 	struct coordinator_engine *e = coordinator_server_engine(s);
-	struct parsed_txn *p;
+	struct parsed_txn parsed, *p = &parsed;
 	struct coordinator_fx fx;
 	struct jsonr_error jerr;
 	struct jsonr_doc doc;
@@ -376,17 +379,10 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 				      jerr.line, jerr.column, jerr.text);
 		return;
 	}
-	p = mem_calloc(1, sizeof(*p));
-	if (p == NULL) {
-		jsonr_free(&doc);
-		respond_error(req, 500, "internal", "out of memory");
-		return;
-	}
 	rc = parse_txn(s, jsonr_root(&doc), req->idempotency_key, p, err,
 		       sizeof(err));
 	if (rc < 0) {
 		jsonr_free(&doc);
-		mem_free(p);
 		if (rc == -ENOMEM)
 			respond_error(req, 500, "internal", "out of memory");
 		else
@@ -400,7 +396,6 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 	if (coordinator_server_clients(s) >= cfg->limits.max_concurrency) {
 		parsed_free(p);
 		jsonr_free(&doc);
-		mem_free(p);
 		http_respond_header(req, "Retry-After", "1");
 		respond_error(req, 429, "too_busy",
 			      "at most %u transactions may wait at once",
@@ -416,7 +411,6 @@ static void post_txn(struct coordinator_server *s, struct http_request *req)
 	if (rc == 0)
 		p->n = 0; /* the engine owns the statements now */
 	parsed_free(p);
-	mem_free(p);
 	if (rc < 0) {
 		coordinator_fx_clear(&fx);
 		if (rc == COORDINATOR_ENOT_READY ||

@@ -202,6 +202,12 @@ struct req {
 	unsigned char *qkind;
 	int *qstmt;
 	int *qentry;
+	/* Their memory when the pipeline is short (most are: BEGIN, a
+	 * Parse, a statement, PREPARE), instead of three allocations. */
+#define QSMALL 8
+	unsigned char qkind_small[QSMALL];
+	int qstmt_small[QSMALL];
+	int qentry_small[QSMALL];
 	char *arg; /* gid or LIKE pattern */
 	uint64_t queued_at;
 	bool sent;
@@ -217,7 +223,7 @@ struct req {
 	enum coordinator_pg_outcome outcome;
 	int code;
 	PGresult *err;
-	char msg[640];
+	char *msg; /* on failure: what happened (req_fail) */
 	char cmd[32];
 	bool in_doubt;
 	long long rows_affected;
@@ -416,10 +422,13 @@ static void req_free(struct req *r)
 	for (int i = 0; i < r->nanswers; i++)
 		answer_free(&r->answers[i]);
 	mem_free(r->answers);
-	mem_free(r->qkind);
-	mem_free(r->qstmt);
-	mem_free(r->qentry);
+	if (r->qkind != r->qkind_small) {
+		mem_free(r->qkind);
+		mem_free(r->qstmt);
+		mem_free(r->qentry);
+	}
 	mem_free(r->arg);
+	mem_free(r->msg);
 	mem_free(r);
 }
 
@@ -442,6 +451,8 @@ static struct req *req_new(struct coordinator_pg *pg, enum op op,
 }
 
 /* Marks r failed with code; detail says why (already human text). */
+#define REQ_MSG_SIZE 640
+
 static void req_fail(struct req *r, int code, const char *detail)
 {
 	char clean[512];
@@ -449,7 +460,12 @@ static void req_fail(struct req *r, int code, const char *detail)
 	clean_copy(clean, sizeof(clean), detail);
 	r->outcome = COORDINATOR_PG_FAILED;
 	r->code = code;
-	snprintf(r->msg, sizeof(r->msg), "cannot %s on %s: %s",
+	/* Allocated on failure only: a request that succeeds has none. */
+	if (r->msg == NULL)
+		r->msg = mem_alloc(REQ_MSG_SIZE);
+	if (r->msg == NULL)
+		return; /* delivered with the code's text */
+	snprintf(r->msg, REQ_MSG_SIZE, "cannot %s on %s: %s",
 		 op_action(r->begin_failed ? OP_BEGIN
 			   : r->op == OP_RUN_PREPARE && r->fail_stmt >= 0
 			       ? OP_EXEC
@@ -501,7 +517,16 @@ static void deliver(struct req *r)
 	memset(&res, 0, sizeof(res));
 	res.outcome = r->outcome;
 	res.code = r->code;
-	res.message = r->msg;
+	/* A failure without its message had no memory for it: the code's
+	 * text stands in. */
+	if (r->msg != NULL)
+		res.message = r->msg;
+	else if (r->outcome != COORDINATOR_PG_FAILED)
+		res.message = "";
+	else if (r->code == -ENOMEM)
+		res.message = "out of memory";
+	else
+		res.message = coordinator_pg_strerror(r->code);
 	res.sqlstate = "";
 	if (r->err != NULL) {
 		const char *s = PQresultErrorField(r->err, PG_DIAG_SQLSTATE);
@@ -942,9 +967,15 @@ static int send_run_prepare(struct conn *c, struct req *r,
 	r->branch->need_begin = false;
 	r->with_begin = begin;
 	r->nq = 0;
-	r->qkind = mem_alloc(most);
-	r->qstmt = mem_alloc(most * sizeof(*r->qstmt));
-	r->qentry = mem_alloc(most * sizeof(*r->qentry));
+	if (most <= QSMALL) {
+		r->qkind = r->qkind_small;
+		r->qstmt = r->qstmt_small;
+		r->qentry = r->qentry_small;
+	} else {
+		r->qkind = mem_alloc(most);
+		r->qstmt = mem_alloc(most * sizeof(*r->qstmt));
+		r->qentry = mem_alloc(most * sizeof(*r->qentry));
+	}
 	if (r->qkind == NULL || r->qstmt == NULL || r->qentry == NULL)
 		return 0; /* nothing sent yet: fails like a lost connection */
 	ok = PQenterPipelineMode(c->pq) == 1;
