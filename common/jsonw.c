@@ -203,6 +203,21 @@ static void put_string(struct jsonw *w, const char *str, size_t n)
 	const unsigned char *s = (const unsigned char *)str;
 	size_t i = 0;
 
+	/* Most strings are plain ASCII: one reservation, one copy. */
+	while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' &&
+	       s[i] != '\\')
+		i++;
+	if (i == n) {
+		if (!room(w, n + 2))
+			return;
+		w->p[w->len] = '"';
+		memcpy(w->p + w->len + 1, str, n);
+		w->p[w->len + 1 + n] = '"';
+		w->len += n + 2;
+		w->p[w->len] = '\0';
+		return;
+	}
+	i = 0;
 	put_c(w, '"');
 	while (i < n && !w->failed) {
 		size_t run = i, len;

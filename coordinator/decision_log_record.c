@@ -114,13 +114,11 @@ static int validate(const struct coordinator_record *rec)
 	return 0;
 }
 
-long coordinator_record_size(const struct coordinator_record *rec)
+/* The encoded size of a record already validated. */
+static long size_of(const struct coordinator_record *rec)
 {
 	long n;
-	int rc = validate(rec);
 
-	if (rc < 0)
-		return rc;
 	if (rec->type == COORDINATOR_REC_EPOCH)
 		return 12;
 	n = 4 + 1 + 1 + (long)strlen(rec->key) + 1 + (long)strlen(rec->txn) + 1;
@@ -130,17 +128,34 @@ long coordinator_record_size(const struct coordinator_record *rec)
 	return n;
 }
 
+long coordinator_record_size(const struct coordinator_record *rec)
+{
+	int rc = validate(rec);
+
+	return rc < 0 ? rc : size_of(rec);
+}
+
+/* Encodes a record already validated into buf (size_of() bytes). */
+static void encode(const struct coordinator_record *rec, unsigned char *buf);
+
 long coordinator_record_encode(const struct coordinator_record *rec, void *buf,
 			       size_t len)
 {
-	unsigned char *p = buf;
 	long size = coordinator_record_size(rec);
-	size_t l;
 
 	if (size < 0)
 		return size;
 	if ((size_t)size > len)
 		return -ENOSPC;
+	encode(rec, buf);
+	return size;
+}
+
+static void encode(const struct coordinator_record *rec, unsigned char *buf)
+{
+	unsigned char *p = buf;
+	size_t l;
+
 	*p++ = REC_MAGIC0;
 	*p++ = REC_MAGIC1;
 	*p++ = REC_VERSION;
@@ -148,7 +163,7 @@ long coordinator_record_encode(const struct coordinator_record *rec, void *buf,
 	if (rec->type == COORDINATOR_REC_EPOCH) {
 		for (int i = 0; i < 8; i++)
 			*p++ = (unsigned char)(rec->epoch >> (8 * i));
-		return size;
+		return;
 	}
 	*p++ = (unsigned char)rec->protocol;
 	l = strlen(rec->key);
@@ -170,7 +185,6 @@ long coordinator_record_encode(const struct coordinator_record *rec, void *buf,
 		memcpy(p, rec->branches[i].gid, l);
 		p += l;
 	}
-	return size;
 }
 
 /* Reads a length-prefixed string of 1..max bytes into dst (max + 1 bytes). */
@@ -333,7 +347,7 @@ int coordinator_log_append(struct coordinator_log *log,
 		if (buf == NULL)
 			return -ENOMEM;
 	}
-	coordinator_record_encode(rec, buf, (size_t)size);
+	encode(rec, buf); /* validated by coordinator_record_size */
 	rc = log->ops->append(log->data, buf, (size_t)size, forced, cb, arg);
 	if (buf != small)
 		mem_free(buf);

@@ -93,21 +93,35 @@ static int parse_id(const char *s, size_t len, struct coordinator_gid *g)
 	return 0;
 }
 
+/* The length of s if under COORDINATOR_GID_SIZE, and its last '_' (NULL
+ * if none), in one pass; -1 if too long. */
+static long scan(const char *s, const char **last)
+{
+	long i;
+
+	*last = NULL;
+	for (i = 0; i < COORDINATOR_GID_SIZE && s[i] != '\0'; i++)
+		if (s[i] == '_')
+			*last = s + i;
+	return i < COORDINATOR_GID_SIZE ? i : -1;
+}
+
 int coordinator_txnid_parse(const char *s, struct coordinator_gid *out)
 {
 	struct coordinator_gid g;
-	size_t len;
+	const char *last;
+	long len;
 	int rc;
 
 	if (s == NULL)
 		return COORDINATOR_EGID_FORMAT;
-	len = strnlen(s, COORDINATOR_GID_SIZE);
-	if (len >= COORDINATOR_GID_SIZE)
+	len = scan(s, &last);
+	if (len < 0)
 		return COORDINATOR_EGID_LONG;
-	memset(&g, 0, sizeof(g));
-	rc = parse_id(s, len, &g);
+	rc = parse_id(s, (size_t)len, &g);
 	if (rc < 0)
 		return rc;
+	g.branch = g.branches = 0;
 	*out = g;
 	return 0;
 }
@@ -115,24 +129,26 @@ int coordinator_txnid_parse(const char *s, struct coordinator_gid *out)
 int coordinator_gid_parse(const char *s, struct coordinator_gid *out)
 {
 	struct coordinator_gid g;
-	const char *last, *of;
+	const char *last, *p, *end;
 	uint64_t k, n;
-	size_t len;
+	long len;
 	int rc;
 
 	if (s == NULL)
 		return COORDINATOR_EGID_FORMAT;
-	len = strnlen(s, COORDINATOR_GID_SIZE);
-	if (len >= COORDINATOR_GID_SIZE)
+	len = scan(s, &last);
+	if (len < 0)
 		return COORDINATOR_EGID_LONG;
-	last = strrchr(s, '_');
 	if (last == NULL)
 		return COORDINATOR_EGID_FORMAT;
-	memset(&g, 0, sizeof(g));
-	of = strstr(last + 1, "of");
-	if (of == NULL || !parse_num(last + 1, (size_t)(of - last - 1), &k) ||
-	    !parse_num(of + 2, strlen(of + 2), &n) || k < 1 || n < 1 || k > n ||
-	    n > COORDINATOR_BRANCHES_MAX)
+	/* "<k>of<n>" after the last '_' */
+	end = s + len;
+	for (p = last + 1; p < end && *p >= '0' && *p <= '9'; p++)
+		;
+	if (end - p < 3 || p[0] != 'o' || p[1] != 'f' ||
+	    !parse_num(last + 1, (size_t)(p - last - 1), &k) ||
+	    !parse_num(p + 2, (size_t)(end - p - 2), &n) || k < 1 || n < 1 ||
+	    k > n || n > COORDINATOR_BRANCHES_MAX)
 		return COORDINATOR_EGID_BRANCH;
 	rc = parse_id(s, (size_t)(last - s), &g);
 	if (rc < 0)
