@@ -755,14 +755,38 @@ static int write_response(struct hconn *hc, int status, const char *ctype,
 {
 	struct sbuf out = {0};
 	bool bodyless = status == 204 || status == 304;
+	char num[24];
 	int rv;
 
-	rv = sbuf_printf(&out, "HTTP/1.1 %d %s\r\n", status,
-			 http_status_reason(status));
-	if (rv == 0 && ctype != NULL)
-		rv = sbuf_printf(&out, "Content-Type: %s\r\n", ctype);
-	if (rv == 0 && !bodyless)
-		rv = sbuf_printf(&out, "Content-Length: %zu\r\n", len);
+	/* Put together by hand, room reserved once: every answer of every
+	 * transaction goes through here. */
+	rv = sbuf_grow(&out, 160 + (extra != NULL ? strlen(extra) : 0) +
+				 (ctype != NULL ? strlen(ctype) : 0) + len);
+	if (rv == 0)
+		rv = sbuf_adds(&out, "HTTP/1.1 ");
+	if (rv == 0)
+		rv = sbuf_add(&out, num,
+			      str_u64(num, (unsigned long long)status));
+	if (rv == 0)
+		rv = sbuf_adds(&out, " ");
+	if (rv == 0)
+		rv = sbuf_adds(&out, http_status_reason(status));
+	if (rv == 0)
+		rv = sbuf_adds(&out, "\r\n");
+	if (rv == 0 && ctype != NULL) {
+		rv = sbuf_adds(&out, "Content-Type: ");
+		if (rv == 0)
+			rv = sbuf_adds(&out, ctype);
+		if (rv == 0)
+			rv = sbuf_adds(&out, "\r\n");
+	}
+	if (rv == 0 && !bodyless) {
+		rv = sbuf_adds(&out, "Content-Length: ");
+		if (rv == 0)
+			rv = sbuf_add(&out, num, str_u64(num, len));
+		if (rv == 0)
+			rv = sbuf_adds(&out, "\r\n");
+	}
 	if (rv == 0 && !keep_alive)
 		rv = sbuf_adds(&out, "Connection: close\r\n");
 	if (rv == 0 && extra != NULL)
