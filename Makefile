@@ -14,7 +14,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 BUILD   ?= build
 
-PKGS    := libuv libpq jansson
+PKGS    := libuv libpq jansson liburing
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -O2 -Wall -Wextra -Wpedantic -Wshadow \
                -Wno-unused-parameter -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
                -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)

@@ -6,11 +6,169 @@
 
 #include "common/common.h"
 
+#include <errno.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * Releasing through io_uring: one io_uring_enter() for all of a turn's
+ * sockets instead of one setsockopt() each.  Each release wakes a reader;
+ * the kernel switches to it when the call that woke it returns to user
+ * space (this kernel preempts only there), so one call per turn means one
+ * switch per turn instead of one per socket, and the readers then run
+ * together (docs/driver-pg.md, "Send batching").
+ *
+ * One ring per thread (a loop runs on one), made on first use.  Linux 6.7
+ * added setsockopt as an io_uring command; where the ring cannot be made
+ * (an older kernel, io_uring turned off by sysctl or seccomp) or the
+ * command is refused, releases go back to setsockopt() for good.  A child
+ * forked after the ring was made makes its own.  DECREE_IO_URING=0 in the
+ * environment keeps io_uring out.
+ */
+#define RING_ENTRIES		    64
+#define SOCKET_URING_OP_SETSOCKOPT_ 3 /* <linux/io_uring.h> of 6.7 */
+
+/* The thread's open batches: the first of their prepare handles to run
+ * in a turn releases the sockets of all of them, in one submission. */
+static __thread struct cork_batch *batches;
+
+static __thread struct io_uring ring;
+static __thread int ring_state; /* 0 not tried, 1 in use, -1 not used */
+static __thread pid_t ring_pid;
+
+static bool ring_ready(void)
+{
+	const char *env;
+
+	if (ring_state == 1 && ring_pid != getpid())
+		ring_state = 0; /* forked: the parent's ring is not ours */
+	if (ring_state != 0)
+		return ring_state > 0;
+	env = getenv("DECREE_IO_URING");
+	ring_state = -1;
+	if (env != NULL && strcmp(env, "0") == 0)
+		return false;
+	if (io_uring_queue_init(RING_ENTRIES, &ring, 0) != 0)
+		return false;
+	ring_state = 1;
+	ring_pid = getpid();
+	return true;
+}
+
+void cork_use_io_uring(bool on)
+{
+	if (ring_state == 1 && ring_pid == getpid())
+		io_uring_queue_exit(&ring);
+	ring_state = on ? 0 : -1;
+}
+
+static void uncork_call(int fd)
+{
+	int off = 0;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+}
+
+/* The next held socket of the thread's batches, taken off its batch
+ * (marked as in the submission being made), or NULL. */
+static struct cork *take(void)
+{
+	for (struct cork_batch *b = batches; b != NULL; b = b->next_batch) {
+		struct cork *k = b->held;
+
+		if (k == NULL)
+			continue;
+		b->in_submission = true;
+		cork_drop(k);
+		return k;
+	}
+	return NULL;
+}
+
+static size_t held_all(void)
+{
+	size_t n = 0;
+
+	for (struct cork_batch *b = batches; b != NULL && n < 2;
+	     b = b->next_batch)
+		n += cork_batch_held(b);
+	return n;
+}
+
+/* Uncorks up to RING_ENTRIES held sockets of the thread's batches in one
+ * submission; false if the ring is not in use (then nothing was taken). */
+static bool uncork_ring(void)
+{
+	static const int off = 0;
+	struct io_uring_cqe *cqe;
+	int fds[RING_ENTRIES];
+	unsigned n = 0;
+	struct cork *k;
+	int ret;
+
+	if (!ring_ready())
+		return false;
+	for (struct cork_batch *b = batches; b != NULL; b = b->next_batch)
+		b->in_submission = false;
+	while (n < RING_ENTRIES && (k = take()) != NULL) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+		if (sqe == NULL) {
+			/* (Cannot happen: the ring is empty between
+			 * submissions.)  By hand, and no more ring. */
+			uncork_call(k->fd);
+			ring_state = -1;
+			break;
+		}
+		fds[n] = k->fd;
+		/* IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT: level
+		 * and optname share addr, optval is addr3 and optlen
+		 * file_index (the layout of Linux 6.7's header, which
+		 * older headers name this way). */
+		memset(sqe, 0, sizeof(*sqe));
+		sqe->opcode = IORING_OP_URING_CMD;
+		sqe->fd = k->fd;
+		sqe->cmd_op = SOCKET_URING_OP_SETSOCKOPT_;
+		sqe->addr = (uint64_t)IPPROTO_TCP | ((uint64_t)TCP_CORK << 32);
+		sqe->addr3 = (uint64_t)(uintptr_t)&off;
+		sqe->file_index = sizeof(off);
+		sqe->user_data = (uint64_t)k->fd;
+		n++;
+	}
+	if (n == 0)
+		return ring_state > 0;
+	ret = io_uring_submit_and_wait(&ring, n);
+	for (int i = 0; i < ret; i++) {
+		if (io_uring_wait_cqe(&ring, &cqe) != 0)
+			break;
+		if (cqe->res < 0) {
+			/* Refused (a kernel without the command): by hand,
+			 * now and from now on. */
+			uncork_call((int)cqe->user_data);
+			if (cqe->res == -EINVAL || cqe->res == -EOPNOTSUPP)
+				ring_state = -1;
+		}
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	if (ret != (int)n) {
+		/* Not all went in: do them all by hand (uncorking twice is
+		 * harmless) and leave the ring alone from now on. */
+		for (unsigned i = 0; i < n; i++)
+			uncork_call(fds[i]);
+		ring_state = -1;
+		return true;
+	}
+	for (struct cork_batch *b = batches; b != NULL; b = b->next_batch)
+		if (b->in_submission)
+			b->ring_releases++;
+	return true;
+}
 
 void cork_init(struct cork *k)
 {
@@ -31,24 +189,25 @@ void cork_drop(struct cork *k)
 	k->pprev = NULL;
 }
 
-static void release(struct cork_batch *b)
+/* Releases every socket the thread's batches hold: two or more through
+ * the ring while it serves, else one setsockopt() each. */
+static void release_all(void)
 {
-	if (b->held != NULL)
-		b->turns++;
-	while (b->held != NULL) {
-		struct cork *k = b->held;
-		int off = 0;
+	struct cork *k;
 
-		cork_drop(k);
-		(void)setsockopt(k->fd, IPPROTO_TCP, TCP_CORK, &off,
-				 sizeof(off));
-	}
+	for (struct cork_batch *b = batches; b != NULL; b = b->next_batch)
+		if (b->held != NULL)
+			b->turns++;
+	while (held_all() >= 2 && uncork_ring())
+		;
+	while ((k = take()) != NULL)
+		uncork_call(k->fd);
 }
 
 static void on_prepare(uv_prepare_t *h)
 {
-	release((struct cork_batch *)((char *)h -
-				      offsetof(struct cork_batch, prepare)));
+	(void)h;
+	release_all();
 }
 
 size_t cork_batch_held(const struct cork_batch *b)
@@ -67,6 +226,8 @@ void cork_batch_init(uv_loop_t *loop, struct cork_batch *b)
 	(void)uv_prepare_start(&b->prepare, on_prepare);
 	uv_unref((uv_handle_t *)&b->prepare);
 	b->open = true;
+	b->next_batch = batches;
+	batches = b;
 }
 
 void cork_batch_set_data(struct cork_batch *b, void *data)
@@ -76,7 +237,15 @@ void cork_batch_set_data(struct cork_batch *b, void *data)
 
 void cork_batch_close(struct cork_batch *b, uv_close_cb cb)
 {
-	release(b);
+	struct cork_batch **pp;
+
+	/* Its sockets leave now, with whatever the others hold. */
+	release_all();
+	for (pp = &batches; *pp != NULL; pp = &(*pp)->next_batch)
+		if (*pp == b) {
+			*pp = b->next_batch;
+			break;
+		}
 	b->open = false;
 	uv_close((uv_handle_t *)&b->prepare, cb);
 }

@@ -21,6 +21,13 @@
  *     written at once from then on.
  *   - A held socket about to be closed must be dropped first
  *     (cork_drop): closing flushes what it holds.
+ *   - The batches of one thread are released together: the first of
+ *     their handles to run in a turn uncorks what all of them hold (a
+ *     loop's driver pools and HTTP server each have one).
+ *   - Two or more sockets are uncorked with one io_uring submission where
+ *     the kernel can (Linux 6.7 and later), else one setsockopt() each;
+ *     DECREE_IO_URING=0 in the environment keeps io_uring out (cork.c
+ *     says why it matters).
  */
 #ifndef DECREE_COMMON_CORK_H
 #define DECREE_COMMON_CORK_H
@@ -43,8 +50,12 @@ struct cork_batch {
 	uv_prepare_t prepare;
 	struct cork *held;
 	bool open;
-	/* read-only: the turns that released at least one socket */
+	bool in_submission;	       /* during a release: has sockets in it */
+	struct cork_batch *next_batch; /* the thread's open batches */
+	/* read-only: the turns that released at least one socket, and the
+	 * io_uring submissions that released two or more at once */
 	uint64_t turns;
+	uint64_t ring_releases;
 };
 
 /* For a new socket (or a new connection in the same place). */
@@ -68,5 +79,10 @@ void cork_hold(struct cork_batch *b, struct cork *k, int fd);
 
 /* Takes k off its batch without touching the socket (it is closing). */
 void cork_drop(struct cork *k);
+
+/* Whether this thread's releases may use io_uring (true: try it again,
+ * false: setsockopt() only).  For tests of both paths; DECREE_IO_URING=0
+ * is the operator's switch. */
+void cork_use_io_uring(bool on);
 
 #endif

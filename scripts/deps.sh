@@ -3,7 +3,7 @@
 # A no-op when everything is present; works as root or through sudo.
 set -euo pipefail
 
-pkgs=(build-essential pkg-config libuv1-dev libpq-dev libjansson-dev check
+pkgs=(build-essential pkg-config libuv1-dev libpq-dev libjansson-dev liburing-dev check
       libsubunit-dev libhttp-parser-dev postgresql postgresql-contrib curl)
 
 missing=()

@@ -8,13 +8,17 @@
  */
 #include "common/common.h"
 
-#include <check.h>
 #include "tests/lib/suite.h"
+#include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A connected loopback TCP pair: fds[0] writes, fds[1] reads. */
@@ -216,6 +220,113 @@ START_TEST(closing_the_batch_releases_what_it_holds)
 }
 END_TEST
 
+/* True if this kernel can uncork through io_uring: Linux 6.7 or later
+ * with io_uring enabled.  Then the batch must use it. */
+static bool ring_expected(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0, off = 0;
+	FILE *f;
+
+	ck_assert_int_eq(uname(&u), 0);
+	if (sscanf(u.release, "%d.%d", &major, &minor) != 2 || major < 6 ||
+	    (major == 6 && minor < 7))
+		return false;
+	f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%d", &off) != 1)
+			off = 0;
+		fclose(f);
+	}
+	return off == 0 && getenv("DECREE_IO_URING") == NULL;
+}
+
+/* More sockets than one submission holds (64), in two batches of one
+ * loop: every one is uncorked and its bytes arrive when the turn ends,
+ * with io_uring on and off; one release serves both batches. */
+static void many_sockets(bool ring)
+{
+	enum { N = 150 };
+	uv_loop_t loop;
+	struct cork_batch b[2];
+	static struct cork k[N];
+	static int p[N][2];
+
+	cork_use_io_uring(ring);
+	loop_open(&loop);
+	cork_batch_init(&loop, &b[0]);
+	cork_batch_init(&loop, &b[1]);
+	for (int i = 0; i < N; i++) {
+		cork_init(&k[i]);
+		tcp_pair(p[i]);
+		cork_hold(&b[i % 2], &k[i], p[i][0]);
+		ck_assert_int_eq(write(p[i][0], "abc", 3), 3);
+	}
+	ck_assert_uint_eq(cork_batch_held(&b[0]) + cork_batch_held(&b[1]), N);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(peek(p[i][1]), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	for (int j = 0; j < 2; j++) {
+		ck_assert_uint_eq(cork_batch_held(&b[j]), 0);
+		ck_assert_uint_eq(b[j].turns, 1);
+		if (!ring)
+			ck_assert_uint_eq(b[j].ring_releases, 0);
+		else if (ring_expected())
+			ck_assert(b[j].ring_releases >= 1 &&
+				  b[j].ring_releases <= 3);
+	}
+	/* 150 sockets: three submissions in all (64 + 64 + 22), each
+	 * counted by the batches it served. */
+	if (ring && ring_expected())
+		ck_assert_uint_eq(b[0].ring_releases + b[1].ring_releases, 4);
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(corked(p[i][0]), 0);
+		ck_assert_int_eq(peek(p[i][1]), 3);
+	}
+	cork_batch_close(&b[0], NULL);
+	cork_batch_close(&b[1], NULL);
+	loop_close(&loop);
+	for (int i = 0; i < N; i++) {
+		close(p[i][0]);
+		close(p[i][1]);
+	}
+	cork_use_io_uring(true);
+}
+
+START_TEST(many_sockets_leave_together_through_io_uring)
+{
+	many_sockets(true);
+}
+END_TEST
+
+START_TEST(many_sockets_leave_one_by_one_without_io_uring)
+{
+	many_sockets(false);
+}
+END_TEST
+
+/* A child forked after its parent's ring was made makes its own: both
+ * release their sockets. */
+START_TEST(a_forked_child_makes_its_own_ring)
+{
+	many_sockets(true); /* the ring exists now */
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		many_sockets(true);
+		_exit(0);
+	}
+	{
+		int st = 0;
+
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	many_sockets(true);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *tests[] = {
@@ -223,6 +334,9 @@ int main(void)
 	    dropped_sockets_are_left_alone,
 	    a_socket_without_a_cork_writes_at_once,
 	    closing_the_batch_releases_what_it_holds,
+	    many_sockets_leave_together_through_io_uring,
+	    many_sockets_leave_one_by_one_without_io_uring,
+	    a_forked_child_makes_its_own_ring,
 	    NULL,
 	};
 
