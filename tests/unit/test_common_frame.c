@@ -4,28 +4,13 @@
  */
 #include "common/common.h"
 
-#include <check.h>
+#include "tests/lib/rng.h"
 #include "tests/lib/suite.h"
+#include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A small deterministic generator (xorshift64*), so failures replay. */
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t seed)
-{
-	rng_state = seed ? seed : 0x9e3779b97f4a7c15ull;
-}
-
-static uint64_t rng_next(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 /*
  * Builds a stream of n frames with seeded types and payload sizes (some

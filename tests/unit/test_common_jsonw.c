@@ -5,22 +5,13 @@
  */
 #include "common/common.h"
 
+#include "tests/lib/rng.h"
 #include "tests/lib/suite.h"
 #include <check.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 START_TEST(writes_nested_values_with_commas_and_colons)
 {
@@ -130,7 +121,7 @@ START_TEST(random_strings_round_trip_through_jansson)
 	struct jsonw w;
 	char in[64];
 
-	rng_state = 0x5eed0001;
+	rng_seed(0x5eed0001);
 	jsonw_init(&w);
 	for (int round = 0; round < 5000; round++) {
 		size_t n = rng_next() % sizeof(in);

@@ -8,27 +8,12 @@
 #include "common/common.h"
 #include "raft/raft.h"
 
-#include <check.h>
+#include "tests/lib/rng.h"
 #include "tests/lib/suite.h"
+#include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static void rng_seed(uint64_t seed)
-{
-	rng_state = seed ? seed : 1;
-}
 
 /* ---- building and comparing messages ------------------------------------ */
 
