@@ -609,6 +609,8 @@ static int on_value(http_parser *p, const char *at, size_t len)
 	return 0;
 }
 
+#define BODY_RESERVE_MAX (64u << 10)
+
 static int on_headers_complete(http_parser *p)
 {
 	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -623,9 +625,12 @@ static int on_headers_complete(http_parser *p)
 	if ((p->flags & F_CONTENTLENGTH) &&
 	    p->content_length > hc->srv->opts.max_body_bytes)
 		return stop_parser(hc, 413);
-	/* The body's room at once, not doubling up to it. */
+	/* The body's room at once, not doubling up to it; a large one only
+	 * as its bytes arrive, so a header alone cannot claim much. */
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0 &&
-	    sbuf_grow(&r->body, (size_t)p->content_length) < 0)
+	    sbuf_grow(&r->body, p->content_length < BODY_RESERVE_MAX
+				    ? (size_t)p->content_length
+				    : BODY_RESERVE_MAX) < 0)
 		return stop_parser(hc, 503);
 	expect = http_request_header(&r->pub, "Expect");
 	if (expect != NULL && strncasecmp(expect, "100-continue", 12) == 0 &&

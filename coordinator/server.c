@@ -989,6 +989,8 @@ static void fx_timer(struct coordinator_server *s,
 
 void coordinator_server_client_answered(struct coordinator_server *s);
 
+#define ANSWER_KEEP_MAX (64u << 10)
+
 static void fx_reply(struct coordinator_server *s,
 		     const struct coordinator_effect *f)
 {
@@ -1009,10 +1011,13 @@ static void fx_reply(struct coordinator_server *s,
 		status = 503; /* outcome unknown: look it up later */
 		break;
 	}
-	/* One writer's memory serves every answer. */
+	/* One writer's memory serves every answer (but a large one's is
+	 * not kept). */
 	jsonw_reset(&s->answer);
 	coordinator_server_reply_write(s, f->reply, &s->answer);
 	http_respond_jsonw(req, status, &s->answer);
+	if (s->answer.len > ANSWER_KEEP_MAX)
+		jsonw_free(&s->answer);
 	coordinator_server_client_answered(s);
 }
 
