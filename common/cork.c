@@ -10,6 +10,7 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,8 @@
  * added setsockopt as an io_uring command; where the ring cannot be made
  * (an older kernel, io_uring turned off by sysctl or seccomp) or the
  * command is refused, releases go back to setsockopt() for good.  A child
- * forked after the ring was made makes its own.  DECREE_IO_URING=0 in the
- * environment keeps io_uring out.
+ * forked after the ring was made lets go of the parent's and makes its
+ * own.  DECREE_IO_URING=0 in the environment keeps io_uring out.
  */
 #define RING_ENTRIES		    64
 #define SOCKET_URING_OP_SETSOCKOPT_ 3 /* <linux/io_uring.h> of 6.7 */
@@ -38,34 +39,59 @@
  * in a turn releases the sockets of all of them, in one submission. */
 static __thread struct cork_batch *batches;
 
+enum { RING_UNTRIED, RING_IN_USE, RING_INHERITED, RING_OFF };
+
 static __thread struct io_uring ring;
-static __thread int ring_state; /* 0 not tried, 1 in use, -1 not used */
-static __thread pid_t ring_pid;
+static __thread int ring_state; /* RING_* */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* In a forked child (its one thread is the forking one): the ring is the
+ * parent's, shared with it; the child lets go of its copy and makes its
+ * own when it next needs one. */
+static void on_fork_child(void)
+{
+	if (ring_state == RING_IN_USE)
+		ring_state = RING_INHERITED;
+}
+
+static void register_atfork(void)
+{
+	(void)pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+static void ring_off(void)
+{
+	if (ring_state == RING_IN_USE || ring_state == RING_INHERITED)
+		io_uring_queue_exit(&ring); /* (a child's copy only) */
+	ring_state = RING_OFF;
+}
 
 static bool ring_ready(void)
 {
 	const char *env;
 
-	if (ring_state == 1 && ring_pid != getpid())
-		ring_state = 0; /* forked: the parent's ring is not ours */
-	if (ring_state != 0)
-		return ring_state > 0;
+	if (ring_state == RING_INHERITED) {
+		io_uring_queue_exit(&ring);
+		ring_state = RING_UNTRIED;
+	}
+	if (ring_state != RING_UNTRIED)
+		return ring_state == RING_IN_USE;
+	ring_state = RING_OFF;
 	env = getenv("DECREE_IO_URING");
-	ring_state = -1;
 	if (env != NULL && strcmp(env, "0") == 0)
 		return false;
+	(void)pthread_once(&atfork_once, register_atfork);
 	if (io_uring_queue_init(RING_ENTRIES, &ring, 0) != 0)
 		return false;
-	ring_state = 1;
-	ring_pid = getpid();
+	ring_state = RING_IN_USE;
 	return true;
 }
 
 void cork_use_io_uring(bool on)
 {
-	if (ring_state == 1 && ring_pid == getpid())
-		io_uring_queue_exit(&ring);
-	ring_state = on ? 0 : -1;
+	ring_off();
+	if (on)
+		ring_state = RING_UNTRIED;
 }
 
 static void uncork_call(int fd)
@@ -109,6 +135,7 @@ static bool uncork_ring(void)
 	struct io_uring_cqe *cqe;
 	int fds[RING_ENTRIES];
 	unsigned n = 0;
+	bool refused = false;
 	struct cork *k;
 	int ret;
 
@@ -123,7 +150,7 @@ static bool uncork_ring(void)
 			/* (Cannot happen: the ring is empty between
 			 * submissions.)  By hand, and no more ring. */
 			uncork_call(k->fd);
-			ring_state = -1;
+			ring_off();
 			break;
 		}
 		fds[n] = k->fd;
@@ -142,7 +169,7 @@ static bool uncork_ring(void)
 		n++;
 	}
 	if (n == 0)
-		return ring_state > 0;
+		return ring_state == RING_IN_USE;
 	ret = io_uring_submit_and_wait(&ring, n);
 	for (int i = 0; i < ret; i++) {
 		if (io_uring_wait_cqe(&ring, &cqe) != 0)
@@ -152,7 +179,7 @@ static bool uncork_ring(void)
 			 * now and from now on. */
 			uncork_call((int)cqe->user_data);
 			if (cqe->res == -EINVAL || cqe->res == -EOPNOTSUPP)
-				ring_state = -1;
+				refused = true;
 		}
 		io_uring_cqe_seen(&ring, cqe);
 	}
@@ -161,12 +188,14 @@ static bool uncork_ring(void)
 		 * harmless) and leave the ring alone from now on. */
 		for (unsigned i = 0; i < n; i++)
 			uncork_call(fds[i]);
-		ring_state = -1;
+		ring_off();
 		return true;
 	}
 	for (struct cork_batch *b = batches; b != NULL; b = b->next_batch)
 		if (b->in_submission)
 			b->ring_releases++;
+	if (refused)
+		ring_off();
 	return true;
 }
 
