@@ -43,6 +43,7 @@ enum { RING_UNTRIED, RING_IN_USE, RING_INHERITED, RING_OFF };
 
 static __thread struct io_uring ring;
 static __thread int ring_state; /* RING_* */
+static __thread unsigned ring_cmd = SOCKET_URING_OP_SETSOCKOPT_;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* In a forked child (its one thread is the forking one): the ring is the
@@ -92,6 +93,11 @@ void cork_use_io_uring(bool on)
 	ring_off();
 	if (on)
 		ring_state = RING_UNTRIED;
+}
+
+void cork_test_ring_command(unsigned op)
+{
+	ring_cmd = op != 0 ? op : SOCKET_URING_OP_SETSOCKOPT_;
 }
 
 static void uncork_call(int fd)
@@ -161,7 +167,7 @@ static bool uncork_ring(void)
 		memset(sqe, 0, sizeof(*sqe));
 		sqe->opcode = IORING_OP_URING_CMD;
 		sqe->fd = k->fd;
-		sqe->cmd_op = SOCKET_URING_OP_SETSOCKOPT_;
+		sqe->cmd_op = ring_cmd;
 		sqe->addr = (uint64_t)IPPROTO_TCP | ((uint64_t)TCP_CORK << 32);
 		sqe->addr3 = (uint64_t)(uintptr_t)&off;
 		sqe->file_index = sizeof(off);

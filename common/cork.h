@@ -84,5 +84,8 @@ void cork_drop(struct cork *k);
  * false: setsockopt() only).  For tests of both paths; DECREE_IO_URING=0
  * is the operator's switch. */
 void cork_use_io_uring(bool on);
+/* Test hook: the io_uring socket command releases use (0: the real one);
+ * another makes the kernel refuse it, as a kernel before 6.7 does. */
+void cork_test_ring_command(unsigned op);
 
 #endif

@@ -327,6 +327,52 @@ START_TEST(a_forked_child_makes_its_own_ring)
 }
 END_TEST
 
+/* A kernel that refuses the command (as before Linux 6.7): the sockets
+ * of that submission are uncorked by hand at once, and later turns do
+ * without the ring. */
+START_TEST(a_refused_ring_command_falls_back_to_setsockopt)
+{
+	uv_loop_t loop;
+	struct cork_batch b;
+	struct cork k[3];
+	int p[3][2];
+
+	if (!ring_expected())
+		return; /* no ring here: the plain path is tested above */
+	cork_use_io_uring(true);
+	cork_test_ring_command(0xfff0); /* no such socket command */
+	loop_open(&loop);
+	cork_batch_init(&loop, &b);
+	for (int turn = 1; turn <= 2; turn++) {
+		for (int i = 0; i < 3; i++) {
+			if (turn == 1) {
+				cork_init(&k[i]);
+				tcp_pair(p[i]);
+			}
+			cork_hold(&b, &k[i], p[i][0]);
+			ck_assert_int_eq(write(p[i][0], "xy", 2), 2);
+			ck_assert_int_eq(peek(p[i][1]), 0);
+		}
+		uv_run(&loop, UV_RUN_NOWAIT);
+		for (int i = 0; i < 3; i++) {
+			ck_assert_int_eq(corked(p[i][0]), 0);
+			ck_assert_int_eq(peek(p[i][1]), 2);
+		}
+		/* Tried once, refused, not tried again. */
+		ck_assert_uint_eq(b.ring_releases, 1);
+		ck_assert_uint_eq(b.turns, (uint64_t)turn);
+	}
+	cork_batch_close(&b, NULL);
+	loop_close(&loop);
+	for (int i = 0; i < 3; i++) {
+		close(p[i][0]);
+		close(p[i][1]);
+	}
+	cork_test_ring_command(0);
+	cork_use_io_uring(true);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *tests[] = {
@@ -337,6 +383,7 @@ int main(void)
 	    many_sockets_leave_together_through_io_uring,
 	    many_sockets_leave_one_by_one_without_io_uring,
 	    a_forked_child_makes_its_own_ring,
+	    a_refused_ring_command_falls_back_to_setsockopt,
 	    NULL,
 	};
 
