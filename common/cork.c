@@ -154,10 +154,12 @@ static bool uncork_ring(void)
 
 		if (sqe == NULL) {
 			/* (Cannot happen: the ring is empty between
-			 * submissions.)  By hand, and no more ring. */
+			 * submissions.)  All by hand, and no more ring. */
 			uncork_call(k->fd);
+			for (unsigned i = 0; i < n; i++)
+				uncork_call(fds[i]);
 			ring_off();
-			break;
+			return true;
 		}
 		fds[n] = k->fd;
 		/* IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT: level
