@@ -109,8 +109,8 @@ static int hex4(const char *p, unsigned *out)
 	return 0;
 }
 
-/* One \uXXXX escape (two for a surrogate pair) at ps->p (on the 'u'),
- * written as UTF-8. */
+/* One \u escape of four hex digits (two for a surrogate pair) at ps->p (on the
+ * 'u'), written as UTF-8. */
 static int unicode_escape(struct parser *ps)
 {
 	const char *at = ps->p - 1;
